@@ -72,6 +72,9 @@ class PreprocessSpec:
             key += "_r" + "-".join(f"{r:g}" for r in self.ratios)
         if self.resize:
             key += f"_z{self.resize}"
+        mode = self.extras.get("align_mode", "similarity")
+        if self.align and mode != "similarity":
+            key += f"_{mode}"
         if not self.align:
             key += "_noalign"
         return key

