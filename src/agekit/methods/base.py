@@ -1,0 +1,170 @@
+"""The :class:`Method` base class: head outputs -> loss, and head outputs -> age.
+
+A method is the part of a paper that is not the network: the target encoding, the loss
+and the decoder (Paplham and Franc's split of "head, loss, decoder"). Networks return an
+:class:`agekit.outputs.ModelOutput`; a method reads only its documented fields.
+
+Labels follow the agekit conventions: unknown age is NaN, unknown gender / age group is -1.
+Samples with an unknown label do not contribute to the loss term of that label.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agekit.outputs import ModelOutput
+
+_METHODS: dict[str, type["Method"]] = {}
+
+
+def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
+    """Class decorator adding a :class:`Method` subclass under ``name``."""
+
+    def deco(cls: type["Method"]) -> type["Method"]:
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return deco
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` where ``mask`` is true; a graph-connected zero when none is."""
+    mask = mask.to(values.device)
+    if bool(mask.any()):
+        return values[mask].mean()
+    return values.sum() * 0.0
+
+
+def age_mask(age: Tensor) -> Tensor:
+    """Samples whose age is known (agekit: unknown age is NaN)."""
+    return torch.isfinite(age)
+
+
+def masked_l1(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error over samples with a known target (SSR-Net Eq. 1, C3AE Eq. 5)."""
+    pred = pred.reshape(-1)
+    target = target.reshape(-1).to(pred.dtype).to(pred.device)
+    mask = age_mask(target)
+    return masked_mean((pred - torch.where(mask, target, torch.zeros_like(target))).abs(), mask)
+
+
+def masked_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy over samples whose class is known (label -1 is ignored)."""
+    target = target.reshape(-1).long().to(logits.device)
+    mask = target >= 0
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[mask], target[mask])
+
+
+def nearest_bin(age: Tensor, bin_ages: Tensor) -> Tensor:
+    """Index of the bin whose age is nearest to ``age`` (clamped to the range of the bins)."""
+    age = torch.nan_to_num(age.reshape(-1, 1).to(bin_ages.dtype), nan=float(bin_ages[0]))
+    return (age - bin_ages.reshape(1, -1)).abs().argmin(dim=1)
+
+
+def distribution_mean_std(probs: Tensor, bin_ages: Tensor) -> tuple[Tensor, Tensor]:
+    """Expectation (DEX Eq. / SSR-Net Eq. 2) and standard deviation in years of a distribution."""
+    bin_ages = bin_ages.to(probs.dtype).to(probs.device).reshape(1, -1)
+    mean = (probs * bin_ages).sum(1)
+    var = (probs * (bin_ages - mean.unsqueeze(1)) ** 2).sum(1)
+    return mean, var.clamp_min(0).sqrt()
+
+
+def uniform_bins(n: int, start: float = 0.0, step: float = 1.0, device=None) -> Tensor:
+    """Bin ages ``start, start + step, ...`` (n of them)."""
+    return start + step * torch.arange(n, dtype=torch.float32, device=device)
+
+
+class Method:
+    """A paper's training method: ``loss(out, batch)`` and ``predict(out)``.
+
+    Subclasses set ``name`` (via :func:`register_method`) and override :meth:`age_loss`
+    and, where the age is not simply ``out.age``, :meth:`predict_age`. The base class
+    adds a gender cross-entropy whenever the network has ``gender_logits`` (multi-task
+    heads; weight ``gender_weight``) and decodes gender and age groups for every method.
+    """
+
+    name: str = "method"
+    needs_teacher: bool = False
+    defaults: dict[str, Any] = {"gender_weight": 1.0}
+
+    def __init__(self, **config: Any) -> None:
+        merged = {**Method.defaults, **type(self).defaults}
+        unknown = set(config) - set(merged)
+        if unknown:
+            raise TypeError(f"method {self.name!r} has no options {sorted(unknown)}; it takes {sorted(merged)}")
+        merged.update(config)
+        self.config: dict[str, Any] = merged
+        for k, v in merged.items():
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({opts})"
+
+    # ------------------------------------------------------------------ loss
+    def loss(
+        self,
+        out: ModelOutput,
+        batch: dict[str, Tensor],
+        model: nn.Module | None = None,
+        teacher: ModelOutput | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scalar training loss and its named parts (for logging)."""
+        if self.needs_teacher and teacher is None:
+            raise ValueError(f"method {self.name!r} needs the teacher's ModelOutput (teacher=...)")
+        parts = self.age_loss(out, batch, model=model, teacher=teacher)
+        if out.gender_logits is not None and "gender" in batch and self.gender_weight:
+            parts["gender_ce"] = self.gender_weight * masked_cross_entropy(out.gender_logits, batch["gender"])
+        if not parts:
+            raise ValueError(f"method {self.name!r}: the network output has none of the fields this method trains")
+        total = sum(parts.values())
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model=None, teacher=None) -> dict[str, Tensor]:
+        """Named loss terms of the method (overridden by each paper's method)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- decode
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
+        """Age in years and its uncertainty (std in years, or None) from the network output."""
+        unc = None
+        if out.probs is not None and out.bin_ages is not None:
+            mean, unc = distribution_mean_std(out.probs, out.bin_ages)
+            if out.age is None:
+                return mean, unc
+        return out.age, unc
+
+    def predict(self, out: ModelOutput) -> dict[str, Tensor]:
+        """Decoded predictions: ``age``, ``uncertainty``, ``gender_female``, ``age_group(_probs)``."""
+        res: dict[str, Tensor] = {}
+        with torch.no_grad():
+            age, unc = self.predict_age(out)
+            if age is not None:
+                res["age"] = age.reshape(-1).float()
+            if unc is not None:
+                res["uncertainty"] = unc.reshape(-1).float()
+            if out.gender_logits is not None:
+                res["gender_female"] = out.gender_logits.float().softmax(1)[:, 1]
+            elif out.gender_prob is not None:
+                res["gender_female"] = (1.0 - out.gender_prob.float().reshape(-1)).clamp(0.0, 1.0)
+            if out.age_group_logits is not None:
+                probs = out.age_group_logits.float().softmax(1)
+                res["age_group_probs"] = probs
+                res["age_group"] = probs.argmax(1)
+        return res
+
+
+def get_registered(name: str) -> type[Method]:
+    """The :class:`Method` class registered as ``name``; raises ``KeyError`` listing the names."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known: {sorted(_METHODS)}") from None

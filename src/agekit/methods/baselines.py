@@ -1,0 +1,56 @@
+"""Baselines: DEX (Rothe et al., IJCV 2018) and plain L1 regression."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from agekit.methods.base import Method, age_mask, masked_l1, masked_mean, nearest_bin, register_method, uniform_bins
+
+
+@register_method("dex")
+class DEX(Method):
+    """DEX: cross-entropy on the one-hot age over 101 bins (0..100); age = expectation (DEX Eq. 1).
+
+    The bins are ``out.bin_ages`` when the network gives them, else ``bin_start + i``.
+    ``l1_weight`` > 0 adds an L1 term on the expected age (0 = the paper).
+    """
+
+    defaults = {"bin_start": 0.0, "l1_weight": 0.0}
+
+    def _bins(self, out):
+        if out.bin_ages is not None:
+            return out.bin_ages.float()
+        ref = out.logits if out.logits is not None else out.probs
+        return uniform_bins(ref.shape[1], self.bin_start, 1.0, device=ref.device)
+
+    def age_loss(self, out, batch, model=None, teacher=None):
+        """``ce`` over age bins (and optionally ``l1`` on the expectation)."""
+        if out.logits is None and out.probs is None:
+            return {}
+        bins = self._bins(out)
+        logp = F.log_softmax(out.logits.float(), 1) if out.logits is not None else out.probs.float().clamp_min(1e-12).log()
+        age = batch["age"].float().to(logp.device)
+        idx = nearest_bin(age, bins.to(logp.device))
+        parts = {"ce": masked_mean(-logp.gather(1, idx.unsqueeze(1)).squeeze(1), age_mask(age))}
+        if self.l1_weight:
+            parts["l1"] = self.l1_weight * masked_l1((logp.exp() * bins.to(logp.device)).sum(1), age)
+        return parts
+
+    def predict_age(self, out):
+        """Expectation over the bins; uncertainty = std of the distribution."""
+        if out.logits is None and out.probs is None:
+            return out.age, None
+        from agekit.methods.base import distribution_mean_std
+
+        probs = out.probs if out.probs is not None else out.logits.float().softmax(1)
+        return distribution_mean_std(probs, self._bins(out))
+
+
+@register_method("l1")
+class L1(Method):
+    """Plain regression: L1 between ``out.age`` and the label (SSR-Net Eq. 1 without stages)."""
+
+    def age_loss(self, out, batch, model=None, teacher=None):
+        """``l1`` on ``out.age``."""
+        if out.age is None:
+            return {}
+        return {"l1": masked_l1(out.age, batch["age"])}

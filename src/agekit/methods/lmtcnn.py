@@ -1,0 +1,49 @@
+"""LMTCNN (Lee et al., 2018) and Levi-Hassner (CVPRW 2015): age-group and gender classification.
+
+LMTCNN is trained multi-task with loss = age-group cross-entropy + gender cross-entropy
+(the released TensorFlow code sums the two); Levi-Hassner trains one network per task.
+Age groups are Adience's eight classes (:data:`ADIENCE_AGE_GROUPS`).
+"""
+from __future__ import annotations
+
+from agekit.methods.base import Method, masked_cross_entropy, register_method
+
+#: Adience age groups (years, inclusive), the classes of LMTCNN and Levi-Hassner.
+ADIENCE_AGE_GROUPS: tuple[tuple[int, int], ...] = (
+    (0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100),
+)
+
+
+@register_method("lmtcnn")
+class LMTCNN(Method):
+    """LMTCNN multi-task loss: CE(age group) * ``age_weight`` + CE(gender) * ``gender_weight``."""
+
+    defaults = {"age_weight": 1.0}
+
+    def age_loss(self, out, batch, model=None, teacher=None):
+        """``age_group_ce``; the base class adds ``gender_ce`` from ``out.gender_logits``."""
+        if out.age_group_logits is None:
+            return {}
+        return {"age_group_ce": self.age_weight * masked_cross_entropy(out.age_group_logits, batch["age_group"])}
+
+    def predict_age(self, out):
+        """Classification methods predict age groups, not ages."""
+        return None, None
+
+
+@register_method("levi_hassner_age")
+class LeviHassnerAge(LMTCNN):
+    """Levi-Hassner single-task age-group classifier: CE over the eight Adience groups."""
+
+    defaults = {"age_weight": 1.0, "gender_weight": 0.0}
+
+
+@register_method("levi_hassner_gender")
+class LeviHassnerGender(LMTCNN):
+    """Levi-Hassner single-task gender classifier: CE over male / female."""
+
+    defaults = {"age_weight": 0.0, "gender_weight": 1.0}
+
+    def age_loss(self, out, batch, model=None, teacher=None):
+        """No age term."""
+        return {}
