@@ -29,6 +29,8 @@ def test_hand_counted_figures() -> None:
     assert count_macs(m, (3, 8, 8)) == 6912 + 1296 + 720
     # params + floating buffers (running mean/var), 4 bytes each; num_batches_tracked is an int buffer
     assert fp32_bytes(m) == 4 * (881 + 8)
+    # ptflops convention adds: conv bias 4*8*8 = 256, BN 2 * 256 = 512, fc bias 5
+    assert count_macs(m, (3, 8, 8), convention="ptflops") == 6912 + 1296 + 720 + 256 + 512 + 5
     c = complexity(m, (3, 8, 8))
     assert c.params_with_bn_stats == 889
     json.dumps(c.to_dict())
