@@ -41,15 +41,18 @@ def zoo_rows(pattern: str = "*", family: str | None = None) -> list[dict[str, An
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table of :func:`zoo_rows`."""
-    head = f"{'model':<34} {'family':<10} {'input':<14} {'params':>11} {'params+BN':>11} {'MACs':>10} {'KB':>8}  w"
+    head = f"{'model':<34} {'family':<10} {'input':<14} {'params':>11} {'params+BN':>11} {'MACs':>10} {'MACC*':>10} {'KB':>8}  w"
     lines = [head, "-" * len(head)]
     for r in rows:
         size = "x".join(str(s) for s in r["input_size"])
         lines.append(
             f"{r['name']:<34} {r['family']:<10} {size:<14} {r['params']:>11,} {r['params_with_bn_stats']:>11,} "
-            f"{r['macs'] / 1e6:>9.2f}M {r['fp32_bytes'] / 1024:>8.1f}  {'*' if r['weights'] else ''}"
+            f"{r['macs'] / 1e6:>9.2f}M {r['macs_ptflops'] / 1e6:>9.2f}M {r['fp32_bytes'] / 1024:>8.1f}  {'*' if r['weights'] else ''}"
         )
-    lines.append(f"{len(rows)} models; MACs = conv+linear multiply-accumulates per image; * = shipped weights")
+    lines.append(
+        f"{len(rows)} models; MACs = conv+linear multiply-accumulates per image; "
+        "MACC* = the HSR paper's (ptflops) convention, MACs + bias/BN/ReLU/avg-pool ops; w * = shipped weights"
+    )
     return "\n".join(lines)
 
 
