@@ -1,0 +1,261 @@
+"""``agekit bench``: measured CPU latency and throughput of zoo models, and of a whole photo.
+
+Per model: batch-1 latency (median of ``repeats`` runs) and batch-``throughput_batch``
+throughput for PyTorch eager, ONNX Runtime fp32 and ONNX Runtime int8, all with
+``threads`` intra-op threads; then the end-to-end latency of one 640x480 photo with one
+face (decode, detect, align and crop, estimate). Weights are randomly initialised: the
+timings do not depend on their values. The machine is described in the output (CPU
+model, cores, library versions, allocator settings) because the numbers mean nothing
+without it. Targets (the project's, not the papers'): SSR-Net batch-1 <= 0.25 ms;
+SepHSR(30,10) >= 5,000 faces/s fp32 and >= 10,000 int8 at batch 256; ONNX >= 5x faster
+than torch eager at batch 1; a 640x480 photo with one face <= 15 ms end to end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+DEFAULT_MODELS = ("ssrnet", "sephsr_30_10", "c3ae_plain")
+TARGETS = {
+    "ssrnet_b1_ms": 0.25,
+    "sephsr_30_10_fp32_fps": 5000.0,
+    "sephsr_30_10_int8_fps": 10000.0,
+    "onnx_vs_torch_b1": 5.0,
+    "photo_ms": 15.0,
+}
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU model (from /proc/cpuinfo), core count, library versions and allocator environment."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC", "OMP_", "MKL_", "LD_PRELOAD", "AGEKIT_ORT"))}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "threads": threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "env": env,
+        "platform": platform.platform(),
+    }
+
+
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 10) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_model(name: str, threads: int = 2, repeats: int = 200, batch: int = 256, int8: bool = True,
+                workdir: str | Path | None = None) -> dict[str, Any]:
+    """Batch-1 latency (ms) and batch throughput (faces/s) of one zoo model in each backend."""
+    from agekit.checkpoint import LoadedModel
+    from agekit.complexity import complexity
+    from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
+    from agekit.inference.onnx_export import export_onnx, network_inputs, sample_crops
+    from agekit.registry import create_model, model_entry
+
+    entry = model_entry(name)
+    model = create_model(name).eval()
+    spec = getattr(model, "preprocess", None) or entry.preprocess
+    size = tuple(getattr(model, "input_size", None) or entry.input_size)
+    c = complexity(model, size)
+    crops, _ = sample_crops(spec, min(batch, 64))
+    x = network_inputs(crops, spec).astype(np.float32)
+    xb = np.concatenate([x] * (batch // len(x) + 1))[:batch]
+    x1 = xb[:1]
+    row: dict[str, Any] = {"model": name, "params": c.params, "macs": c.macs, "input": list(size), "batch": batch}
+    torch.set_num_threads(threads)
+    runners: dict[str, Any] = {"torch": TorchRunner(model, load_method(None, name))}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        rep = export_onnx(LoadedModel(model, name, {}, spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8)
+        row["parity_fp32"] = rep.parity.get("age", max(rep.parity.values(), default=0.0))
+        runners["onnx_fp32"] = OnnxRunner(rep.path, threads=threads)
+        if int8 and rep.int8_path:
+            runners["onnx_int8"] = OnnxRunner(rep.int8_path, threads=threads)
+            row["int8_mode"] = rep.int8_mode
+            row["int8_age_mean_drift"] = rep.int8_drift.get("age mean|diff|")
+        for key, run in runners.items():
+            row[f"{key}_b1_ms"] = 1e3 * time_call(lambda: run(x1), repeats)
+            t = time_call(lambda: run(xb), max(5, repeats // 20), warmup=2)
+            row[f"{key}_fps"] = batch / t
+    row["onnx_vs_torch_b1"] = row["torch_b1_ms"] / row["onnx_fp32_b1_ms"]
+    return row
+
+
+def _photo(seed: int = 0) -> tuple[np.ndarray, str]:
+    """A 640x480 RGB photo with one face: a UTKFace image (when ../shared is present) pasted on a textured background."""
+    import cv2
+
+    from agekit.face.io import read_image
+
+    rng = np.random.default_rng(seed)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 8)
+    shared = Path(os.environ.get("AGEKIT_SHARED", Path(__file__).resolve().parents[3].parent / "shared"))
+    faces = sorted((shared / "data" / "utkface" / "UTKFace").glob("3*_1_0_*.jpg*"))[:1]
+    if not faces:
+        raise FileNotFoundError(f"no UTKFace image under {shared} to make a photo with a real face (set AGEKIT_SHARED)")
+    face = cv2.resize(read_image(faces[0]), (180, 180))
+    bg[150:330, 230:410] = face
+    return bg, f"640x480 with one 180x180 face from {faces[0].name}"
+
+
+def bench_photo(model: str = "sephsr_30_10", threads: int = 2, repeats: int = 30, detector: str = "dlib",
+                **detector_kwargs: Any) -> dict[str, Any]:
+    """End-to-end latency (ms) of one 640x480 JPEG photo: decode, detect, align + crop, estimate (ONNX)."""
+    import cv2
+
+    from agekit.checkpoint import save_checkpoint
+    from agekit.face.io import read_image
+    from agekit.inference.estimator import Estimator
+    from agekit.registry import create_model
+
+    img, what = _photo()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "photo.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ckpt = save_checkpoint(Path(tmp) / f"{model}.pt", create_model(model), name=model)
+        est = Estimator.from_pretrained(ckpt, backend="onnx", detector=detector, cache_dir=tmp, threads=threads,
+                                        **detector_kwargs)
+        res = est.predict(path)[0]
+        rgb = read_image(path)
+        det = est.pipeline.detector
+        row = {
+            "photo": what,
+            "model": model,
+            "detector": f"{detector} {detector_kwargs or ''}".strip(),
+            "faces_found": len(res["faces"]),
+            "decode_ms": 1e3 * time_call(lambda: read_image(path), repeats, 3),
+            "detect_ms": 1e3 * time_call(lambda: det.detect(rgb), repeats, 3),
+            "detect_align_crop_ms": 1e3 * time_call(lambda: est.pipeline.process(rgb), repeats, 3),
+            "total_ms": 1e3 * time_call(lambda: est.predict(path), repeats, 3),
+        }
+    row["align_crop_ms"] = row["detect_align_crop_ms"] - row["detect_ms"]
+    row["estimate_ms"] = row["total_ms"] - row["detect_align_crop_ms"] - row["decode_ms"]
+    return row
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """The bench result as Markdown: machine, per-model table, photo breakdown, targets."""
+    m = result["machine"]
+    lines = [
+        "# agekit bench",
+        "",
+        f"- CPU: {m['cpu']}; {m['cores']} cores visible ({m['affinity_cores']} in affinity); {m['threads']} intra-op threads",
+        f"- Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}",
+        f"- environment: {m['env'] or 'no MALLOC_/OMP_/MKL_ settings'}",
+        f"- command: `{result['command']}`",
+        "",
+        "| model | params | MACs | torch b1 ms | ONNX fp32 b1 ms | ONNX int8 b1 ms | ONNX/torch b1 | "
+        f"torch b{result['batch']} faces/s | fp32 faces/s | int8 faces/s | int8 age drift (y) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def f(v: Any, nd: int = 3) -> str:
+        return "-" if v is None else (f"{v:,.0f}" if isinstance(v, float) and v >= 1000 else f"{v:.{nd}f}" if isinstance(v, float) else f"{v:,}")
+
+    for r in result["models"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | error: {r['error']} |")
+            continue
+        lines.append(
+            f"| {r['model']} | {f(r['params'])} | {f(r['macs'])} | {f(r['torch_b1_ms'])} | {f(r['onnx_fp32_b1_ms'])} | "
+            f"{f(r.get('onnx_int8_b1_ms'))} | {f(r['onnx_vs_torch_b1'], 1)}x | {f(r['torch_fps'])} | {f(r['onnx_fp32_fps'])} | "
+            f"{f(r.get('onnx_int8_fps'))} | {f(r.get('int8_age_mean_drift'), 2)} |"
+        )
+    p = result.get("photo")
+    if p:
+        lines += ["", "## One photo end to end", ""]
+        if "error" in p:
+            lines.append(f"skipped: {p['error']}")
+        else:
+            lines += [
+                f"{p['photo']}; detector {p['detector']}; model {p['model']} (ONNX fp32); faces found: {p['faces_found']}",
+                "",
+                "| decode | detect | align + crop | estimate | total |",
+                "| ---: | ---: | ---: | ---: | ---: |",
+                f"| {p['decode_ms']:.2f} ms | {p['detect_ms']:.2f} ms | {p['align_crop_ms']:.2f} ms | {p['estimate_ms']:.2f} ms | {p['total_ms']:.2f} ms |",
+            ]
+    lines += ["", "## Targets", ""]
+    lines += [f"- {t['what']}: measured {t['measured']}, target {t['target']}: {'met' if t['met'] else 'NOT met'}" for t in result["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each project target with the measured value (targets whose model was not run are left out)."""
+    rows = {r["model"]: r for r in result["models"] if "error" not in r}
+    out = []
+
+    def add(what: str, measured: float | None, target: float, higher: bool) -> None:
+        if measured is not None:
+            out.append({"what": what, "measured": round(measured, 4), "target": (">= " if higher else "<= ") + f"{target:g}",
+                        "met": measured >= target if higher else measured <= target})
+
+    if "ssrnet" in rows:
+        add("SSR-Net ONNX fp32 batch-1 latency (ms)", rows["ssrnet"]["onnx_fp32_b1_ms"], TARGETS["ssrnet_b1_ms"], False)
+    if "sephsr_30_10" in rows:
+        r = rows["sephsr_30_10"]
+        add(f"SepHSR(30,10) fp32 faces/s at batch {r['batch']}", r["onnx_fp32_fps"], TARGETS["sephsr_30_10_fp32_fps"], True)
+        add(f"SepHSR(30,10) int8 faces/s at batch {r['batch']}", r.get("onnx_int8_fps"), TARGETS["sephsr_30_10_int8_fps"], True)
+    for name, r in rows.items():
+        add(f"{name} ONNX vs torch eager speed-up at batch 1", r["onnx_vs_torch_b1"], TARGETS["onnx_vs_torch_b1"], True)
+    p = result.get("photo") or {}
+    if "total_ms" in p:
+        add("640x480 photo, one face, end to end (ms)", p["total_ms"], TARGETS["photo_ms"], False)
+    return out
+
+
+def run_bench(models: Sequence[str] | None = None, out: str | Path | None = None, repeats: int = 200, threads: int = 2,
+              photo: bool = True, int8: bool = True, throughput_batch: int = 256, printer: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark, print Markdown, and write ``out`` (.md) plus the same stem .json when given."""
+    import sys
+
+    torch.set_num_threads(threads)
+    result: dict[str, Any] = {"machine": machine_info(threads), "command": "agekit " + " ".join(sys.argv[1:]) if sys.argv else "run_bench",
+                              "batch": throughput_batch, "models": []}
+    for name in models or DEFAULT_MODELS:
+        try:
+            result["models"].append(bench_model(name, threads, repeats, throughput_batch, int8))
+        except Exception as e:  # one model failing does not hide the others
+            result["models"].append({"model": name, "error": f"{type(e).__name__}: {e}"})
+    if photo:
+        try:
+            result["photo"] = bench_photo(threads=threads)
+        except Exception as e:
+            result["photo"] = {"error": f"{type(e).__name__}: {e}"}
+    result["targets"] = check_targets(result)
+    md = render_markdown(result)
+    printer(md)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(md)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    return result

@@ -1,0 +1,227 @@
+"""``agekit predict``, ``agekit export`` and ``agekit bench``: thin layers over the library."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+CSV_FIELDS = ("source", "frame", "face", "x1", "y1", "x2", "y2", "age", "age_smoothed", "uncertainty",
+              "gender", "gender_female", "track", "error")
+
+
+def _rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per face (or per input without a face, carrying its error)."""
+    rows = []
+    for r in results:
+        base = {"source": r["source"], "frame": r.get("frame"), "error": r.get("error")}
+        if not r["faces"]:
+            rows.append({**base, "face": None})
+        for i, f in enumerate(r["faces"]):
+            x1, y1, x2, y2 = f["box"]
+            rows.append({**base, "face": i, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                         **{k: f.get(k) for k in ("age", "age_smoothed", "uncertainty", "gender", "gender_female", "track")}})
+    return rows
+
+
+def _fmt(v: Any, nd: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """A fixed-width table: one line per face, errors inline."""
+    head = f"{'source':<40} {'face':>4} {'box (x1,y1,x2,y2)':<22} {'age':>6} {'+-':>5} {'gender':<7} {'P(f)':>5}"
+    lines = [head, "-" * len(head)]
+    for row in _rows(results):
+        src = str(row["source"])
+        src = src if len(src) <= 40 else "..." + src[-37:]
+        if row["face"] is None:
+            lines.append(f"{src:<40} {'-':>4} error: {row['error']}")
+            continue
+        box = ",".join(f"{row[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))
+        age = row["age_smoothed"] if row.get("age_smoothed") is not None else row.get("age")
+        lines.append(
+            f"{src:<40} {row['face']:>4} {box:<22} {_fmt(age):>6} {_fmt(row.get('uncertainty')):>5} "
+            f"{_fmt(row.get('gender')):<7} {_fmt(row.get('gender_female'), 2):>5}"
+        )
+    return "\n".join(lines)
+
+
+def format_csv(results: list[dict[str, Any]]) -> str:
+    """CSV with :data:`CSV_FIELDS`."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for row in _rows(results):
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def _gender_model(args: argparse.Namespace) -> str | None:
+    if args.gender_model in ("none", ""):
+        return None
+    if args.gender_model != "auto":
+        return args.gender_model
+    # "auto": attach the shipped gender model to the shipped age model, when there is one
+    from agekit.inference.weights import shipped_weights
+
+    if args.model == "age" and any("gender" in w["aliases"] or w["name"] == "gender" for w in shipped_weights()):
+        return "gender"
+    return None
+
+
+def _annotate(results: list[dict[str, Any]], out_dir: Path) -> None:
+    import cv2
+
+    from agekit.face.io import read_image
+    from agekit.inference.video import draw_faces
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(results):
+        if not r["faces"] or r["source"].startswith("array["):
+            continue
+        src = Path(r["source"])
+        img = draw_faces(read_image(src), r["faces"])
+        cv2.imwrite(str(out_dir / f"{src.stem}.annotated.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+def _emit(results: list[dict[str, Any]], args: argparse.Namespace, header: bool = True) -> None:
+    if args.json:
+        print(json.dumps(results if len(results) != 1 or not args.stream else results[0]))
+    elif args.csv:
+        text = format_csv(results)
+        print(text if header else text.split("\n", 1)[1], end="")
+    else:
+        lines = format_table(results).splitlines()
+        print("\n".join(lines if header else lines[2:]))
+    sys.stdout.flush()
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from agekit.inference.estimator import Estimator
+    from agekit.inference.weights import NoShippedWeightsError
+
+    if not args.paths and args.video is None and args.webcam is None:
+        print("agekit predict: give image paths, --video FILE or --webcam", file=sys.stderr)
+        return 2
+    try:
+        est = Estimator.from_pretrained(
+            args.model, backend=args.backend, detector=args.detector, multi_face=args.multi_face,
+            gender=_gender_model(args), threads=args.threads,
+        )
+    except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:
+        print(f"agekit predict: {e}", file=sys.stderr)
+        return 2
+    print(f"# {est.describe()}", file=sys.stderr)
+    args.stream = False
+    if args.video is not None:
+        from agekit.inference.video import process_video
+
+        args.stream = True
+        n = 0
+        try:
+            for k, res in enumerate(process_video(est, args.video, every=args.every, smoothing=args.smoothing)):
+                _emit([res], args, header=k == 0)
+                n += res["error"] is None
+        except (FileNotFoundError, ValueError) as e:
+            print(f"agekit predict: {e}", file=sys.stderr)
+            return 1
+        return 0 if n else 1
+    if args.webcam is not None:
+        from agekit.inference.video import run_webcam
+
+        args.stream = True
+        first = [True]
+
+        def emit(res: dict[str, Any]) -> None:
+            _emit([res], args, header=first[0])
+            first[0] = False
+
+        try:
+            run_webcam(est, args.webcam, every=args.every, smoothing=args.smoothing, emit=emit)
+        except RuntimeError as e:
+            print(f"agekit predict: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            pass
+        return 0
+    results = est.predict(args.paths)
+    for r in results:
+        if r["error"]:
+            print(f"agekit predict: {r['source']}: {r['error']}", file=sys.stderr)
+    _emit(results, args)
+    if args.annotate:
+        _annotate(results, Path(args.annotate))
+    return 0 if any(r["error"] is None and r["faces"] for r in results) else 1
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from agekit.inference.onnx_export import export_onnx
+
+    try:
+        report = export_onnx(args.checkpoint, args.out, opset=args.opset, int8=args.int8, calib=args.calib,
+                             n_samples=args.samples)
+    except AssertionError as e:
+        print(f"agekit export: parity check failed: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"agekit export: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from agekit.inference.bench import run_bench
+
+    run_bench(models=args.models, out=args.out, repeats=args.repeats, threads=args.threads,
+              photo=not args.no_photo, int8=not args.no_int8, throughput_batch=args.batch)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``predict``, ``export`` and ``bench``."""
+    p = sub.add_parser("predict", help="ages (and genders) of the faces in photos, a video or a webcam")
+    p.add_argument("paths", nargs="*", help="image files, folders or globs")
+    p.add_argument("--model", default="age", help="shipped weight name or .pt/.ckpt/.onnx file (default: age)")
+    p.add_argument("--gender-model", default="auto", help="gender model: name or file; 'none' for none (default: the shipped one)")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+    p.add_argument("--detector", default="dlib", help="dlib, dlib68, mediapipe, yunet, or cropped (inputs are face crops)")
+    p.add_argument("--multi-face", choices=("largest", "all"), default="largest")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default 2)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--annotate", metavar="DIR", help="write each image with boxes and ages into DIR")
+    p.add_argument("--video", metavar="FILE", help="a video file: per-frame results with smoothed ages per tracked face")
+    p.add_argument("--webcam", nargs="?", type=int, const=0, default=None, metavar="INDEX", help="camera index (default 0)")
+    p.add_argument("--every", type=int, default=1, help="video/webcam: process every Nth frame")
+    p.add_argument("--smoothing", choices=("ema", "median"), default="ema", help="per-track age smoothing")
+    p.set_defaults(func=_run_predict)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX with a parity check (and int8)")
+    e.add_argument("checkpoint", help="agekit checkpoint (.pt or Lightning .ckpt)")
+    e.add_argument("--format", choices=("onnx",), default="onnx")
+    e.add_argument("--out", default=None, help="output .onnx (default: next to the checkpoint)")
+    e.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx (static, dynamic if static fails)")
+    e.add_argument("--calib", default=None, help="prepared cache or folder of face crops for parity and calibration")
+    e.add_argument("--samples", type=int, default=64, help="faces for the parity check and calibration")
+    e.add_argument("--opset", type=int, default=17)
+    e.set_defaults(func=_run_export)
+
+    b = sub.add_parser("bench", help="latency and throughput of zoo models: torch, ONNX fp32, ONNX int8, whole photo")
+    b.add_argument("--models", nargs="+", default=None, help="zoo names (default: ssrnet sephsr_30_10 c3ae_plain)")
+    b.add_argument("--out", default=None, help="write FILE.md and FILE.json")
+    b.add_argument("--repeats", type=int, default=200, help="batch-1 timing runs per setting")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--batch", type=int, default=256, help="throughput batch size")
+    b.add_argument("--no-photo", action="store_true", help="skip the end-to-end photo timing")
+    b.add_argument("--no-int8", action="store_true", help="skip int8")
+    b.set_defaults(func=_run_bench)

@@ -1,0 +1,288 @@
+"""The predictor: photos (paths, folders, arrays) in, per-face boxes, ages and genders out.
+
+``Estimator.from_pretrained("age", gender="gender")`` combines an age model and a gender
+model behind one face pipeline (detect, align, crop once per face for every spec needed),
+batches all faces of a call through each model, and reports unusable inputs in the result
+instead of raising. ONNX Runtime is the default CPU backend; a PyTorch checkpoint is
+exported on first use into ``$AGEKIT_CACHE`` (default ``~/.cache/agekit/onnx``) or, when
+that is not writable, next to the checkpoint.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from agekit.checkpoint import load_checkpoint
+from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
+from agekit.inference.weights import resolve_weights
+from agekit.preprocessing import PreprocessSpec
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
+CHECKPOINT_EXTS = {".pt", ".ckpt", ".pth"}
+BACKENDS = ("onnx", "torch")
+
+
+def default_cache_dir() -> Path:
+    """Where exported ONNX files of checkpoints are kept: ``$AGEKIT_CACHE/onnx`` or ``~/.cache/agekit/onnx``."""
+    root = os.environ.get("AGEKIT_CACHE")
+    return Path(root) / "onnx" if root else Path.home() / ".cache" / "agekit" / "onnx"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The ONNX export of a checkpoint, made (with its parity check) on first use and reused by content hash."""
+    from agekit.inference.onnx_export import export_onnx
+
+    ckpt = Path(checkpoint)
+    name = f"{ckpt.stem}-{_file_digest(ckpt)}.onnx"
+    dirs = [Path(cache_dir)] if cache_dir is not None else [default_cache_dir(), ckpt.parent]
+    for d in dirs:
+        if (d / name).is_file() and (d / name).with_suffix(".json").is_file():
+            return d / name
+    last: Exception | None = None
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f".{name}.{os.getpid()}.onnx"
+            export_onnx(ckpt, tmp)
+            tmp.with_suffix(".json").replace((d / name).with_suffix(".json"))
+            tmp.replace(d / name)
+            return d / name
+        except OSError as e:  # not writable: try the next place
+            last = e
+    raise OSError(f"cannot write the ONNX export of {ckpt} to {dirs}: {last}")
+
+
+@dataclass
+class ModelHead:
+    """One loaded model: what it is, how to feed it, and the runner that executes it."""
+
+    name: str  # registry name
+    spec: PreprocessSpec
+    runner: Any
+    source: str
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+
+def load_head(
+    name_or_path: str | Path,
+    backend: str = "onnx",
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+) -> ModelHead:
+    """A :class:`ModelHead` from a shipped weight name, an agekit checkpoint or an exported .onnx (+ .json)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    p = Path(name_or_path)
+    shipped_onnx = None
+    if not p.exists():
+        if p.suffix.lower() in CHECKPOINT_EXTS | {".onnx"} or os.sep in str(name_or_path):
+            raise FileNotFoundError(f"{name_or_path}: no such model file")
+        entry = resolve_weights(str(name_or_path))
+        p, shipped_onnx = Path(entry["path"]), entry.get("onnx")
+    if p.suffix.lower() == ".onnx":
+        from agekit.inference.onnx_export import read_sidecar
+
+        info = read_sidecar(p)
+        if backend == "torch":
+            src = info.get("onnx", {}).get("source_checkpoint")
+            if not src or not Path(src).is_file():
+                raise ValueError(f"{p}: an .onnx file runs on the onnx backend only (its checkpoint is not at hand)")
+            return load_head(src, "torch", cache_dir, threads)
+        spec = PreprocessSpec.from_dict(info["preprocess"])
+        return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), str(p), info)
+    loaded = load_checkpoint(p)
+    if backend == "torch":
+        runner: Any = TorchRunner(loaded.model, load_method(loaded.method, loaded.name), threads=threads)
+    else:
+        onnx_path = shipped_onnx or cached_onnx(p, cache_dir)
+        runner = OnnxRunner(onnx_path, threads=threads)
+    return ModelHead(loaded.name, loaded.preprocess, runner, str(p), loaded.card)
+
+
+def expand_inputs(x: Any) -> list[tuple[str, Any]]:
+    """Inputs as (source label, path or RGB array or ``Exception``): folders list their images, globs expand."""
+    if isinstance(x, np.ndarray) and x.ndim == 4:
+        return [(f"array[{i}]", a) for i, a in enumerate(x)]
+    if isinstance(x, np.ndarray):
+        return [("array[0]", x)]
+    if isinstance(x, (str, os.PathLike)):
+        p = Path(x)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+            if not files:
+                return [(str(p), ValueError("folder holds no image files"))]
+            return [(str(f), f) for f in files]
+        if p.exists():
+            return [(str(p), p)]
+        if any(c in str(x) for c in "*?["):
+            hits = sorted(glob.glob(str(x), recursive=True))
+            return [(h, Path(h)) for h in hits] or [(str(x), FileNotFoundError("no file matches"))]
+        return [(str(p), FileNotFoundError("missing"))]
+    if isinstance(x, Iterable):
+        out: list[tuple[str, Any]] = []
+        arrays = 0
+        for item in x:
+            for src, obj in expand_inputs(item):
+                if isinstance(obj, np.ndarray):
+                    src, arrays = f"array[{arrays}]", arrays + 1
+                out.append((src, obj))
+        return out
+    return [(repr(x)[:60], TypeError(f"cannot read an image from a {type(x).__name__}"))]
+
+
+def _check_array(a: np.ndarray) -> np.ndarray:
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 2:
+        raise ValueError(f"expected an RGB uint8 HxWx3 image, got {a.dtype} {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _face_record(det: Any) -> dict[str, Any]:
+    lm = getattr(det, "landmarks", None)
+    return {
+        "box": [float(v) for v in np.asarray(det.box).reshape(-1)[:4]],
+        "score": float(det.score),
+        "landmarks": None if lm is None else np.asarray(lm, dtype=float).round(2).tolist(),
+    }
+
+
+class Estimator:
+    """Age (and gender) of every face in photos, with an age model and an optional gender model."""
+
+    def __init__(
+        self,
+        age: ModelHead | None,
+        gender: ModelHead | None = None,
+        detector: Any = "dlib",
+        multi_face: str = "largest",
+        batch_size: int = 64,
+        **detector_kwargs: Any,
+    ):
+        from agekit.face.pipeline import FacePipeline
+
+        if age is None and gender is None:
+            raise ValueError("an Estimator needs an age model, a gender model or both")
+        self.age_head, self.gender_head = age, gender
+        self.heads = [h for h in (age, gender) if h is not None]
+        specs = list({h.spec.view_key: h.spec for h in self.heads}.values())
+        self.pipeline = FacePipeline(specs, detector=detector, multi_face=multi_face, **detector_kwargs)
+        self.batch_size = batch_size
+        self.multi_face = multi_face
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = "age",
+        backend: str = "onnx",
+        detector: Any = "dlib",
+        multi_face: str = "largest",
+        gender: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+        batch_size: int = 64,
+        **detector_kwargs: Any,
+    ) -> "Estimator":
+        """Load a shipped weight ("age", "gender", a weight name) or a .pt/.ckpt/.onnx file, plus an optional gender model."""
+        age = load_head(name_or_path, backend, cache_dir, threads) if name_or_path is not None else None
+        g = load_head(gender, backend, cache_dir, threads) if gender is not None else None
+        return cls(age, g, detector=detector, multi_face=multi_face, batch_size=batch_size, **detector_kwargs)
+
+    def describe(self) -> str:
+        """One line naming the models and backend."""
+        parts = [f"{k} {h.name} ({h.backend}, {h.source})" for k, h in (("age", self.age_head), ("gender", self.gender_head)) if h]
+        return "; ".join(parts)
+
+    def predict(self, x: Any, chunk: int = 256) -> list[dict[str, Any]]:
+        """One result per input image: ``source``, ``faces`` (box, landmarks, age, gender, ...), ``dropped``, ``error``.
+
+        ``x``: a path, folder, glob, RGB uint8 array, or a list of them. Bad inputs are
+        reported in ``error`` (a reason string); they never stop the batch.
+        """
+        items = expand_inputs(x)
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(items), chunk):
+            results += self._predict_items(items[i : i + chunk])
+        return results
+
+    def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
+        """The result of one RGB uint8 image (video frames, webcam)."""
+        return self._predict_items([(source, image_rgb)])[0]
+
+    def _predict_items(self, items: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
+        results, pending = [], []
+        for source, obj in items:
+            res: dict[str, Any] = {"source": source, "faces": [], "dropped": [], "error": None}
+            results.append(res)
+            try:
+                if isinstance(obj, Exception):
+                    raise obj
+                fr = self.pipeline.process(_check_array(obj)) if isinstance(obj, np.ndarray) else self.pipeline.process_path(obj)
+            except Exception as e:  # reported per input, never raised for a batch
+                res["error"] = str(e) if str(e) else type(e).__name__
+                continue
+            res["error"] = fr.error
+            res["dropped"] = [{**(_face_record(d) if d is not None else {}), "reason": why} for d, why in fr.dropped]
+            for face in fr.faces:
+                rec = _face_record(face.detection)
+                res["faces"].append(rec)
+                pending.append((rec, face))
+        if pending:
+            self._estimate(pending)
+        return results
+
+    def _run_head(self, head: ModelHead, faces: Sequence[Any]) -> dict[str, np.ndarray]:
+        spec = head.spec
+        crops = np.stack([f.crops[spec.view_key] for f in faces])
+        views = 1
+        if spec.crops == "lmtcnn":  # LMTCNN's test-time ten views, averaged per face
+            from agekit.face.crops import lmtcnn_ten_views
+
+            crops = np.stack([lmtcnn_ten_views(c, spec.size) for c in crops])
+            views = crops.shape[1]
+            crops = crops.reshape(-1, *crops.shape[2:])
+        outs: dict[str, list[np.ndarray]] = {}
+        for i in range(0, len(crops), self.batch_size):
+            x = spec.normalize(crops[i : i + self.batch_size]).numpy()
+            for k, v in head.runner(x).items():
+                outs.setdefault(k, []).append(v)
+        merged = {k: np.concatenate(v) for k, v in outs.items()}
+        if views > 1:
+            merged = {k: v.reshape(len(faces), views, *v.shape[1:]).mean(1) for k, v in merged.items()}
+        return merged
+
+    def _estimate(self, pending: Sequence[tuple[dict[str, Any], Any]]) -> None:
+        faces = [f for _, f in pending]
+        for head in self.heads:
+            is_gender_head = head is self.gender_head
+            out = self._run_head(head, faces)
+            for j, (rec, _) in enumerate(pending):
+                if not is_gender_head:
+                    if "age" in out:
+                        rec["age"] = float(out["age"][j])
+                    if "uncertainty" in out:
+                        rec["uncertainty"] = float(out["uncertainty"][j])
+                    if "age_group_probs" in out:
+                        probs = out["age_group_probs"][j]
+                        rec["age_group"] = int(np.argmax(probs))
+                        rec["age_group_probs"] = [round(float(p), 5) for p in probs]
+                if "gender_female" in out and (is_gender_head or self.gender_head is None):
+                    pf = float(out["gender_female"][j])
+                    rec["gender_female"] = pf
+                    rec["gender"] = "female" if pf >= 0.5 else "male"

@@ -1,0 +1,354 @@
+"""ONNX export of an agekit checkpoint, with a parity check and optional int8 quantisation.
+
+The exported graph is :class:`~agekit.inference.backends.ExportWrapper`: input ``input``
+(batch, 3, H, W) or (batch, k, 3, H, W) of *normalised* crops (``spec.normalize``), outputs
+``age`` [, ``gender_female``, ``uncertainty``, ``age_group_probs``, ``distribution``], with a
+dynamic batch axis and opset >= 17 (legacy TorchScript exporter, ``dynamo=False``). A
+``<stem>.json`` sidecar next to the file holds the model card plus the preprocessing spec,
+output names and parity figures, so the ``.onnx`` is usable on its own.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from agekit.checkpoint import LoadedModel, load_checkpoint
+from agekit.inference.backends import ExportWrapper, OnnxRunner, load_method
+from agekit.preprocessing import PreprocessSpec
+from agekit.registry import model_entry
+
+ONNX_FORMAT = "agekit-onnx-1"
+PARITY_ATOL = 1e-4  # years (and probability units for the other outputs)
+# plus float32 rounding of large values: ~8 ulp relative (an untrained SSR-Net can output ages in the thousands,
+# where one float32 ulp is 2.4e-4); at ages up to 100 this adds at most 1e-4
+PARITY_RTOL = 1e-6
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and how close it stays to PyTorch."""
+
+    path: str
+    outputs: list[str]
+    opset: int
+    parity: dict[str, float]  # output -> max |onnx - torch| over the check inputs
+    parity_inputs: str
+    int8_path: str | None = None
+    int8_mode: str | None = None  # "static" or "dynamic"
+    int8_drift: dict[str, float] = field(default_factory=dict)  # output -> mean/max |int8 - fp32|
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few printable lines."""
+        lines = [f"exported {self.path} (opset {self.opset}, outputs {self.outputs})"]
+        lines.append(
+            "parity fp32 vs PyTorch on " + self.parity_inputs + ": "
+            + ", ".join(f"{k} max|diff| {v:.2e}" for k, v in self.parity.items())
+        )
+        if self.int8_path:
+            lines.append(
+                f"int8 ({self.int8_mode}) {self.int8_path}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in self.int8_drift.items())
+            )
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def synthetic_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, size, size, 3) uint8 RGB face-like drawings (skin ellipse, eyes, brows, mouth) for calibration without data."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        bg = rng.integers(30, 220, 3)
+        img = np.empty((size, size, 3), np.uint8)
+        img[:] = bg
+        skin = np.array([rng.integers(120, 240), rng.integers(80, 190), rng.integers(60, 160)])
+        c = size // 2 + rng.integers(-size // 20, size // 20 + 1, 2)
+        axes = (int(size * rng.uniform(0.26, 0.34)), int(size * rng.uniform(0.34, 0.42)))
+        cv2.ellipse(img, (int(c[0]), int(c[1])), axes, 0, 0, 360, tuple(int(v) for v in skin), -1)
+        dark = tuple(int(v) for v in rng.integers(10, 70, 3))
+        ey = int(c[1] - axes[1] * 0.25)
+        for sx in (-1, 1):
+            ex = int(c[0] + sx * axes[0] * 0.4)
+            cv2.circle(img, (ex, ey), max(1, size // 28), dark, -1)
+            cv2.line(img, (ex - size // 16, ey - size // 14), (ex + size // 16, ey - size // 14), dark, max(1, size // 64))
+        my = int(c[1] + axes[1] * 0.45)
+        cv2.ellipse(img, (int(c[0]), my), (int(axes[0] * 0.35), max(1, size // 40)), 0, 0, 360, (150, 50, 60), -1)
+        noise = rng.normal(0, 6, img.shape)
+        out[i] = np.clip(cv2.GaussianBlur(img, (0, 0), size / 128 + 0.5) + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+def _zoom(squares: np.ndarray, frac: float, size: int) -> np.ndarray:
+    """Centre crops of side ``frac`` x the square's side, resized to ``size``."""
+    r = squares.shape[1]
+    s = max(1, int(round(r * frac)))
+    o = (r - s) // 2
+    return np.stack([cv2.resize(q[o : o + s, o : o + s], (size, size), interpolation=cv2.INTER_AREA) for q in squares])
+
+
+def center_view(squares: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size`` crop of (..., R, R, 3) squares (LMTCNN's single centre view)."""
+    r = squares.shape[-2]
+    o = (r - size) // 2
+    return squares[..., o : o + size, o : o + size, :]
+
+
+def crops_from_squares(squares: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 crops shaped as ``make_crops`` returns for ``spec`` from face squares (synthetic or pre-cropped faces).
+
+    kres/C3AE context crops are zooms of the square (widest = the whole square): an
+    approximation of the real crop geometry good enough for parity and calibration.
+    """
+    if spec.crops == "single":
+        return _zoom(squares, 1.0, spec.size)
+    if spec.crops == "lmtcnn":
+        return _zoom(squares, 1.0, spec.resize or 256)
+    ratios = spec.ratios if spec.crops == "kres" else (1.0, 1.45, 1.85)
+    big = max(ratios)
+    return np.stack([_zoom(squares, r / big, spec.size) for r in ratios], axis=1)
+
+
+def network_inputs(crops: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """float32 network inputs from uint8 crops; LMTCNN squares give their centre view."""
+    if spec.crops == "lmtcnn":
+        crops = center_view(crops, spec.size)
+    return spec.normalize(crops).numpy()
+
+
+def sample_crops(spec: PreprocessSpec, n: int = 32, source: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
+    """n uint8 crops for ``spec`` and a word on where they come from.
+
+    ``source``: a prepared cache folder (its ``spec.view_key`` view), a folder of
+    pre-cropped face images (through the face pipeline's ``cropped`` detector), or None
+    for :func:`synthetic_faces`.
+    """
+    if source is not None:
+        src = Path(source)
+        if (src / "meta.npz").exists() or (src / "info.json").exists():
+            from agekit.data.cache import PreparedCache
+
+            cache = PreparedCache(src)
+            view = cache.view(spec.view_key)
+            rows = np.unique(np.linspace(0, len(view) - 1, min(n, len(view))).astype(int))
+            return np.asarray(view[rows]), f"{len(rows)} faces of prepared cache {src}"
+        from agekit.face.pipeline import FacePipeline
+
+        pipe = FacePipeline([spec], detector="cropped")
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        crops = []
+        for p in files:
+            r = pipe.process_path(p)
+            if r.faces:
+                crops.append(r.faces[0].crops[spec.view_key])
+            if len(crops) >= n:
+                break
+        if not crops:
+            raise ValueError(f"{src}: no usable face image for calibration")
+        return np.stack(crops), f"{len(crops)} face images from {src}"
+    big = spec.resize or int(round(spec.size * (max(spec.ratios) if spec.crops != "single" else 1.0)))
+    return crops_from_squares(synthetic_faces(n, max(big, spec.size), seed), spec), f"{n} synthetic sample faces"
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """The ``.json`` card that goes with an exported ``.onnx``."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def check_parity(
+    wrapper: ExportWrapper, onnx_path: str | Path, x: np.ndarray, atol: float = PARITY_ATOL, rtol: float = PARITY_RTOL
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Max |ONNX Runtime - PyTorch| per output on ``x`` (batch 1 and full batch: the dynamic axis), and the outputs
+    beyond ``atol + rtol * |PyTorch|``."""
+    runner = OnnxRunner(onnx_path, threads=1)
+    with torch.inference_mode():
+        ref = {k: v.numpy().astype(np.float64) for k, v in wrapper.named(torch.from_numpy(x)).items()}
+    diff: dict[str, float] = {}
+    bad: dict[str, float] = {}
+    for got in (runner(x), runner(x[:1])):
+        for k, v in got.items():
+            r = ref[k][: len(v)]
+            d = np.abs(v.astype(np.float64) - r)
+            diff[k] = max(diff.get(k, 0.0), float(d.max()) if d.size else 0.0)
+            if d.size and np.any(~(d <= atol + rtol * np.abs(r))):
+                bad[k] = diff[k]
+    return diff, bad
+
+
+class _Calibration:
+    """onnxruntime CalibrationDataReader over a float32 array, in small batches."""
+
+    def __init__(self, name: str, x: np.ndarray, batch: int = 8):
+        self.items = iter([{name: x[i : i + batch]} for i in range(0, len(x), batch)])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: np.ndarray) -> tuple[str, list[str]]:
+    """Static QDQ int8 (per-channel weights, uint8 activations) calibrated on ``calib``; dynamic if static fails.
+
+    Returns the mode used ("static"/"dynamic") and notes on what failed.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    notes = []
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    pre = out_path.with_name(out_path.stem + ".pre.onnx")
+    try:
+        try:
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+            src = pre
+        except Exception as e:  # pre-processing is an optimisation only
+            notes.append(f"quant_pre_process skipped: {type(e).__name__}: {e}")
+            src = fp32_path
+        reader = _Calibration("input", calib)
+        CalibrationDataReader.register(_Calibration)
+        try:
+            quantize_static(
+                str(src),
+                str(out_path),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+            return "static", notes
+        except Exception as e:
+            notes.append(f"static quantisation failed ({type(e).__name__}: {e}); used dynamic")
+            quantize_dynamic(str(src), str(out_path), weight_type=QuantType.QInt8)
+            return "dynamic", notes
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def export_onnx(
+    checkpoint: str | Path | LoadedModel,
+    out: str | Path | None = None,
+    *,
+    opset: int = 17,
+    int8: bool = False,
+    calib: str | Path | None = None,
+    n_samples: int = 32,
+    atol: float = PARITY_ATOL,
+    check: bool = True,
+) -> ExportReport:
+    """Export a checkpoint to ONNX, check fp32 parity with PyTorch (asserted within ``atol``), optionally add int8.
+
+    ``calib`` (prepared cache or folder of face images) supplies the parity and
+    calibration faces; synthetic sample faces otherwise.
+    """
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    src_path = None
+    if isinstance(checkpoint, LoadedModel):
+        loaded = checkpoint
+    else:
+        src_path = Path(checkpoint)
+        loaded = load_checkpoint(src_path)
+    if out is None:
+        if src_path is None:
+            raise ValueError("give out= when exporting an in-memory model")
+        out = src_path.with_suffix(".onnx")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = loaded.preprocess
+    model = loaded.model.eval().float()
+    method = load_method(loaded.method, loaded.name)
+    wrapper = ExportWrapper(model, method).eval()
+
+    crops, where = sample_crops(spec, n_samples, calib)
+    x = network_inputs(crops, spec).astype(np.float32)
+    keys = wrapper.discover_keys(torch.from_numpy(x[:2]))
+    if "age" not in keys and "gender_female" not in keys and "age_group_probs" not in keys:
+        raise ValueError(f"{loaded.name}: the network gives neither age nor gender (outputs {keys})")
+    names = {"input": {0: "batch"}, **{k: {0: "batch"} for k in keys}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (torch.from_numpy(x[:2]),),
+            str(out),
+            input_names=["input"],
+            output_names=list(keys),
+            dynamic_axes=names,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    report = ExportReport(str(out), list(keys), opset, {}, where)
+    if check:
+        report.parity, bad = check_parity(wrapper, out, x, atol)
+        if bad:
+            raise AssertionError(f"{out}: ONNX fp32 differs from PyTorch by more than {atol} (+{PARITY_RTOL:g} x value): {bad}")
+
+    info = {
+        **(loaded.card or {}),
+        "format": ONNX_FORMAT,
+        "model": loaded.name,
+        "config": loaded.config,
+        "preprocess": spec.to_dict(),
+        "method": loaded.method,
+        "onnx": {"outputs": list(keys), "opset": opset, "parity_max_abs_diff": report.parity, "parity_inputs": where},
+    }
+    bins = _bin_ages(model, x[:1])
+    if bins is not None:
+        info["onnx"]["distribution_bin_ages"] = bins
+    if src_path is not None:
+        info["onnx"]["source_checkpoint"] = str(src_path)
+    sidecar_path(out).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+    if int8:
+        q = out.with_name(out.stem + ".int8.onnx")
+        mode, notes = quantize_int8(out, q, x)
+        report.int8_path, report.int8_mode = str(q), mode
+        report.notes += notes
+        a, b = OnnxRunner(out, threads=1)(x), OnnxRunner(q, threads=1)(x)
+        for k in a:
+            d = np.abs(a[k].astype(np.float64) - b[k])
+            report.int8_drift[f"{k} mean|diff|"] = float(d.mean())
+            report.int8_drift[f"{k} max|diff|"] = float(d.max())
+        qinfo = dict(info)
+        qinfo["onnx"] = {**info["onnx"], "int8": {"mode": mode, "drift_vs_fp32": report.int8_drift, "fp32": out.name}}
+        sidecar_path(q).write_text(json.dumps(qinfo, indent=1, sort_keys=True) + "\n")
+    return report
+
+
+def _bin_ages(model: torch.nn.Module, x: np.ndarray) -> list[float] | None:
+    with torch.inference_mode():
+        out = model(torch.from_numpy(x))
+    return None if out.bin_ages is None else [float(v) for v in out.bin_ages.reshape(-1)]
+
+
+def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
+    """The card of an exported ``.onnx`` (``<stem>.json``; ``x.int8.onnx`` falls back to ``x.json``)."""
+    p = Path(onnx_path)
+    for cand in (sidecar_path(p), p.with_name(p.name.replace(".int8.onnx", ".json"))):
+        if cand.is_file():
+            info = json.loads(cand.read_text())
+            if "preprocess" in info and "model" in info:
+                return info
+    raise FileNotFoundError(f"{p}: no model card {sidecar_path(p).name} next to it (export with `agekit export`)")
+
+
+def report_dict(r: ExportReport) -> dict[str, Any]:
+    """The report as a JSON-able dict."""
+    return asdict(r)
+
+
+__all__: Sequence[str] = ("ExportReport", "export_onnx", "quantize_int8", "check_parity", "read_sidecar", "sample_crops")

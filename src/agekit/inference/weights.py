@@ -1,0 +1,69 @@
+"""The registry of weights shipped inside the package (``src/agekit/weights``).
+
+Each shipped weight is three files with one stem ``<name>``: ``<name>.pt`` (an agekit
+checkpoint), ``<name>.json`` (its machine-readable model card, see
+:mod:`agekit.inference.cards`) and ``<name>.md`` (the same card for people). An optional
+``<name>.onnx`` is used as is by the ONNX backend. A card's ``aliases`` (for example
+``["age"]`` or ``["gender"]``) make the short names of :meth:`Estimator.from_pretrained` work.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+HOW_TO_GET_WEIGHTS = (
+    "Train a model and point at its checkpoint instead, for example:\n"
+    "  agekit prepare utkface --root PATH/TO/UTKFace --out caches/utkface\n"
+    "  agekit train --recipe src/agekit/recipes/<recipe>.yaml --out runs/age\n"
+    "  agekit predict --model runs/age/final.pt PHOTOS...\n"
+    "or convert the authors' released weights with `agekit convert`. A trained checkpoint "
+    f"becomes a shipped weight when its .pt, .json and .md card are placed in {WEIGHTS_DIR}."
+)
+
+
+class NoShippedWeightsError(LookupError):
+    """No shipped weight answers to a name; the message says how to get or train one."""
+
+
+def shipped_weights(weights_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every shipped weight: ``name``, ``model`` (registry name), ``path`` (.pt), ``card``, ``onnx`` (or None).
+
+    A ``.pt`` without its ``.json`` card is not listed: weights never ship without a card.
+    """
+    root = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    out = []
+    for card_path in sorted(root.glob("*.json")):
+        pt = card_path.with_suffix(".pt")
+        if not pt.is_file():
+            continue
+        card = json.loads(card_path.read_text())
+        onnx = card_path.with_suffix(".onnx")
+        out.append(
+            {
+                "name": card_path.stem,
+                "model": card.get("model"),
+                "path": pt,
+                "card": card,
+                "onnx": onnx if onnx.is_file() else None,
+                "aliases": list(card.get("aliases", [])),
+            }
+        )
+    return out
+
+
+def resolve_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """The shipped weight called ``name`` (its stem or one of its aliases such as "age", "gender")."""
+    entries = shipped_weights(weights_dir)
+    for e in entries:
+        if e["name"] == name:
+            return e
+    for e in entries:
+        if name in e["aliases"]:
+            return e
+    if not entries:
+        raise NoShippedWeightsError(f"no shipped weights yet (looked for {name!r} in {WEIGHTS_DIR}).\n{HOW_TO_GET_WEIGHTS}")
+    names = sorted({e["name"] for e in entries} | {a for e in entries for a in e["aliases"]})
+    raise NoShippedWeightsError(f"no shipped weight called {name!r}; shipped: {names}.\n{HOW_TO_GET_WEIGHTS}")

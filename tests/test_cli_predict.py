@@ -1,0 +1,76 @@
+"""``agekit predict``: a folder with a bad file reports it and goes on; JSON, CSV, table, annotate, video."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from agekit.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path):
+    from test_estimator import faces
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i, im in enumerate(faces(3, seed=2)):
+        cv2.imwrite(str(d / f"face{i}.jpg"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return d
+
+
+@pytest.fixture
+def model(tmp_path):
+    from test_estimator import tiny_checkpoint
+
+    return str(tiny_checkpoint(tmp_path / "tiny.pt"))
+
+
+def test_json_reports_bad_file_and_goes_on(folder, model, capsys, tmp_path):
+    argv = ["predict", str(folder), "--model", model, "--detector", "cropped", "--json", "--backend", "torch"]
+    assert main(argv + ["--annotate", str(tmp_path / "ann")]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    assert len(res) == 4
+    bad = [r for r in res if r["source"].endswith("broken.jpg")][0]
+    assert bad["error"] and not bad["faces"]
+    assert "broken.jpg" in cap.err
+    good = [r for r in res if r["error"] is None]
+    assert len(good) == 3 and all(0 <= r["faces"][0]["age"] <= 100 for r in good)
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [f"face{i}.annotated.jpg" for i in range(3)]
+
+
+def test_csv_and_table(folder, model, capsys):
+    assert main(["predict", str(folder / "*.jpg"), "--model", model, "--detector", "cropped", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
+    ages = [float(r["age"]) for r in rows if r["age"]]
+    assert len(ages) == 3
+    assert main(["predict", str(folder / "face0.jpg"), "--model", model, "--detector", "cropped"]) == 0
+    out = capsys.readouterr().out
+    assert "face0.jpg" in out and f"{ages[0]:.1f}" in out
+
+
+def test_exit_codes_and_missing_weights(folder, model, capsys, tmp_path, monkeypatch):
+    assert main(["predict", str(folder / "broken.jpg"), "--model", model, "--detector", "cropped"]) == 1
+    from agekit.inference import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "none")
+    assert main(["predict", str(folder)]) == 2
+    assert "agekit train" in capsys.readouterr().err
+
+
+def test_video_json_lines(tmp_path, model, capsys):
+    from test_video import _write_video
+
+    video = tmp_path / "v.avi"
+    _write_video(video, n=4)
+    assert main(["predict", "--video", str(video), "--every", "2", "--model", model, "--detector", "cropped", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in lines] == [0, 2]
+    assert all("age_smoothed" in r["faces"][0] for r in lines)

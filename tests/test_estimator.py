@@ -1,0 +1,170 @@
+"""Estimator: paths, folders, arrays and bad inputs; both backends agree with the network itself."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import agekit
+from agekit.checkpoint import save_checkpoint
+from agekit.outputs import ModelOutput
+from agekit.preprocessing import PreprocessSpec
+from agekit.registry import _REGISTRY, register_model
+
+TINY = "_tiny_age_gender_test"
+TINY_SPEC = PreprocessSpec(size=32, margin=0.0, color="BGR", scale=1.0 / 255.0, align=False)
+
+
+class TinyAgeGender(nn.Module):
+    """Stand-in network for the predictor's tests: a conv, an 11-bin age distribution and gender logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.age_fc = nn.Linear(8, 11)
+        self.gender_fc = nn.Linear(8, 2)
+        self.register_buffer("bins", torch.arange(0.0, 101.0, 10.0))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        f = torch.relu(self.conv(x)).mean((2, 3)) * 8.0
+        probs = torch.softmax(self.age_fc(f), dim=1)
+        return ModelOutput(age=(probs * self.bins).sum(1), gender_logits=self.gender_fc(f), logits=self.age_fc(f),
+                           probs=probs, bin_ages=self.bins)
+
+
+def tiny_checkpoint(path) -> "Path":
+    """A randomly initialised TinyAgeGender saved as an agekit checkpoint (registered on first use)."""
+    if TINY not in _REGISTRY:
+        register_model(family="test", paper="-", input_size=(3, 32, 32), name=TINY, preprocess=TINY_SPEC)(
+            lambda: TinyAgeGender()
+        )
+    torch.manual_seed(0)
+    return save_checkpoint(path, agekit.create_model(TINY), name=TINY, method="l1", card={"training_data": "none (test)"})
+
+
+def faces(n: int, size: int = 96, seed: int = 0) -> np.ndarray:
+    """Generated face-like RGB images that differ from each other."""
+    from agekit.inference.onnx_export import synthetic_faces
+
+    return synthetic_faces(n, size, seed)
+
+
+def direct(ckpt, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The network applied one by one to the crops the face pipeline makes of whole-image faces."""
+    from agekit.checkpoint import load_checkpoint
+
+    from agekit.face.crops import make_crops
+    from agekit.face.detect import get_detector
+
+    lm = load_checkpoint(ckpt)
+    det = get_detector("cropped")
+    crops = np.stack([make_crops(im, det.detect(im)[0], lm.preprocess) for im in images])
+    with torch.inference_mode():
+        out = lm.model(lm.preprocess.normalize(crops))
+    return {"age": out.age.numpy(), "female": torch.softmax(out.gender_logits, 1)[:, 1].numpy()}
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return tiny_checkpoint(tmp_path / "tiny.pt")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_estimator_matches_network_on_arrays(ckpt, tmp_path, backend):
+    est = agekit.Estimator.from_pretrained(ckpt, backend=backend, detector="cropped", cache_dir=tmp_path / "cache")
+    imgs = faces(5)
+    res = est.predict(list(imgs))
+    ref = direct(ckpt, imgs)
+    assert [r["source"] for r in res] == [f"array[{i}]" for i in range(5)]
+    ages = np.array([r["faces"][0]["age"] for r in res])
+    assert ages.std() > 1e-3  # the images differ, so must the ages: a test that can fail
+    np.testing.assert_allclose(ages, ref["age"], atol=1e-3)
+    pf = np.array([r["faces"][0]["gender_female"] for r in res])
+    np.testing.assert_allclose(pf, ref["female"], atol=1e-5)
+    for r, p in zip(res, pf):
+        f = r["faces"][0]
+        assert f["gender"] == ("female" if p >= 0.5 else "male")
+        assert f["box"] == [0.0, 0.0, 96.0, 96.0]
+        assert r["error"] is None
+    json.dumps(res)  # results are plain JSON
+    if backend == "onnx":
+        assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # exported once, into the cache
+
+
+def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    imgs = faces(3, seed=1)
+    for i, im in enumerate(imgs):
+        cv2.imwrite(str(d / f"f{i}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    (d / "bad.jpg").write_bytes(b"not an image at all")
+    (d / "empty.jpg").write_bytes(b"")
+    est = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="cropped")
+    res = est.predict([d, tmp_path / "missing.jpg", np.zeros((4, 4), np.uint8), str(d / "f*.png")])
+    by = {r["source"].split("/")[-1]: r for r in res}
+    assert by["bad.jpg"]["error"] and not by["bad.jpg"]["faces"]
+    assert by["empty.jpg"]["error"] == "zero bytes"
+    assert by["missing.jpg"]["error"] == "missing"
+    assert "RGB uint8" in by["array[0]"]["error"]
+    good = [r for r in res if r["error"] is None]
+    assert len(good) == 6  # three from the folder, three again from the glob
+    ref = direct(ckpt, imgs)["age"]
+    np.testing.assert_allclose([r["faces"][0]["age"] for r in good[:3]], ref, atol=1e-3)
+
+
+def test_age_and_separate_gender_model(ckpt, tmp_path):
+    torch.manual_seed(1)
+    g = save_checkpoint(tmp_path / "g.pt", agekit.create_model(TINY), name=TINY)
+    est = agekit.Estimator.from_pretrained(ckpt, gender=g, backend="torch", detector="cropped")
+    imgs = faces(3)
+    res = est.predict(imgs)  # a 4-D array is a batch of images
+    np.testing.assert_allclose([r["faces"][0]["age"] for r in res], direct(ckpt, imgs)["age"], atol=1e-3)
+    np.testing.assert_allclose([r["faces"][0]["gender_female"] for r in res], direct(g, imgs)["female"], atol=1e-5)
+
+
+def test_no_shipped_weights_message(tmp_path, monkeypatch):
+    from agekit.inference import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(weights.NoShippedWeightsError, match="agekit train"):
+        weights.resolve_weights("age", tmp_path)
+    with pytest.raises(FileNotFoundError):
+        agekit.Estimator.from_pretrained(tmp_path / "nope.pt")
+
+
+def test_shipped_weights_registry_and_card(ckpt, tmp_path):
+    from agekit.checkpoint import load_checkpoint
+    from agekit.inference.cards import build_card, write_card
+    from agekit.inference.weights import resolve_weights, shipped_weights
+
+    lm = load_checkpoint(ckpt)
+    card = build_card(lm.model, TINY, method="l1", dataset="UTKFace", protocol="utkface", metrics={"mae": 5.5},
+                      aliases=["age"])
+    assert "non-commercial" in card["licence"]
+    assert card["complexity"]["params"] == sum(p.numel() for p in lm.model.parameters())
+    assert card["complexity"]["macs"] == 8 * 15 * 15 * 27 + 8 * 11 + 8 * 2 + 8 * 11  # conv + the three linear calls
+    w = tmp_path / "weights"
+    w.mkdir()
+    (w / "tiny.pt").write_bytes(ckpt.read_bytes())
+    js, md = write_card(w / "tiny.pt", card)
+    text = md.read_text()
+    assert "non-commercial" in text and "channels BGR" in text and "5.5" in text
+    entries = shipped_weights(w)
+    assert [(e["name"], e["model"]) for e in entries] == [("tiny", TINY)]
+    assert resolve_weights("age", w)["path"] == w / "tiny.pt"
+
+
+def test_real_faces_utkface(ckpt, utkface_dir, tmp_path):
+    files = sorted(utkface_dir.glob("*.jpg*"))[:4]
+    est = agekit.Estimator.from_pretrained(ckpt, backend="onnx", detector="dlib", cache_dir=tmp_path)
+    res = est.predict(files)
+    found = [r for r in res if r["faces"]]
+    assert len(found) >= 3, res  # UTKFace faces are found by the HOG detector ~99% of the time
+    for r in found:
+        x1, y1, x2, y2 = r["faces"][0]["box"]
+        assert 60 < x2 - x1 < 260 and np.isfinite(r["faces"][0]["age"]) and 0 <= r["faces"][0]["age"] <= 100
+        assert len(r["faces"][0]["landmarks"]) == 5

@@ -1,0 +1,86 @@
+"""Video: every Nth frame, IoU tracking and per-track smoothing (EMA and running median)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import agekit
+from agekit.inference.video import FaceTrackAges, IoUTracker, TrackSmoother, box_iou, draw_faces, process_video
+
+
+def test_box_iou_golden():
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
+
+
+def test_tracker_keeps_identities_and_ends_tracks():
+    t = IoUTracker(iou_threshold=0.3, max_missed=1)
+    assert t.update([[0, 0, 10, 10], [50, 50, 60, 60]]) == [0, 1]
+    assert t.update([[52, 51, 62, 61], [1, 0, 11, 10]]) == [1, 0]  # order swapped, identities kept
+    assert t.update([[1, 1, 11, 11]]) == [0]  # track 1 missed once: kept
+    assert t.update([[2, 1, 12, 11], [100, 100, 110, 110]]) == [0, 2]  # a new face gets a new id
+    assert t.ended == [1]  # missed twice > max_missed
+
+
+def test_smoothers_golden():
+    ema = TrackSmoother("ema", alpha=0.5)
+    assert [ema.update(0, v) for v in (10.0, 20.0, 40.0)] == [10.0, 15.0, 27.5]
+    med = TrackSmoother("median", window=3)
+    assert [med.update(0, v) for v in (10.0, 90.0, 20.0, 30.0)] == [10.0, 50.0, 20.0, 30.0]
+    with pytest.raises(ValueError):
+        TrackSmoother("mean")
+
+
+def _write_video(path, n=10, size=96):
+    from agekit.inference.onnx_export import synthetic_faces
+
+    frames = synthetic_faces(n, size, seed=7)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (size, size))
+    assert w.isOpened()
+    for f in frames:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    return frames
+
+
+@pytest.mark.parametrize("smoothing", ["ema", "median"])
+def test_process_video_every_nth_frame_with_smoothing(tmp_path, smoothing):
+    from test_estimator import tiny_checkpoint
+
+    video = tmp_path / "clip.avi"
+    _write_video(video)
+    est = agekit.Estimator.from_pretrained(tiny_checkpoint(tmp_path / "t.pt"), backend="torch", detector="cropped")
+    res = list(process_video(est, video, every=3, smoothing=smoothing, alpha=0.5, window=3))
+    assert [r["frame"] for r in res] == [0, 3, 6, 9]
+    assert res[1]["time_s"] == pytest.approx(0.3)
+    ages = [r["faces"][0]["age"] for r in res]
+    assert np.std(ages) > 1e-3
+    assert {r["faces"][0]["track"] for r in res} == {0}  # one face, one track
+    if smoothing == "ema":
+        want, s = [], None
+        for a in ages:
+            s = a if s is None else 0.5 * a + 0.5 * s
+            want.append(s)
+    else:
+        want = [float(np.median(ages[max(0, i - 2) : i + 1])) for i in range(len(ages))]
+    np.testing.assert_allclose([r["faces"][0]["age_smoothed"] for r in res], want, rtol=1e-6)
+    # the estimate of a decoded frame is the estimate of that frame as an image
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    cap.release()
+    one = est.predict_image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    assert one["faces"][0]["age"] == pytest.approx(ages[0], abs=1e-4)
+
+
+def test_bad_video_and_drawing(tmp_path):
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"nonsense")
+    with pytest.raises(ValueError, match="cannot open"):
+        list(process_video(object(), bad))
+    img = np.zeros((60, 80, 3), np.uint8)
+    out = draw_faces(img, [{"box": [10, 20, 50, 55], "age": 33.4, "gender": "female", "track": 2}])
+    assert out.shape == img.shape and out[20, 30].tolist() == [0, 255, 0] and img.max() == 0
+    tracks = FaceTrackAges(alpha=1.0)
+    r = tracks({"faces": [{"box": [0, 0, 9, 9], "age": 30.0, "gender_female": 0.2}]})
+    assert r["faces"][0]["track"] == 0 and r["faces"][0]["age_smoothed"] == 30.0
