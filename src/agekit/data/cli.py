@@ -1,0 +1,72 @@
+"""``agekit prepare DATASET --root RAW --out DIR``: the face pipeline over a dataset, into a cache."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from agekit.data.datasets import list_adapters
+
+
+def _options(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise SystemExit(f"--option expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agekit.data.prepare import PrepareInterrupted, format_summary, prepare
+
+    try:
+        cache = prepare(
+            args.dataset, args.root, args.out, views=[v for v in args.views.split(",") if v.strip()],
+            detector=args.detector, multi_face=args.multi_face, workers=args.workers, limit=args.limit,
+            chunk_size=args.chunk_size, adapter_options=_options(args.option),
+            detector_kwargs=_options(args.detector_option), progress=not args.quiet, keep_work=args.keep_work,
+        )
+    except PrepareInterrupted as e:
+        print(f"interrupted: {e}; rerun the same command to resume", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"agekit prepare: {e}", file=sys.stderr)
+        return 2
+    report = json.loads((cache.root / "report.json").read_text())
+    print(format_summary(report))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``agekit prepare``."""
+    from agekit.data.prepare import DEFAULT_VIEWS, MULTI_FACE, VIEW_SPECS
+
+    p = subparsers.add_parser(
+        "prepare", help="detect, align and crop a dataset once into a prepared cache",
+        description="Run the face pipeline over DATASET (read from its published layout under --root) and "
+                    "write memory-mapped crops, metadata, split files and report.json to --out. "
+                    "Resumable: rerun the same command after a kill.",
+    )
+    p.add_argument("dataset", help="one of: " + ", ".join(list_adapters()))
+    p.add_argument("--root", required=True, help="folder of the raw dataset")
+    p.add_argument("--out", required=True, help="cache folder to write")
+    p.add_argument("--views", default=",".join(DEFAULT_VIEWS),
+                   help=f"comma-separated views: {', '.join(VIEW_SPECS)} (default %(default)s)")
+    p.add_argument("--detector", default="dlib", help="dlib | dlib68 | mediapipe | yunet | cropped (default dlib)")
+    p.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="detector keyword argument, e.g. model_path=yunet.onnx (repeatable)")
+    p.add_argument("--multi-face", choices=MULTI_FACE, default="largest",
+                   help="several faces in a photo: keep the largest, all, or skip the photo")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    p.add_argument("--chunk-size", type=int, default=64, help="images per committed chunk (default 64)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset adapter option, e.g. pattern=REGEX for folder, variant=faces for adience")
+    p.add_argument("--keep-work", action="store_true", help="keep the work/ shards after consolidation")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)

@@ -1,0 +1,87 @@
+"""Adience (Eidinger, Enbar and Hassner, 2014): ``fold_{0..4}_data.txt``, 8 age groups, 5 folds.
+
+Each fold file is tab-separated with a header: user_id, original_image, face_id, age
+(``(25, 32)``), gender (m/f/u), x, y, dx, dy, tilt_ang, fiducial_yaw_angle, fiducial_score.
+Face images: ``aligned/{user_id}/landmark_aligned_face.{face_id}.{original_image}`` (the in-plane
+aligned faces LMTCNN uses) or ``faces/{user_id}/coarse_tilt_aligned_face.{face_id}.{original_image}``.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from typing import Iterator
+
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, parse_gender
+
+# The 8 age groups (LMTCNN Table 1 / Levi and Hassner): index = age_group label.
+AGE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
+FOLDS = 5
+_RANGE = re.compile(r"^\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+VARIANTS = {
+    "aligned": ("aligned", "landmark_aligned_face"),
+    "faces": ("faces", "coarse_tilt_aligned_face"),
+}
+
+
+def adience_age_group(text: str) -> int:
+    """Adience age label -> group index 0..7.
+
+    Exact group strings map directly; the release's stray labels map to the group their value
+    (a single number) or range midpoint falls in or is nearest to (e.g. "(38, 42)" -> 5, "(27, 32)" -> 4).
+    "None" and unparsable labels raise ValueError.
+    """
+    t = text.strip()
+    m = _RANGE.match(t)
+    if m:
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if (lo, hi) in AGE_GROUPS:
+            return AGE_GROUPS.index((lo, hi))
+        value = (lo + hi) / 2
+    else:
+        try:
+            value = float(t)
+        except ValueError:
+            raise ValueError(f"age label {text!r} is not an Adience group") from None
+    dist = [0.0 if a <= value <= b else min(abs(value - a), abs(value - b)) for a, b in AGE_GROUPS]
+    return int(min(range(len(dist)), key=dist.__getitem__))
+
+
+class Adience(DatasetAdapter):
+    """Adience: age_group (8 classes), gender, subject = user_id, origin_split = ``fold_i``; age unknown (NaN)."""
+
+    name = "adience"
+    description = "Adience, 8 age groups and gender, five folds"
+
+    def __init__(self, root, variant: str = "auto", **options) -> None:
+        super().__init__(root, **options)
+        if variant == "auto":
+            variant = "aligned" if (self.root / "aligned").is_dir() else "faces"
+        if variant not in VARIANTS:
+            raise ValueError(f"adience variant must be one of {sorted(VARIANTS)} or auto, got {variant!r}")
+        self.variant = variant
+
+    def records(self) -> Iterator[Record]:
+        folder, prefix = VARIANTS[self.variant]
+        for fold in range(FOLDS):
+            f = self.root / f"fold_{fold}_data.txt"
+            if not f.exists():
+                continue
+            with open(f, newline="") as fh:
+                for i, row in enumerate(csv.DictReader(fh, delimiter="\t"), 2):
+                    where = f"{self.rel(f)}:{i}"
+                    try:
+                        user, image, face_id = row["user_id"].strip(), row["original_image"].strip(), row["face_id"].strip()
+                        group = adience_age_group(row["age"])
+                        gender = parse_gender(row["gender"])
+                        x, y, dx, dy = (float(row[k]) for k in ("x", "y", "dx", "dy"))
+                    except (KeyError, ValueError, TypeError, AttributeError) as e:
+                        yield BadRecord(where, f"malformed row: {e}")
+                        continue
+                    path = self.root / folder / user / f"{prefix}.{face_id}.{image}"
+                    if not path.exists():
+                        yield BadRecord(self.rel(path), "missing")
+                        continue
+                    yield self.sample(
+                        path, age_group=group, gender=gender, subject=user, origin_split=f"fold_{fold}",
+                        box=(x, y, x + dx, y + dy), extra={"face_id": face_id, "age_label": row["age"].strip()},
+                    )
