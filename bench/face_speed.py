@@ -1,6 +1,7 @@
 """Time the face pipeline (dlib HOG + 5-point landmarks + similarity alignment + one 64 px crop), single thread.
 
-Usage: python bench/face_speed.py [--utkface DIR] [--n 50] [--upsample 1] [--max-side 320]
+Usage: python bench/face_speed.py [--utkface DIR] [--n 50] [--upsample 1] [--max-side 320] [--grey 0 1]
+                                 [--cascade]
 
 Two inputs: UTKFace's 200x200 photos as they are, and 640x480 photos made by pasting a
 UTKFace photo (scaled to 240 px) onto a noisy background at a random place. Reports the
@@ -57,6 +58,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--upsample", type=int, nargs="*", default=[1, 0])
     ap.add_argument("--max-side", type=int, nargs="*", default=[0, 320])
+    ap.add_argument("--grey", type=int, nargs="*", default=[0], help="1: HOG on a grey image")
+    ap.add_argument("--cascade", action="store_true", help="also time the default photo detector, 'cascade'")
     args = ap.parse_args()
     files = sorted(args.utkface.glob("*.jpg"))[:: max(1, 23708 // args.n)][: args.n]
     if not files:
@@ -65,15 +68,15 @@ def main() -> None:
     small = [read_image(f) for f in files]
     large = [make_640(im, rng) for im in small]
     print(f"{len(files)} images, single thread, cv2 threads 1")
-    for up in args.upsample:
-        for ms in args.max_side:
-            pipe = FacePipeline([SSRNET], detector="dlib", upsample=up, max_side=ms or None)
-            for name, imgs in (("200x200", small), ("640x480", large)):
-                t, c, ok = time_pipeline(pipe, imgs)
-                print(
-                    f"upsample={up} max_side={ms or 'none':>4} {name}: wall {t:6.1f} ms, cpu {c:6.1f} ms per photo,"
-                    f" one face found in {ok:.0%}"
-                )
+    settings = [(f"upsample={up} max_side={ms or 'none':>4} grey={g}", dict(detector="dlib", upsample=up,
+                 max_side=ms or None, grey=bool(g))) for up in args.upsample for ms in args.max_side for g in args.grey]
+    if args.cascade:
+        settings.append(("cascade", dict(detector="cascade")))
+    for label, kw in settings:
+        pipe = FacePipeline([SSRNET], **kw)
+        for name, imgs in (("200x200", small), ("640x480", large)):
+            t, c, ok = time_pipeline(pipe, imgs)
+            print(f"{label} {name}: wall {t:6.1f} ms, cpu {c:6.1f} ms per photo, one face found in {ok:.0%}")
 
 
 if __name__ == "__main__":

@@ -74,3 +74,26 @@ def test_video_json_lines(tmp_path, model, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["frame"] for r in lines] == [0, 2]
     assert all("age_smoothed" in r["faces"][0] for r in lines)
+
+
+def test_fast_accurate_and_fallback_options(folder, model, capsys):
+    import argparse
+
+    from agekit.inference.cli import detector_choice
+
+    def ns(**kw):
+        return argparse.Namespace(**{"detector": "cascade", "fast": False, "accurate": False, **kw})
+
+    assert detector_choice(ns()) == ("cascade", {})
+    assert detector_choice(ns(fast=True)) == ("dlib", {"upsample": 0, "max_side": 320, "grey": True})
+    assert detector_choice(ns(accurate=True)) == ("dlib", {})
+    assert detector_choice(ns(detector="dlib68", fast=True))[0] == "dlib68"
+    with pytest.raises(ValueError, match="dlib detectors"):
+        detector_choice(ns(detector="cropped", fast=True))
+    # the synthetic drawings are no faces for dlib: the fallback makes each whole image the face
+    argv = ["predict", str(folder / "face0.jpg"), "--model", model, "--backend", "torch", "--csv"]
+    assert main(argv + ["--fast"]) == 1
+    capsys.readouterr()
+    assert main(argv + ["--fast", "--fallback-detector", "cropped"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1 and rows[0]["detector"] == "cropped" and float(rows[0]["x2"]) == 96.0

@@ -168,3 +168,33 @@ def test_real_faces_utkface(ckpt, utkface_dir, tmp_path):
         x1, y1, x2, y2 = r["faces"][0]["box"]
         assert 60 < x2 - x1 < 260 and np.isfinite(r["faces"][0]["age"]) and 0 <= r["faces"][0]["age"] <= 100
         assert len(r["faces"][0]["landmarks"]) == 5
+
+
+def test_default_detector_is_the_cascade_and_fallback_is_plumbed(ckpt):
+    est = agekit.Estimator.from_pretrained(ckpt, backend="torch")
+    assert est.pipeline.detector.name == "cascade" and est.pipeline.fallback is None
+    blank = np.full((90, 90, 3), 128, np.uint8)  # no face for dlib
+    assert est.predict(blank)[0]["error"] == "no face"
+    est = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="dlib", fallback="cropped")
+    img = faces(1)[0]
+    with_fb = est.predict([blank, img])
+    ref = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="cropped").predict([blank, img])
+    for got, want in zip(with_fb, ref):
+        assert got["error"] is None and len(got["faces"]) == 1 and got["faces"][0]["detector"] == "cropped"
+        assert got["faces"][0]["age"] == pytest.approx(want["faces"][0]["age"], abs=1e-6)
+
+
+def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
+    from agekit.inference.backends import OnnxRunner
+    from agekit.inference.estimator import cached_onnx
+    from agekit.inference.onnx_export import network_inputs, sample_crops
+
+    path = cached_onnx(ckpt, tmp_path)
+    x = network_inputs(sample_crops(TINY_SPEC, 19, seed=4)[0], TINY_SPEC)
+    whole = OnnxRunner(path, chunk=0)(x)
+    parts = OnnxRunner(path, chunk=4)(x)  # 4 + 4 + 4 + 4 + 3
+    assert set(whole) == set(parts) and whole["age"].shape == (19,) and whole["age"].std() > 1e-3
+    for k in whole:
+        np.testing.assert_allclose(parts[k], whole[k], atol=1e-5)
+    r = OnnxRunner(path)
+    assert r.threads == 1 and r.chunk == 8  # defaults: measured fastest on the 2-core CPU (see OnnxRunner)

@@ -106,14 +106,15 @@ def reason_kind(reason: str) -> str:
 _PIPELINE = None
 
 
-def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, detector_kwargs: dict) -> None:
+def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, detector_kwargs: dict,
+                 fallback: Any = None) -> None:
     global _PIPELINE
     import cv2
 
     cv2.setNumThreads(1)
     from agekit.face.pipeline import FacePipeline
 
-    _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, **detector_kwargs)
+    _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, fallback=fallback, **detector_kwargs)
 
 
 def _process_item(index: int, path: str, keys: Sequence[str]) -> tuple[dict, dict[str, list[np.ndarray]]]:
@@ -150,6 +151,8 @@ def _process_item(index: int, path: str, keys: Sequence[str]) -> tuple[dict, dic
         d = face.detection
         item["boxes"].append([round(float(v), 2) for v in np.asarray(d.box).reshape(-1)[:4]])
         item["scores"].append(round(float(d.score), 4))
+    if getattr(result, "used_fallback", False):
+        item["fallback"] = True
     item["faces"] = len(result.faces)
     return item, crops
 
@@ -237,12 +240,15 @@ def prepare(
     progress: bool = True,
     keep_work: bool = False,
     stop_after: int | None = None,
+    fallback_detector: Any = None,
 ) -> PreparedCache:
     """Detect, align and crop every sample of ``dataset`` under ``root`` once; write the cache to ``out``.
 
     Resumable: rerunning with the same settings continues from the committed chunks of
     ``out/work``. ``stop_after`` (tests) raises :class:`PrepareInterrupted` after that many newly
     committed chunks, as a kill would stop it. ``keep_work`` keeps the shards after consolidation.
+    ``fallback_detector`` (e.g. ``"cropped"``): run when ``detector`` finds no face (see
+    ``FacePipeline``); the images it rescued are counted in ``report.json`` (``counts.images_from_fallback``).
     """
     if multi_face not in MULTI_FACE:
         raise ValueError(f"multi_face must be one of {MULTI_FACE}, got {multi_face!r}")
@@ -261,6 +267,9 @@ def prepare(
         "multi_face": multi_face, "chunk_size": chunk_size, "adapter_options": adapter_options or {},
         "detector_kwargs": detector_kwargs or {},
     }
+    if fallback_detector is not None:  # only when set, so runs from before the option still resume
+        settings["fallback_detector"] = (fallback_detector if isinstance(fallback_detector, str)
+                                         else getattr(fallback_detector, "name", type(fallback_detector).__name__))
     settings_path = work.dir / "settings.json"
     if settings_path.exists():
         old = json.loads(settings_path.read_text())
@@ -288,7 +297,7 @@ def prepare(
     t_run = time.perf_counter()
     run_faces = run_items = 0
     committed = 0
-    init_args = (specs, detector, multi_face, detector_kwargs or {})
+    init_args = (specs, detector, multi_face, detector_kwargs or {}, fallback_detector)
     try:
         if workers <= 1 or len(tasks) <= 1:
             _init_worker(*init_args)
@@ -457,6 +466,8 @@ def _report(dataset, root, out, settings, samples, bad, items, cache, run_items,
         "distinct_contents": dup["distinct_contents"],
         "label_conflict_groups": dup["label_conflicts"],
     }
+    if settings.get("fallback_detector"):
+        counts["images_from_fallback"] = sum(1 for r in items.values() if r.get("fallback") and r["faces"] > 0)
     return {
         "dataset": dataset,
         "root": str(root),

@@ -22,10 +22,12 @@ MULTI_FACE_POLICIES = ("largest", "all", "skip")
 
 @dataclass
 class Face:
-    """One kept face: its detection and its crops, keyed by ``PreprocessSpec.view_key``."""
+    """One kept face: its detection, its crops (keyed by ``PreprocessSpec.view_key``) and the
+    detector that found it (the primary's name, a cascade stage, or the fallback's name)."""
 
     detection: Detection
     crops: dict[str, np.ndarray]
+    detector: str = ""
 
 
 @dataclass
@@ -36,6 +38,7 @@ class FaceResult:
     dropped: list[tuple[Detection | None, str]] = field(default_factory=list)
     error: str | None = None
     path: str | None = None
+    used_fallback: bool = False  # the primary detector found no face; the kept faces come from the fallback
 
     @property
     def ok(self) -> bool:
@@ -52,6 +55,11 @@ class FacePipeline:
     whose box is smaller than this many pixels (shorter side) are dropped as "too small".
     The detector is built from ``detector`` and ``detector_kwargs`` (see ``get_detector``);
     its models load lazily in each process, so the pipeline can be sent to worker processes.
+    ``fallback`` (a detector name or object, default none): run when the primary detector
+    keeps no face; ``"cropped"`` treats the whole photo as the face, for datasets of
+    already-cropped faces where dlib HOG misses some (3.7% of UTKFace at upsample 1). Faces it
+    gives carry ``Face.detector == fallback.name`` and the result ``used_fallback=True``;
+    the primary's dropped faces stay in ``dropped``.
     """
 
     def __init__(
@@ -60,6 +68,7 @@ class FacePipeline:
         detector: str | Detector = "dlib",
         multi_face: str = "largest",
         min_face: float = 0.0,
+        fallback: str | Detector | None = None,
         **detector_kwargs,
     ):
         if multi_face not in MULTI_FACE_POLICIES:
@@ -73,6 +82,7 @@ class FacePipeline:
         if not self.specs:
             raise ValueError("FacePipeline needs at least one PreprocessSpec")
         self.detector = get_detector(detector, **detector_kwargs) if isinstance(detector, str) else detector
+        self.fallback = get_detector(fallback) if isinstance(fallback, str) else fallback
         self.multi_face = multi_face
         self.min_face = float(min_face)
 
@@ -106,6 +116,11 @@ class FacePipeline:
         """Detect once, then crop every kept face for every spec."""
         image = np.ascontiguousarray(image_rgb)
         kept, dropped, error = self.select(self.detector.detect(image))
+        used_fallback = False
+        if error == "no face" and self.fallback is not None:
+            kept, more, error = self.select(self.fallback.detect(image))
+            dropped += more
+            used_fallback = not error
         if error:
             return FaceResult([], dropped, error)
         pyramid = [image]
@@ -116,10 +131,11 @@ class FacePipeline:
             except ValueError as e:  # e.g. c3ae_triple without landmarks
                 dropped.append((det, f"crop failed: {e}"))
                 continue
-            faces.append(Face(det, crops))
+            name = self.fallback.name if used_fallback else self.detector.name
+            faces.append(Face(det, crops, det.detector or name))
         if not faces:
             return FaceResult([], dropped, dropped[-1][1] if dropped else "no face")
-        return FaceResult(faces, dropped)
+        return FaceResult(faces, dropped, used_fallback=used_fallback)
 
     def process_path(self, path: str | os.PathLike) -> FaceResult:
         """Read and process one photo; a read error becomes ``FaceResult([], [], error=reason)``."""

@@ -22,7 +22,6 @@ import torch
 from agekit.checkpoint import LoadedModel, load_checkpoint
 from agekit.inference.backends import ExportWrapper, OnnxRunner, load_method
 from agekit.preprocessing import PreprocessSpec
-from agekit.registry import model_entry
 
 ONNX_FORMAT = "agekit-onnx-1"
 PARITY_ATOL = 1e-4  # years (and probability units for the other outputs)
@@ -167,7 +166,7 @@ def check_parity(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Max |ONNX Runtime - PyTorch| per output on ``x`` (batch 1 and full batch: the dynamic axis), and the outputs
     beyond ``atol + rtol * |PyTorch|``."""
-    runner = OnnxRunner(onnx_path, threads=1)
+    runner = OnnxRunner(onnx_path, threads=1, chunk=0)  # whole batch: checks the dynamic axis
     with torch.inference_mode():
         ref = {k: v.numpy().astype(np.float64) for k, v in wrapper.named(torch.from_numpy(x)).items()}
     diff: dict[str, float] = {}
