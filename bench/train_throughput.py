@@ -1,0 +1,125 @@
+"""Training throughput (images/s) of SepHSR(30,10) on this CPU, with and without channels-last / bf16.
+
+Each variant runs the whole training data path of ``agekit train``: a uint8 batch, HSR
+augmentation (kornia, on the batch), normalisation, forward, the HSR L1 loss (float32,
+outside autocast), backward and an SGD step. ``--engine`` also times the same recipe through
+the Lightning engine (``agekit.training.train``) on a synthetic cache.
+
+glibc's allocator returns freed memory to the OS after every step unless told not to; the
+script re-executes itself with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000
+MALLOC_TOP_PAD_=1000000000 (``--no-malloc-env`` keeps the environment as it is).
+
+    python bench/train_throughput.py [--batch 50] [--steps 30] [--threads 2] [--engine] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
+
+
+def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channels_last: bool, bf16: bool,
+                    augment: str = "hsr") -> float:
+    """Images/s of the training step loop (see module doc) for one setting."""
+    import torch
+
+    from agekit import create_model
+    from agekit.methods import default_method_for, get_method
+    from agekit.training.augment import build_augment
+    from agekit.training.datamodule import to_network_input
+    from agekit.training.module import keep_fp32, no_autocast, output_to_float
+
+    torch.manual_seed(0)
+    model = create_model(model_name).train()
+    spec = model.preprocess
+    if bf16:
+        keep_fp32(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = get_method(default_method_for(model_name))
+    aug = build_augment(augment, spec.size)
+    opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9, weight_decay=1e-4)
+    shape = (batch, spec.num_crops, spec.size, spec.size, 3) if spec.num_crops > 1 else (batch, spec.size, spec.size, 3)
+    data = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(4)]
+    ages = torch.rand(batch) * 90
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0 = time.perf_counter()
+        x = to_network_input(data[i % 4], spec, aug, channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = output_to_float(model(x))
+        with no_autocast(x.device):
+            loss, _ = method.loss(out, {"age": ages})
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def engine_throughput(recipe: str, batch: int, steps: int, channels_last: bool, bf16: bool) -> float:
+    """Training images/s measured by ``agekit.training.train`` (Lightning) on a synthetic cache."""
+    import numpy as np
+
+    from agekit.data.cache import write_cache
+    from agekit.training.engine import resolve_spec, train
+    from agekit.training.recipes import load_recipe
+
+    r = load_recipe(recipe)
+    spec = resolve_spec(r["model"]["name"], None)
+    n = batch * (steps + 2)
+    rng = np.random.default_rng(0)
+    shape = (n, spec.num_crops, spec.size, spec.size, 3) if spec.num_crops > 1 else (n, spec.size, spec.size, 3)
+    with tempfile.TemporaryDirectory() as d:
+        meta = {"age": rng.uniform(1, 90, n).astype(np.float32), "hash": np.array([f"{i:040x}" for i in range(n)]),
+                "source": np.array([f"{i}.jpg" for i in range(n)])}
+        write_cache(f"{d}/c", meta, {spec.view_key: rng.integers(0, 256, shape, dtype=np.uint8)},
+                    {"utkface": {"train": np.arange(n), "val": np.arange(batch)}})
+        res = train(recipe, f"{d}/run", overrides=[
+            f"data.cache={d}/c", f"data.batch_size={batch}", "trainer.max_epochs=2", "trainer.progress_bar=false",
+            "trainer.limit_val_batches=1", f"trainer.channels_last={str(channels_last).lower()}",
+            f"trainer.precision={'bf16-mixed' if bf16 else '32-true'}"])
+        return float(res.card["train_images_per_s"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sephsr_30_10")
+    ap.add_argument("--recipe", default="sephsr_30_10_utkface")
+    ap.add_argument("--batch", type=int, default=50, help="50 = the HSR paper's batch for WIKI/MORPH")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--engine", action="store_true", help="also time the Lightning engine end to end")
+    ap.add_argument("--no-malloc-env", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if not args.no_malloc_env and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    for cl, bf in ((False, False), (True, False), (False, True), (True, True)):
+        row = {"model": args.model, "batch": args.batch, "threads": args.threads, "channels_last": cl, "bf16": bf,
+               "loop_img_s": round(loop_throughput(args.model, args.batch, args.steps, args.warmup, cl, bf), 1)}
+        if args.engine:
+            row["engine_img_s"] = round(engine_throughput(args.recipe, args.batch, args.steps, cl, bf), 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    info = {"load_average": os.getloadavg(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV}, "rows": rows}
+    print(f"load average during the run: {info['load_average']} (other processes share these cores)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(info, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

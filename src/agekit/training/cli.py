@@ -1,0 +1,71 @@
+"""``agekit train`` and ``agekit evaluate``: thin wrappers over :mod:`agekit.training.engine`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train(args: argparse.Namespace) -> int:
+    from agekit.training.engine import train
+
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data.cache={args.data}")
+    if args.epochs is not None:
+        overrides.append(f"trainer.max_epochs={args.epochs}")
+    try:
+        res = train(args.recipe, args.out, overrides=overrides, init_from=args.init_from, resume=args.resume,
+                    generations=args.generations)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"agekit train: {e}", file=sys.stderr)
+        return 2
+    for r in res.runs or [res]:
+        print(f"{r.out_dir}: final {r.final}  val {json.dumps({k: round(v, 4) for k, v in r.metrics.items()})}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from agekit.training.engine import evaluate
+
+    try:
+        rep = evaluate(args.checkpoint, args.data, args.split, args.protocol, args.out, flip=args.flip,
+                       ten_view=args.ten_view, batch_size=args.batch_size, device=args.device)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"agekit evaluate: {e}", file=sys.stderr)
+        return 2
+    m = rep.get("metrics", {})
+    short = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    short.update({f"CA({k})": v for k, v in (m.get("ca") or {}).items()})
+    print(json.dumps(short, indent=1))
+    if args.out:
+        print(f"report written to {args.out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``evaluate`` to the ``agekit`` command."""
+    p = sub.add_parser("train", help="train a recipe (YAML) on a prepared cache")
+    p.add_argument("--recipe", required=True, help="recipe name (see src/agekit/recipes) or YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. trainer.max_epochs=3")
+    p.add_argument("--data", default=None, help="prepared cache directory (same as --set data.cache=DIR)")
+    p.add_argument("--epochs", type=int, default=None, help="same as --set trainer.max_epochs=N")
+    p.add_argument("--init-from", default=None, help="initialise from this checkpoint (weights matching by name and shape)")
+    p.add_argument("--generations", type=int, default=None, help="LRN: train N refinery generations, each taught by the last")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt (chains: each stage)")
+    p.add_argument("--out", default=None, help="run directory (default runs/RECIPE)")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on a cache split and write report.json + plots")
+    e.add_argument("checkpoint", help="final.pt or last.ckpt")
+    e.add_argument("--data", required=True, help="prepared cache directory")
+    e.add_argument("--split", default="test")
+    e.add_argument("--protocol", default=None, help="split file of the cache (default: its only one)")
+    e.add_argument("--out", default=None, help="report directory")
+    e.add_argument("--flip", action="store_true", help="average each face with its mirror image")
+    e.add_argument("--ten-view", dest="ten_view", action="store_true", default=None,
+                   help="LMTCNN ten-view oversampling (default on for LMTCNN)")
+    e.add_argument("--no-ten-view", dest="ten_view", action="store_false")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    e.set_defaults(func=_evaluate)

@@ -1,0 +1,270 @@
+"""Batches from a prepared cache: uint8 rows -> device -> (augmentation) -> normalised input.
+
+The data path has no per-sample Python: a split's uint8 crops are gathered from the cache
+memmap into RAM once (small views) and each batch is one fancy-index of that array. The
+uint8 batch is what crosses to the device; augmentation (:mod:`agekit.training.augment`)
+and normalisation with the model's :class:`~agekit.preprocessing.PreprocessSpec` run there,
+on the whole batch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from agekit.preprocessing import PreprocessSpec
+from agekit.training.augment import BatchAugment, build_augment
+
+LABELS = {"age": np.float32, "age_std": np.float32, "gender": np.int64, "age_group": np.int64, "race": np.int64}
+IN_MEMORY_LIMIT = 2 << 30  # gather a split into RAM below 2 GiB, else read batches from the memmap
+
+
+def normalize_on_device(x: Tensor, spec: PreprocessSpec, input_color: str = "RGB") -> Tensor:
+    """``spec.normalize`` for float (..., 3, H, W) on the 0..255 scale, on ``x``'s device and dtype."""
+    if input_color != spec.color:
+        x = x.flip(-3)
+    if spec.per_image_standardize:
+        n = x.shape[-3] * x.shape[-2] * x.shape[-1]
+        mu = x.mean(dim=(-3, -2, -1), keepdim=True)
+        sd = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False)
+        return (x - mu) / torch.clamp(sd, min=1.0 / float(n) ** 0.5)
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    if spec.mean == (0.0, 0.0, 0.0) and spec.std == (1.0, 1.0, 1.0):
+        return x * spec.scale
+    return (x * spec.scale - mean) / std
+
+
+def center_crop(x: Tensor, size: int) -> Tensor:
+    """The central ``size`` x ``size`` window of (..., H, W) (LMTCNN's test crop of the 256 square)."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from {h}x{w}")
+    t, left = (h - size) // 2, (w - size) // 2
+    return x[..., t : t + size, left : left + size]
+
+
+def ten_crop(x: Tensor, size: int) -> Tensor:
+    """(B, 3, R, R) -> (B, 10, 3, size, size): four corners, centre and their mirrors (LMTCNN test)."""
+    h, w = x.shape[-2:]
+    views = [x[..., :size, :size], x[..., :size, w - size :], x[..., h - size :, :size], x[..., h - size :, w - size :],
+             center_crop(x, size)]
+    views += [v.flip(-1) for v in views]
+    return torch.stack(views, dim=1)
+
+
+def to_network_input(
+    images: Tensor,
+    spec: PreprocessSpec,
+    augment: BatchAugment | None = None,
+    channels_last: bool = False,
+) -> Tensor:
+    """uint8 (B, [k,] H, W, 3) RGB on the device -> the network's float input, augmented when asked.
+
+    Crops larger than ``spec.size`` (LMTCNN's 256 square) are cut to ``spec.size``: by the
+    augmentation's random crop in training, else at the centre.
+    """
+    x = images.to(torch.float32).movedim(-1, -3)
+    if augment is not None:
+        x = augment(x)
+    if x.shape[-1] != spec.size or x.shape[-2] != spec.size:
+        x = center_crop(x, spec.size)
+    x = normalize_on_device(x, spec)
+    if channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous()
+
+
+class CacheSplit(Dataset):
+    """One split of a cache view; ``__getitems__`` returns a whole batch as a dict of tensors."""
+
+    def __init__(self, images: np.ndarray, meta: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        nbytes = int(np.prod(images.shape[1:])) * len(self.rows)
+        self.in_memory = nbytes <= IN_MEMORY_LIMIT
+        self.images = np.ascontiguousarray(images[np.sort(self.rows)][np.argsort(np.argsort(self.rows))]) \
+            if self.in_memory else images
+        self.labels = {}
+        for k, dt in LABELS.items():
+            if k in meta:
+                self.labels[k] = torch.from_numpy(np.asarray(meta[k])[self.rows].astype(dt))
+            else:
+                fill = np.nan if np.issubdtype(dt, np.floating) else -1
+                self.labels[k] = torch.full((len(self.rows),), fill, dtype=torch.from_numpy(np.zeros(1, dt)).dtype)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, idx: list[int]) -> dict[str, Tensor]:
+        i = np.asarray(idx, dtype=np.int64)
+        if self.in_memory:
+            img = self.images[i]
+        else:  # memmap: read in row order, then restore the batch order
+            rows = self.rows[i]
+            order = np.argsort(rows)
+            img = np.empty((len(i),) + self.images.shape[1:], np.uint8)
+            img[order] = self.images[rows[order]]
+        ti = torch.from_numpy(i)
+        batch = {"image": torch.from_numpy(img), "index": torch.from_numpy(self.rows[i])}
+        batch.update({k: v[ti] for k, v in self.labels.items()})
+        return batch
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+
+def _batch_identity(batch: Any) -> Any:
+    return batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation drawn from (seed, epoch), this rank's share of it under DDP.
+
+    The order depends only on the seed and the epoch, so a run resumed from ``last.ckpt``
+    sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, int(seed), shuffle, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.world_size > 1:  # pad to a multiple of world_size, like DistributedSampler
+            order += order[: (-len(order)) % self.world_size]
+            order = order[self.rank :: self.world_size]
+        return iter(order)
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world_size)
+
+
+class AgeDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a :class:`PreparedCache` view (``spec.view_key``) and protocol."""
+
+    def __init__(
+        self,
+        cache: str | Path | Any,
+        spec: PreprocessSpec,
+        protocol: str | None = None,
+        train_split: str = "train",
+        val_split: str | None = "val",
+        test_split: str | None = "test",
+        batch_size: int = 50,
+        eval_batch_size: int = 256,
+        augment: dict[str, Any] | str | None = None,
+        require: tuple[str, ...] = ("age",),
+        seed: int = 0,
+        drop_last: bool = False,
+        channels_last: bool = False,
+        reseed: bool = True,
+    ) -> None:
+        super().__init__()
+        self.reseed = reseed
+        self.cache_arg = cache
+        self.spec = spec
+        self.protocol = protocol
+        self.split_names = {"train": train_split, "val": val_split, "test": test_split}
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.augment = build_augment(augment, spec.size)
+        self.require = tuple(require or ())
+        self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
+        self.cache = None
+        self.splits: dict[str, CacheSplit] = {}
+
+    def _open(self) -> None:
+        if self.cache is not None:
+            return
+        from agekit.data.cache import PreparedCache
+
+        self.cache = self.cache_arg if hasattr(self.cache_arg, "view") else PreparedCache(self.cache_arg)
+        self.protocol = resolve_protocol(self.cache, self.protocol)
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row indices of ``split`` that carry every required label."""
+        self._open()
+        splits = self.cache.splits(self.protocol)
+        if split not in splits:
+            raise KeyError(f"{self.cache.root}: protocol {self.protocol!r} has no split {split!r}; has {sorted(splits)}")
+        rows = np.asarray(splits[split], dtype=np.int64)
+        keep = np.ones(len(rows), bool)
+        for k in self.require:
+            col = np.asarray(self.cache.meta[k])[rows]
+            keep &= ~np.isnan(col) if np.issubdtype(col.dtype, np.floating) else col >= 0
+        return rows[keep]
+
+    def setup(self, stage: str | None = None) -> None:
+        self._open()
+        key = self.spec.view_key
+        if key not in self.cache.views:
+            raise KeyError(
+                f"{self.cache.root}: no view {key!r} for this model's crops; the cache has {self.cache.views}. "
+                "Run `agekit prepare` with this model's preprocessing."
+            )
+        view = self.cache.view(key)
+        for role, split in self.split_names.items():
+            if split and role not in self.splits and (role != "test" or stage in (None, "test")):
+                self.splits[role] = CacheSplit(view, self.cache.meta, self.rows(split))
+        if len(self.splits.get("train", [1])) == 0:
+            raise ValueError(f"{self.cache.root}: split {self.split_names['train']!r} has no usable rows")
+
+    def _loader(self, role: str, train: bool) -> DataLoader:
+        ds = self.splits[role]
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        sampler = EpochShuffleSampler(len(ds), self.seed, shuffle=train, rank=rank, world_size=world)
+        pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            drop_last=train and self.drop_last,
+            collate_fn=_batch_identity,
+            num_workers=0,
+            pin_memory=pin,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", False) if "val" in self.splits else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        training = self.trainer is not None and self.trainer.training
+        if training and self.reseed:
+            # Augmentation and dropout draw from the global RNG: seed it from (seed, step, rank) so that
+            # a run resumed from last.ckpt continues exactly like an uninterrupted one.
+            torch.manual_seed(self.seed * 1_000_003 + self.trainer.global_step * 1009 + self.trainer.global_rank)
+        batch["image"] = to_network_input(
+            batch["image"], self.spec, self.augment if training else None, self.channels_last
+        )
+        return batch
+
+
+def resolve_protocol(cache: Any, protocol: str | None) -> str:
+    """``protocol`` checked against the cache, or the cache's only protocol when ``None``."""
+    protos = list(cache.protocols)
+    if protocol is None:
+        if len(protos) == 1:
+            return protos[0]
+        raise ValueError(f"{cache.root}: choose a protocol (--protocol / data.protocol) among {protos}")
+    if protocol not in protos:
+        raise KeyError(f"{cache.root}: no protocol {protocol!r}; the cache has {protos}")
+    return protocol

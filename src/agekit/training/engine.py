@@ -1,0 +1,465 @@
+"""``train(recipe)`` and ``evaluate(ckpt, data, split)``: the library behind ``agekit train/evaluate``.
+
+A run directory holds ``checkpoints/last.ckpt`` (Lightning, written every epoch, what
+``--resume`` continues from), ``logs/metrics.csv`` (CSVLogger; TensorBoard events too when
+installed), ``recipe.yaml`` (the recipe as run) and ``final.pt`` (an agekit checkpoint with
+its model card). Chains write one such directory per stage (``stages``) or generation
+(``generations``) under the run directory.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from agekit.preprocessing import PreprocessSpec
+from agekit.registry import model_entry
+from agekit.training.recipes import deep_merge, load_recipe
+
+
+@dataclass
+class TrainResult:
+    """Paths and figures of one training run (or the last run of a chain, with ``runs`` listing all)."""
+
+    out_dir: Path
+    last_ckpt: Path | None
+    final: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+    runs: list["TrainResult"] = field(default_factory=list)
+
+
+def resolve_spec(model_name: str, overrides: dict[str, Any] | None, config: dict[str, Any] | None = None) -> PreprocessSpec:
+    """The model's :class:`PreprocessSpec` (as built with ``config``) with a recipe's ``preprocess`` overrides."""
+    from agekit.registry import create_model
+
+    spec = getattr(create_model(model_name, **(config or {})), "preprocess", None) or model_entry(model_name).preprocess
+    if spec is None:
+        raise ValueError(f"model {model_name!r} has no preprocessing spec")
+    if overrides:
+        spec = PreprocessSpec.from_dict({**spec.to_dict(), **overrides})
+    return spec
+
+
+def method_name_for(recipe: dict[str, Any]) -> str:
+    """The recipe's method, or the model's default method."""
+    name = (recipe.get("method") or {}).get("name")
+    if name:
+        return name
+    from agekit.methods import default_method_for
+
+    return default_method_for(recipe["model"]["name"])
+
+
+def train(
+    recipe: str | Path | dict[str, Any],
+    out_dir: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    init_from: str | Path | None = None,
+    resume: bool = False,
+    generations: int | None = None,
+) -> TrainResult:
+    """Train a recipe (with its ``stages`` chain and LRN ``generations``); returns the paths written."""
+    r = load_recipe(recipe, overrides)
+    if init_from is not None:
+        r["init_from"] = str(init_from)
+    if generations is not None:
+        r["generations"] = int(generations)
+    out = Path(out_dir or Path("runs") / str(r.get("name") or "run"))
+    out.mkdir(parents=True, exist_ok=True)
+    stages = r.get("stages") or []
+    if not stages:
+        return _train_generations(r, out, resume)
+    runs: list[TrainResult] = []
+    prev = r.get("init_from")
+    base = {k: v for k, v in r.items() if k != "stages"}
+    for i, st in enumerate(stages):
+        st = dict(st)
+        name = st.pop("name", f"stage{i + 1}")
+        sub = deep_merge(base, st)
+        if i > 0 or prev:
+            sub["init_from"] = str(prev) if prev else None
+        sub["name"] = f"{r.get('name')}/{name}"
+        res = _train_generations(sub, out / name, resume)
+        runs.append(res)
+        prev = res.final
+    last = runs[-1]
+    return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs)
+
+
+def _train_generations(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
+    n = int(r.get("generations") or 1)
+    if n <= 1:
+        return _train_one(r, out, resume)
+    # LRN Alg. 1: generation t is initialised like the first (the pre-trained model) and
+    # taught by generation t - 1; generation 1 learns from the labels alone.
+    runs, teacher = [], None
+    for g in range(1, n + 1):
+        sub = copy.deepcopy(r)
+        sub["generations"] = 1
+        sub["teacher"] = str(teacher) if teacher else sub.get("teacher")
+        sub.setdefault("method", {}).setdefault("config", {})
+        if sub["method"].get("name", "lrn") == "lrn":
+            sub["method"]["config"]["generation"] = g
+        sub["name"] = f"{r.get('name')}/gen{g}"
+        res = _train_one(sub, out / f"gen{g}", resume)
+        runs.append(res)
+        teacher = res.final
+    last = runs[-1]
+    return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs)
+
+
+def _scalar_metrics(d: dict[str, Any]) -> dict[str, float]:
+    res = {}
+    for k, v in d.items():
+        try:
+            res[k] = float(v)
+        except (TypeError, ValueError):
+            pass
+    return res
+
+
+class _Throughput:
+    """Counts training images and the time spent in training batches (validation excluded)."""
+
+    def __init__(self) -> None:
+        import lightning as L
+
+        outer = self
+
+        class CB(L.Callback):
+            def on_train_epoch_start(self, trainer, pm):
+                outer._t0 = time.perf_counter()
+
+            def on_validation_start(self, trainer, pm):
+                if trainer.training or trainer.state.fn == "fit":
+                    outer.seconds += time.perf_counter() - outer._t0
+
+            def on_validation_end(self, trainer, pm):
+                outer._t0 = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, pm, outputs, batch, batch_idx):
+                outer.images += int(batch["image"].shape[0])
+
+            def on_train_epoch_end(self, trainer, pm):
+                outer.seconds += time.perf_counter() - outer._t0
+                outer._t0 = time.perf_counter()
+
+        self.images, self.seconds, self._t0 = 0, 0.0, time.perf_counter()
+        self.callback = CB()
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def _set_aside_logs(logs: Path) -> list[Path]:
+    """Rename the CSV log of an interrupted run (the CSVLogger of the resumed run starts a new file)."""
+    f = logs / "metrics.csv"
+    if not f.is_file():
+        return sorted(logs.glob("metrics.part*.csv"))
+    k = len(list(logs.glob("metrics.part*.csv")))
+    f.rename(logs / f"metrics.part{k}.csv")
+    return sorted(logs.glob("metrics.part*.csv"))
+
+
+def _merge_logs(logs: Path, parts: list[Path]) -> None:
+    """``logs/metrics.csv`` = the interrupted runs' rows followed by the resumed run's (union of columns)."""
+    import csv
+
+    rows: list[dict[str, str]] = []
+    cols: list[str] = []
+    for f in [*parts, logs / "metrics.csv"]:
+        if f.is_file():
+            with open(f, newline="") as fh:
+                r = csv.DictReader(fh)
+                cols += [c for c in r.fieldnames or [] if c not in cols]
+                rows += list(r)
+    with open(logs / "metrics.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    for f in parts:
+        f.unlink()
+
+
+def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from agekit.checkpoint import save_checkpoint
+    from agekit.training.datamodule import AgeDataModule
+    from agekit.training.module import AgeModule, load_matching_weights
+
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / "final.pt"
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and final.is_file() and not last.is_file():
+        return TrainResult(out, None, final)  # a finished stage of a chain whose last.ckpt was removed
+    t = r["trainer"]
+    data = r["data"]
+    if not data.get("cache"):
+        raise ValueError(f"recipe {r.get('name')!r}: no data.cache (use --data DIR or --set data.cache=DIR)")
+    seed = t.get("seed")
+    if seed is not None:
+        L.seed_everything(int(seed), workers=True, verbose=False)
+    name = r["model"]["name"]
+    config = dict(r["model"].get("config") or {})
+    spec = resolve_spec(name, r.get("preprocess"), config)
+    method = method_name_for(r)
+    method_config = dict((r.get("method") or {}).get("config") or {})
+    card = {
+        "recipe": r.get("name"),
+        "paper": r.get("paper"),
+        "data": {"cache": str(data["cache"])},
+        "protocol": data.get("protocol"),
+        "init_from": r.get("init_from"),
+        "teacher": r.get("teacher"),
+        "method_config": method_config,
+    }
+    module = AgeModule(name, config, spec.to_dict(), method, method_config, r, card, r.get("teacher"))
+    if r.get("init_from") and not (resume and last.is_file()):
+        loaded, skipped = load_matching_weights(module.model, str(r["init_from"]))
+        print(f"init from {r['init_from']}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
+              if skipped else f"init from {r['init_from']}: all {len(loaded)} tensors loaded")
+    if data.get("require") is not None:
+        require = list(data["require"])
+    else:  # the labels the method trains on must be known
+        require = {"ssr_gender": ["gender"], "levi_hassner_gender": ["gender"], "levi_hassner_age": ["age_group"],
+                   "lmtcnn": []}.get(method, ["age"])
+    dm = AgeDataModule(
+        data["cache"], spec, data.get("protocol"), data.get("train_split", "train"), data.get("val_split"),
+        data.get("test_split"), data.get("batch_size", 50), data.get("eval_batch_size", 256), r.get("augment"),
+        tuple(require), int(seed or 0), bool(data.get("drop_last", False)), bool(t.get("channels_last", False)),
+        reseed=seed is not None,
+    )
+    dm.setup("fit")
+    card["protocol"] = dm.protocol
+    card["data"]["dataset"] = (dm.cache.info or {}).get("dataset")
+    card["data"]["train_rows"] = len(dm.splits["train"])
+    has_val = "val" in dm.splits and len(dm.splits["val"]) > 0
+    if not has_val:
+        dm.splits.pop("val", None)
+    if not has_val and module.monitor.startswith("val/"):
+        module.monitor = "train/loss_epoch"
+    (out / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
+
+    parts = _set_aside_logs(out / "logs") if resume and last.is_file() else []
+    loggers: list[Any] = [CSVLogger(str(out), name="", version="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(str(out), name="", version="tb"))
+    except ImportError:
+        pass
+    ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
+    speed = _Throughput()
+    callbacks = [ckpt_cb, speed.callback, LearningRateMonitor("epoch")]
+    opt = lambda k, d=None: t.get(k) if t.get(k) is not None else d  # noqa: E731
+    trainer = L.Trainer(
+        default_root_dir=str(out),
+        accelerator=opt("accelerator", "auto"),
+        devices=opt("devices", 1),
+        strategy=opt("strategy", "auto"),
+        precision=opt("precision", "32-true"),
+        max_epochs=t.get("max_epochs"),
+        max_steps=opt("max_steps", -1),
+        deterministic=bool(t.get("deterministic", False)),
+        gradient_clip_val=t.get("gradient_clip_val"),
+        gradient_clip_algorithm=opt("gradient_clip_algorithm", "norm") if t.get("gradient_clip_val") else None,
+        limit_train_batches=t.get("limit_train_batches"),
+        limit_val_batches=t.get("limit_val_batches") if has_val else 0,
+        log_every_n_steps=opt("log_every_n_steps", 20),
+        check_val_every_n_epoch=opt("check_val_every_n_epoch", 1),
+        num_sanity_val_steps=0,
+        enable_progress_bar=bool(t.get("progress_bar", True)),
+        enable_model_summary=False,
+        use_distributed_sampler=False,  # AgeDataModule shards its own (seed, epoch) permutation
+        logger=loggers,
+        callbacks=callbacks,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
+    fit_s = time.perf_counter() - t0
+    if parts and trainer.is_global_zero:
+        _merge_logs(out / "logs", parts)
+    metrics = {k: v for k, v in _scalar_metrics(trainer.callback_metrics).items() if k.startswith("val/")}
+    if not metrics and resume and (out / "card.json").is_file():  # resumed a run that had already finished
+        metrics = json.loads((out / "card.json").read_text()).get("val_metrics", {})
+    card.update(
+        {
+            "epochs": int(trainer.current_epoch),
+            "steps": int(trainer.global_step),
+            "val_metrics": metrics,
+            "train_seconds": round(fit_s, 2),
+            "train_images_per_s": round(speed.images_per_s, 1),
+            "precision": str(t.get("precision")),
+            "channels_last": bool(t.get("channels_last", False)),
+            "finished": True,
+        }
+    )
+    try:
+        from agekit.complexity import complexity
+
+        size = (spec.num_crops, 3, spec.size, spec.size) if spec.num_crops > 1 else (3, spec.size, spec.size)
+        card["complexity"] = complexity(module.model, size).to_dict()
+    except Exception as e:  # complexity is informative only
+        card["complexity_error"] = str(e)
+    module.hparams["card"] = card
+    trainer.save_checkpoint(str(last))  # hyper_parameters now carry the final card (collective: every rank calls it)
+    if trainer.is_global_zero:
+        model = module.model
+        if t.get("channels_last"):
+            model = model.to(memory_format=torch.contiguous_format)
+        save_checkpoint(final, model, name=name, config=config, preprocess=spec, method=method, card=card)
+        (out / "card.json").write_text(json.dumps(card, indent=1, default=str))
+    return TrainResult(out, last, final, metrics, card)
+
+
+# ------------------------------------------------------------------------------ evaluate
+def _average(preds: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    res = {}
+    for k in preds[0]:
+        if preds[0][k].is_floating_point():
+            res[k] = torch.stack([p[k] for p in preds]).mean(0)
+    if "age_group_probs" in res:
+        res["age_group"] = res["age_group_probs"].argmax(1)
+    return res
+
+
+@torch.no_grad()
+def predict_split(
+    loaded: Any,
+    method: Any,
+    images: np.ndarray,
+    rows: np.ndarray,
+    *,
+    flip: bool = False,
+    ten_view: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """Decoded predictions of ``loaded.model`` on ``images[rows]`` (flip averaging / LMTCNN ten views)."""
+    from agekit.training.datamodule import normalize_on_device, ten_crop, to_network_input
+    from agekit.training.module import output_to_float
+
+    model, spec = loaded.model.to(device).eval(), loaded.preprocess
+    chunks: dict[str, list[np.ndarray]] = {}
+    for s in range(0, len(rows), batch_size):
+        r = rows[s : s + batch_size]
+        order = np.argsort(r)
+        img = np.empty((len(r),) + images.shape[1:], np.uint8)
+        img[order] = images[r[order]]
+        u8 = torch.from_numpy(img).to(device)
+        if ten_view:
+            x = u8.to(torch.float32).movedim(-1, -3)
+            views = ten_crop(x, spec.size)  # (B, 10, 3, S, S)
+            b = views.shape[0]
+            xs = normalize_on_device(views.reshape(b * 10, 3, spec.size, spec.size), spec)
+            p = method.predict(output_to_float(model(xs)))
+            pred = {k: v.reshape(b, 10, *v.shape[1:]).float().mean(1) for k, v in p.items() if v.is_floating_point()}
+            if "age_group_probs" in pred:
+                pred["age_group"] = pred["age_group_probs"].argmax(1)
+        else:
+            x = to_network_input(u8, spec)
+            preds = [method.predict(output_to_float(model(x)))]
+            if flip:
+                preds.append(method.predict(output_to_float(model(x.flip(-1)))))
+            pred = _average(preds) if flip else preds[0]
+        for k, v in pred.items():
+            chunks.setdefault(k, []).append(v.detach().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def find_metrics_csv(ckpt: str | Path) -> Path | None:
+    """The run's ``logs/metrics.csv`` next to a checkpoint (``final.pt`` or ``checkpoints/last.ckpt``)."""
+    p = Path(ckpt).resolve()
+    for d in (p.parent, p.parent.parent):
+        f = d / "logs" / "metrics.csv"
+        if f.is_file():
+            return f
+    return None
+
+
+def evaluate(
+    ckpt: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    protocol: str | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    flip: bool = False,
+    ten_view: bool | None = None,
+    batch_size: int = 256,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a cache split: metrics via ``age_report``, written by ``write_report``.
+
+    ``ten_view`` (default: on for LMTCNN's 256-square crops) averages the scores of the four
+    corner and the centre crops and their mirrors (LMTCNN test protocol); ``flip`` averages
+    each face with its mirror image.
+    """
+    from agekit.checkpoint import load_checkpoint
+    from agekit.data.cache import PreparedCache
+    from agekit.methods import default_method_for, get_method
+    from agekit.training.datamodule import resolve_protocol
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_checkpoint(ckpt, map_location="cpu")
+    spec = loaded.preprocess
+    method_cfg = dict((loaded.card or {}).get("method_config") or {})
+    method_cfg.pop("generation", None)
+    mname = loaded.method or default_method_for(loaded.name)
+    try:
+        method = get_method(mname, **method_cfg)
+    except TypeError:
+        method = get_method(mname)
+    cache = PreparedCache(data_dir)
+    if protocol is None and (loaded.card or {}).get("protocol") in cache.protocols:
+        protocol = loaded.card["protocol"]  # the protocol the model was trained on
+    protocol = resolve_protocol(cache, protocol)
+    splits = cache.splits(protocol)
+    if split not in splits:
+        raise KeyError(f"{cache.root}: protocol {protocol!r} has no split {split!r}; has {sorted(splits)}")
+    rows = np.asarray(splits[split], dtype=np.int64)
+    if spec.view_key not in cache.views:
+        raise KeyError(f"{cache.root}: no view {spec.view_key!r} for {loaded.name}; the cache has {cache.views}")
+    if ten_view is None:
+        ten_view = spec.crops == "lmtcnn"
+    t0 = time.perf_counter()
+    pred = predict_split(loaded, method, cache.view(spec.view_key), rows, flip=flip, ten_view=ten_view,
+                         batch_size=batch_size, device=device)
+    seconds = time.perf_counter() - t0
+    true = {k: np.asarray(cache.meta[k])[rows] for k in ("age", "gender", "race", "age_std", "age_group")
+            if k in cache.meta}
+    info = {
+        "checkpoint": str(ckpt), "model": loaded.name, "method": mname, "data": str(data_dir),
+        "dataset": (cache.info or {}).get("dataset"), "protocol": protocol, "split": split, "n": int(len(rows)),
+        "flip": bool(flip), "ten_view": bool(ten_view), "device": str(device), "seconds": round(seconds, 3),
+        "card": loaded.card,
+    }
+    if out_dir is not None:
+        from agekit.report import write_report
+
+        csv_path = find_metrics_csv(ckpt)
+        return write_report(out_dir, pred, true, info, str(csv_path) if csv_path else None)
+    from agekit.metrics import age_report
+
+    g = true.get("age_group")
+    rep = age_report(
+        pred.get("age") if "age" in true else None, true.get("age"), gender=true.get("gender"), race=true.get("race"),
+        pred_gender=pred.get("gender_female"), pred_age_group=pred.get("age_group"),
+        age_group=g if g is not None and (g >= 0).any() else None, age_group_scores=pred.get("age_group_probs"),
+    )
+    report = {"meta": info, "n_samples": int(len(rows)), "metrics": rep}
+    return report

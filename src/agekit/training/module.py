@@ -1,0 +1,277 @@
+"""The LightningModule: a registry network + a paper's method (+ a frozen teacher).
+
+The network's outputs are cast to float32 and the method's loss and decoder run outside
+autocast, so with ``precision: bf16-mixed`` only the convolutions and dense layers run in
+bfloat16; the bin/expectation arithmetic of the method stays float32 (bf16 has 8 bits
+of mantissa: ages near 60 would otherwise be rounded to 0.25-0.5 years).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from agekit.outputs import ModelOutput
+from agekit.preprocessing import PreprocessSpec
+from agekit.registry import create_model
+
+
+def output_to_float(out: ModelOutput) -> ModelOutput:
+    """A copy of ``out`` with every floating tensor (also in ``stages``/``extras``) cast to float32."""
+
+    def f(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return v.float() if v.is_floating_point() else v
+        if isinstance(v, dict):
+            return {k: f(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list)):
+            return type(v)(f(x) for x in v)
+        return v
+
+    return dataclasses.replace(out, **{fld.name: f(getattr(out, fld.name)) for fld in dataclasses.fields(out)})
+
+
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context in which autocast is off on ``device``'s type (float32 method arithmetic)."""
+    try:
+        return torch.autocast(device_type=device.type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
+
+
+FP32_CLASS_SUFFIXES = ("Head", "FusionBlock")
+
+
+def keep_fp32(model: nn.Module, suffixes: tuple[str, ...] = FP32_CLASS_SUFFIXES) -> nn.Module:
+    """Run every ``nn.Linear`` and every head module (class name ending in ``suffixes``) in float32.
+
+    Under bf16 autocast the convolutions run in bfloat16, but the dense layers, softmax and
+    bin/expectation products of the heads (HSR ``StageHead``, SSR-Net ``FusionBlock``, the
+    baselines' heads) stay float32: a bfloat16 expectation rounds ages near 50 to 0.25-0.5 years.
+    The dense layers of these compact networks are a negligible share of the MACs.
+    """
+    for m in model.modules():
+        if getattr(m, "_agekit_fp32", False):
+            continue
+        if isinstance(m, nn.Linear) or type(m).__name__.endswith(tuple(suffixes)):
+            orig = m.forward
+
+            def forward(*args: Any, _orig=orig, **kwargs: Any) -> Any:
+                t = next((a for a in args if isinstance(a, Tensor)), None)
+                if t is None:
+                    return _orig(*args, **kwargs)
+                with torch.autocast(device_type=t.device.type, enabled=False):
+                    args = tuple(a.float() if isinstance(a, Tensor) and a.is_floating_point() else a for a in args)
+                    return _orig(*args, **kwargs)
+
+            m.forward = forward
+            m._agekit_fp32 = True
+    return model
+
+
+def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam (SSR-Net, C3AE) or SGD with momentum (HSR, LRN, LMTCNN) from a recipe's ``optimizer``."""
+    cfg = dict(cfg)
+    name = str(cfg.pop("name", "sgd")).lower()
+    if name == "adam":
+        return torch.optim.Adam(
+            params, lr=cfg.get("lr", 1e-3), betas=tuple(cfg.get("betas", (0.9, 0.999))), eps=cfg.get("eps", 1e-8),
+            weight_decay=cfg.get("weight_decay", 0.0),
+        )
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.get("lr", 0.01), momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 0.0),
+            nesterov=bool(cfg.get("nesterov", False)),
+        )
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.get("lr", 1e-3), momentum=cfg.get("momentum", 0.0),
+                                   weight_decay=cfg.get("weight_decay", 0.0))
+    raise ValueError(f"unknown optimizer {name!r}: adam, sgd or rmsprop")
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: str) -> dict[str, Any] | None:
+    """The papers' schedules as a Lightning ``lr_scheduler`` dict, from a recipe's ``scheduler``.
+
+    ``multistep``: x gamma at the listed epochs (SSR-Net: x0.1 at 30 and 60 of 90);
+    ``step``: x gamma every ``step_size`` epochs or steps (LRN: /10 every 40 epochs; LMTCNN:
+    x0.1 every 10k steps, ``interval: step``); ``plateau``: ReduceLROnPlateau on the
+    validation MAE (HSR: factor 0.1, patience 10, threshold 1e-4; C3AE alike).
+    """
+    cfg = dict(cfg or {})
+    name = str(cfg.pop("name", "none") or "none").lower()
+    interval = cfg.pop("interval", "epoch")
+    if name == "none":
+        return None
+    if name == "multistep":
+        s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=cfg.get("gamma", 0.1))
+    elif name == "step":
+        s = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["step_size"]), gamma=cfg.get("gamma", 0.1))
+    elif name == "plateau":
+        s = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode=cfg.get("mode", "min"), factor=cfg.get("factor", 0.1), patience=int(cfg.get("patience", 10)),
+            threshold=cfg.get("threshold", 1e-4), threshold_mode=cfg.get("threshold_mode", "rel"),
+            min_lr=cfg.get("min_lr", 0.0),
+        )
+        return {"scheduler": s, "interval": "epoch", "monitor": cfg.get("monitor", monitor), "strict": True}
+    else:
+        raise ValueError(f"unknown scheduler {name!r}: none, multistep, step or plateau")
+    return {"scheduler": s, "interval": interval}
+
+
+class AgeModule(L.LightningModule):
+    """Training/validation steps of one network with one method (and an optional frozen teacher).
+
+    ``hparams`` hold what :func:`agekit.checkpoint.load_checkpoint` needs to rebuild the
+    network from ``last.ckpt``: ``model``, ``config``, ``preprocess``, ``method``, ``card``
+    and ``state_dict_prefix`` (``"model."``).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        config: dict[str, Any],
+        preprocess: dict[str, Any],
+        method: str,
+        method_config: dict[str, Any] | None = None,
+        recipe: dict[str, Any] | None = None,
+        card: dict[str, Any] | None = None,
+        teacher: str | None = None,
+        state_dict_prefix: str = "model.",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        from agekit.methods import get_method
+
+        self.model = create_model(model, **(config or {}))
+        self.spec = PreprocessSpec.from_dict(preprocess)
+        self.model.preprocess = self.spec
+        self.method = get_method(method, **(method_config or {}))
+        self.recipe = recipe or {}
+        trainer_cfg = self.recipe.get("trainer", {})
+        self.channels_last = bool(trainer_cfg.get("channels_last", False))
+        self.monitor = trainer_cfg.get("monitor", "val/mae") or "val/mae"
+        self.mixed = "16" in str(trainer_cfg.get("precision", "32"))
+        self.__dict__["teacher"] = None  # not a submodule: never in the state dict or the optimiser
+        if teacher:
+            self.set_teacher(teacher)
+        if self.mixed:
+            keep_fp32(self.model)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def set_teacher(self, path: str) -> None:
+        """Load a frozen teacher (previous LRN generation, or a distillation teacher)."""
+        from agekit.checkpoint import load_checkpoint
+
+        t = load_checkpoint(path)
+        if t.preprocess.view_key != self.spec.view_key:
+            raise ValueError(f"teacher {path} takes crops {t.preprocess.view_key!r}, the student {self.spec.view_key!r}")
+        for p in t.model.parameters():
+            p.requires_grad_(False)
+        self.__dict__["teacher"] = keep_fp32(t.model.eval()) if self.mixed else t.model.eval()
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        return self.model(x)
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+            if self.channels_last:
+                self.teacher.to(memory_format=torch.channels_last)
+
+    def _teacher_output(self, x: Tensor) -> ModelOutput | None:
+        if self.teacher is None:
+            return None
+        self.teacher.eval()
+        with torch.no_grad():
+            return output_to_float(self.teacher(x))
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        x = batch["image"]
+        out = output_to_float(self.model(x))
+        teacher = self._teacher_output(x)
+        with no_autocast(x.device):
+            loss, parts = self.method.loss(out, batch, model=self.model, teacher=teacher)
+        b = x.shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=b, sync_dist=True)
+        for k, v in parts.items():
+            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], prefix: str) -> None:
+        x = batch["image"]
+        out = output_to_float(self.model(x))
+        with no_autocast(x.device):
+            if not self.method.needs_teacher:
+                loss, _ = self.method.loss(out, batch, model=self.model)
+                self.log(f"{prefix}/loss", loss, batch_size=x.shape[0], sync_dist=True, prog_bar=prefix == "val")
+            pred = self.method.predict(out)
+        for k, (v, n) in batch_metrics(pred, batch).items():
+            self.log(f"{prefix}/{k}", v, batch_size=n, sync_dist=True, prog_bar=k == "mae")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.recipe.get("optimizer", {}))
+        sched = build_scheduler(opt, self.recipe.get("scheduler", {}), self.monitor)
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+
+
+def batch_metrics(pred: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, tuple[Tensor, int]]:
+    """Per-batch MAE, CA(3), CA(5), gender and age-group accuracy with their sample counts.
+
+    Lightning averages them over the epoch weighted by the counts, which gives the exact
+    epoch figures (MAE: SSR-Net Eq. 8; CA(n): C3AE Sec. 4.1, share of |error| <= n years).
+    """
+    res: dict[str, tuple[Tensor, int]] = {}
+    if "age" in pred and "age" in batch:
+        true = batch["age"].float().reshape(-1)
+        known = torch.isfinite(true)
+        n = int(known.sum())
+        if n:
+            err = (pred["age"].float().reshape(-1)[known] - true[known]).abs()
+            res["mae"] = (err.mean(), n)
+            res["ca3"] = ((err <= 3).float().mean(), n)
+            res["ca5"] = ((err <= 5).float().mean(), n)
+    if "gender_female" in pred and "gender" in batch:
+        g = batch["gender"].reshape(-1)
+        known = g >= 0
+        n = int(known.sum())
+        if n:
+            res["gender_acc"] = (((pred["gender_female"].reshape(-1)[known] > 0.5).long() == g[known]).float().mean(), n)
+    if "age_group" in pred and "age_group" in batch:
+        g = batch["age_group"].reshape(-1)
+        known = g >= 0
+        n = int(known.sum())
+        if n:
+            p = pred["age_group"].reshape(-1)[known]
+            res["group_acc"] = ((p == g[known]).float().mean(), n)
+            res["group_one_off"] = (((p - g[known]).abs() <= 1).float().mean(), n)
+    return res
+
+
+def load_matching_weights(model: nn.Module, path: str) -> tuple[list[str], list[str]]:
+    """Copy every tensor of checkpoint ``path`` whose name and shape match ``model`` (chains, ``--init-from``).
+
+    Returns (loaded names, skipped names): a k-resolution HSR initialised from a
+    single-resolution model takes the shared backbone and keeps its own new heads.
+    """
+    from agekit.checkpoint import load_checkpoint
+
+    src = load_checkpoint(path).model.state_dict()
+    own = model.state_dict()
+    loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
+    skipped = [k for k in own if k not in loaded]
+    model.load_state_dict({**own, **{k: src[k] for k in loaded}})
+    if not loaded:
+        raise ValueError(f"--init-from {path}: no tensor matches the model by name and shape")
+    return loaded, skipped
