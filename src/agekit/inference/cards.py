@@ -148,6 +148,15 @@ def render_markdown(card: dict[str, Any], title: str | None = None) -> str:
     if metrics:
         lines += ["| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not isinstance(v, (dict, list))]
+        ca = metrics.get("ca") or {}
+        lines += [f"| CA({n}) | {_fmt(ca[n])} |" for n in sorted(ca, key=lambda n: float(n))]
+        for key, title in (("mae_by_gender", "gender"), ("mae_by_race", "race"), ("mae_by_decade", "age decade")):
+            groups = metrics.get(key) or {}
+            if not groups:
+                continue
+            order = sorted(groups, key=lambda g: int(g.split("-")[0])) if key == "mae_by_decade" else list(groups)
+            lines += ["", f"MAE by {title}:", "", f"| {title} | n | MAE |", "| --- | ---: | ---: |"]
+            lines += [f"| {g} | {groups[g].get('n')} | {_fmt(groups[g].get('mae'))} |" for g in order]
     else:
         lines.append("not measured")
     lines += [

@@ -1,0 +1,35 @@
+"""Ship a trained checkpoint as a default weight of the package (evaluate, export, time, card).
+
+Example (the shipped defaults were made with these):
+  python bench/ship_weights.py runs/c3ae_wide/final.pt --name age_c3ae_wide_utkface --alias age \
+      --data caches/utkface --title "agekit compact age model (C3AE-wide, UTKFace)"
+  python bench/ship_weights.py runs/ssr_gender/final.pt --name gender_ssrnet_utkface --alias gender \
+      --data caches/utkface --title "agekit gender model (SSR-Net gender, UTKFace)"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from agekit.inference.ship import ship_checkpoint
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--name", required=True, help="weight name (file stem in src/agekit/weights)")
+    ap.add_argument("--alias", action="append", default=[], help="short name, e.g. age or gender")
+    ap.add_argument("--data", required=True, help="prepared cache to evaluate on")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--protocol", default=None)
+    ap.add_argument("--title", default=None)
+    ap.add_argument("--out-dir", default=None, help="default: the package's weights folder")
+    ap.add_argument("--report-dir", default=None, help="also write the evaluation report and plots here")
+    a = ap.parse_args()
+    card = ship_checkpoint(a.checkpoint, a.name, data=a.data, aliases=a.alias, split=a.split, protocol=a.protocol,
+                           title=a.title, out_dir=a.out_dir, report_dir=a.report_dir)
+    print(json.dumps({k: card[k] for k in ("model", "metrics", "latency", "complexity")}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Turn a trained checkpoint into a shipped weight: evaluate, export, time, and write its model card.
+
+``ship_checkpoint`` evaluates the checkpoint with :func:`agekit.training.engine.evaluate` on
+a prepared cache split (the card's metrics are exactly what ``agekit evaluate`` prints),
+exports it to ONNX with the parity check, measures batch-1 latency (ONNX Runtime and torch
+eager, single thread, median), and writes ``<name>.pt``, ``<name>.onnx``, ``<name>.json``
+and ``<name>.md`` into the weights folder. ``bench/ship_weights.py`` is the command.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agekit.checkpoint import load_checkpoint, save_checkpoint
+from agekit.inference.weights import WEIGHTS_DIR
+
+
+def _median_ms(fn, repeats: int = 200, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000.0 * statistics.median(times)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def measure_latency(loaded, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
+    """Batch-1 latency in ms of one face: ONNX Runtime (1 thread) and torch eager (1 thread), medians."""
+    from agekit.inference.backends import OnnxRunner
+
+    size = tuple(getattr(loaded.model, "input_size", None) or (3, loaded.preprocess.size, loaded.preprocess.size))
+    x = np.random.default_rng(0).random((1, *size), dtype=np.float32)
+    runner = OnnxRunner(onnx_path, threads=1)
+    onnx_ms = _median_ms(lambda: runner(x), repeats)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xt = torch.from_numpy(x)
+        with torch.inference_mode():
+            torch_ms = _median_ms(lambda: loaded.model(xt), max(20, repeats // 4), warmup=5)
+    finally:
+        torch.set_num_threads(prev)
+    return {
+        "onnx_fp32_batch1_ms": round(onnx_ms, 4),
+        "torch_eager_batch1_ms": round(torch_ms, 4),
+        "threads": 1,
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+        "how": "median of batch-1 calls on one random face tensor (network only; no detection)",
+    }
+
+
+def ship_checkpoint(
+    checkpoint: str | Path,
+    name: str,
+    *,
+    data: str | Path,
+    aliases: list[str] | None = None,
+    split: str = "test",
+    protocol: str | None = None,
+    dataset: str = "utkface",
+    out_dir: str | Path | None = None,
+    title: str | None = None,
+    report_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate, export and card ``checkpoint`` as the shipped weight ``name``; returns the card."""
+    from agekit.inference.cards import build_card, write_card
+    from agekit.inference.onnx_export import export_onnx
+    from agekit.training.engine import evaluate
+
+    out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded = load_checkpoint(checkpoint)
+    report = evaluate(checkpoint, data, split=split, protocol=protocol, out_dir=report_dir)
+    metrics = report.get("metrics", report)
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = export_onnx(loaded, Path(tmp) / f"{name}.onnx", calib=data)
+        onnx_path = out_dir / f"{name}.onnx"
+        shutil.copyfile(exp.path if hasattr(exp, "path") else Path(tmp) / f"{name}.onnx", onnx_path)
+        parity = getattr(exp, "parity", None)
+    latency = measure_latency(loaded, onnx_path)
+    pt = save_checkpoint(out_dir / f"{name}.pt", loaded.model, name=loaded.name, config=loaded.config,
+                         preprocess=loaded.preprocess, method=loaded.method, card=loaded.card)
+    training = dict(loaded.card or {})
+    card = build_card(
+        loaded.model, loaded.name, config=loaded.config, preprocess=loaded.preprocess, method=loaded.method,
+        dataset=dataset, protocol=f"{report.get('meta', {}).get('protocol', protocol)} / {split} split "
+        f"(n = {report.get('n_samples', report.get('meta', {}).get('n'))})",
+        metrics=metrics, latency=latency, training=training, aliases=aliases or [],
+        file_bytes=pt.stat().st_size, onnx={"file": onnx_path.name, "parity_max_abs_diff": parity},
+        evaluated_with=f"agekit evaluate {checkpoint} --data {data} --split {split}",
+    )
+    # The checkpoint carries its card too, so load_checkpoint(...).card is the same document.
+    save_checkpoint(pt, loaded.model, name=loaded.name, config=loaded.config, preprocess=loaded.preprocess,
+                    method=loaded.method, card=card)
+    write_card(pt, card, title)
+    return card
