@@ -1,0 +1,46 @@
+"""Shipping a checkpoint: evaluation metrics, ONNX file, latency and the model card land together."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import agekit
+from agekit.checkpoint import load_checkpoint, save_checkpoint
+from agekit.data.cache import write_cache
+from agekit.inference.ship import ship_checkpoint
+from agekit.inference.weights import resolve_weights, shipped_weights
+
+
+def test_ship_checkpoint_writes_weights_and_card(tmp_path):
+    n = 12
+    rng = np.random.default_rng(0)
+    model = agekit.create_model("c3ae_plain")
+    spec = model.preprocess
+    ages = np.linspace(5, 80, n).astype(np.float32)
+    meta = {"age": ages, "gender": np.array([0, 1] * (n // 2), np.int8), "race": np.arange(n, dtype=np.int8) % 5,
+            "hash": np.array([f"{i:040x}" for i in range(n)]), "source": np.array([f"{i}.jpg" for i in range(n)])}
+    views = {spec.view_key: rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)}
+    splits = {"utkface": {"train": np.arange(0, 6), "val": np.arange(6, 8), "test": np.arange(8, 12)}}
+    cache = tmp_path / "cache"
+    write_cache(cache, meta, views, splits, {"dataset": "tiny"})
+    ckpt = save_checkpoint(tmp_path / "run" / "final.pt", model, method="c3ae", card={"recipe": "test"})
+
+    out = tmp_path / "weights"
+    card = ship_checkpoint(ckpt, "age_test", data=cache, aliases=["age"], out_dir=out)
+
+    for ext in (".pt", ".onnx", ".json", ".md"):
+        assert (out / f"age_test{ext}").is_file(), ext
+    # the card's metrics are those of the 4 test rows, recomputed here from the shipped weights
+    pred = load_checkpoint(out / "age_test.pt").model(spec.normalize(views[spec.view_key][8:12])).age.detach().numpy()
+    assert card["metrics"]["n"] == 4
+    assert abs(card["metrics"]["mae"] - float(np.abs(pred - ages[8:12]).mean())) < 1e-3
+    assert card["complexity"]["params"] == 36089 and card["aliases"] == ["age"]
+    assert card["latency"]["onnx_fp32_batch1_ms"] > 0 and card["latency"]["torch_eager_batch1_ms"] > 0
+    assert "non-commercial" in card["licence"]
+    assert json.loads((out / "age_test.json").read_text())["metrics"]["n"] == 4
+    assert "CA(5)" in (out / "age_test.md").read_text()
+    assert load_checkpoint(out / "age_test.pt").card["metrics"]["n"] == 4
+    entry = resolve_weights("age", out)
+    assert entry["name"] == "age_test" and entry["onnx"] is not None
+    assert [w["name"] for w in shipped_weights(out)] == ["age_test"]
