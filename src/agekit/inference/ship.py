@@ -9,11 +9,8 @@ and ``<name>.md`` into the weights folder. ``bench/ship_weights.py`` is the comm
 from __future__ import annotations
 
 import os
-import platform
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,48 +21,28 @@ from agekit.checkpoint import load_checkpoint, save_checkpoint
 from agekit.inference.weights import WEIGHTS_DIR
 
 
-def _median_ms(fn, repeats: int = 200, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000.0 * statistics.median(times)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def measure_latency(loaded, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
     """Batch-1 latency in ms of one face: ONNX Runtime (1 thread) and torch eager (1 thread), medians."""
     from agekit.inference.backends import OnnxRunner
+    from agekit.inference.bench import machine_info, time_call
 
     size = tuple(getattr(loaded.model, "input_size", None) or (3, loaded.preprocess.size, loaded.preprocess.size))
     x = np.random.default_rng(0).random((1, *size), dtype=np.float32)
     runner = OnnxRunner(onnx_path, threads=1)
-    onnx_ms = _median_ms(lambda: runner(x), repeats)
+    onnx_ms = 1000.0 * time_call(lambda: runner(x), repeats, warmup=20)
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         xt = torch.from_numpy(x)
         with torch.inference_mode():
-            torch_ms = _median_ms(lambda: loaded.model(xt), max(20, repeats // 4), warmup=5)
+            torch_ms = 1000.0 * time_call(lambda: loaded.model(xt), max(20, repeats // 4), warmup=5)
     finally:
         torch.set_num_threads(prev)
     return {
         "onnx_fp32_batch1_ms": round(onnx_ms, 4),
         "torch_eager_batch1_ms": round(torch_ms, 4),
         "threads": 1,
-        "machine": f"{_cpu_name()}, {os.cpu_count()} cores",
+        "machine": f"{machine_info(1)['cpu']}, {os.cpu_count()} cores",
         "how": "median of batch-1 calls on one random face tensor (network only; no detection)",
     }
 
