@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import Tensor
 
 from agekit.methods.base import Method, masked_l1, masked_mean, register_method
+from agekit.models.ssrnet import DEFAULT_MIN_RANGE, soft_stagewise_regression
 
 
 def soft_stagewise_age(
@@ -20,30 +20,19 @@ def soft_stagewise_age(
     V: float = 101.0,
     lambda_local: float = 1.0,
     lambda_d: float = 1.0,
-    min_divisor: float | None = 1e-3,
+    min_range: float = DEFAULT_MIN_RANGE,
 ) -> Tensor:
-    """Soft stagewise regression, SSR-Net Eq. 7 (with Eq. 4-6 dynamic range).
+    """Soft stagewise regression, SSR-Net Eq. 7, with the stage sizes read off ``p``.
 
-    ``p[k]``, ``eta[k]``: (B, s_k); ``delta[k]``: (B,) or (B, 1). Bin index i counts from 0,
-    shifted to ``i + lambda_local * eta_i`` (Eq. 6); the bin count is scaled to
-    ``s_k (1 + lambda_d * delta_k)`` (Eq. 4); age = sum_k sum_i p_i * ibar * V / prod_j sbar_j.
-    ``min_divisor`` clamps each ``sbar_k`` away from zero (the released code has no guard and
-    retrained models produced ages in the thousands); ``None`` disables the guard.
+    The one implementation is :func:`agekit.models.ssrnet.soft_stagewise_regression` (the
+    network's own decoder); ``min_range`` clamps each ``1 + lambda_d * delta_k`` (the released
+    code has no guard and retrained models produced ages in the thousands; 0 disables it).
     """
-    age = None
-    divisor = None
-    for pk, ek, dk in zip(p, eta, delta):
-        s = pk.shape[1]
-        idx = torch.arange(s, dtype=pk.dtype, device=pk.device).unsqueeze(0)
-        sbar = s * (1.0 + lambda_d * dk.reshape(-1))
-        if min_divisor is not None:
-            sbar = sbar.clamp_min(min_divisor)
-        divisor = sbar if divisor is None else divisor * sbar
-        term = ((idx + lambda_local * ek) * pk).sum(1) / divisor
-        age = term if age is None else age + term
-    if age is None:
+    if not p:
         raise ValueError("soft_stagewise_age needs at least one stage")
-    return age * V
+    return soft_stagewise_regression(
+        p, eta, delta, [pk.shape[1] for pk in p], V, lambda_local, lambda_d, True, min_range
+    )
 
 
 @register_method("ssr")
