@@ -156,6 +156,13 @@ class AgeModule(L.LightningModule):
         self.channels_last = bool(trainer_cfg.get("channels_last", False))
         self.monitor = trainer_cfg.get("monitor", "val/mae") or "val/mae"
         self.mixed = "16" in str(trainer_cfg.get("precision", "32"))
+        # data.age_groups: "adience" derives the 8 Adience groups from the age where a row has none (UTKFace LMTCNN)
+        self.age_groups = (self.recipe.get("data") or {}).get("age_groups")
+        if self.age_groups:
+            from agekit.training.datamodule import AGE_GROUP_RULES
+
+            if self.age_groups not in AGE_GROUP_RULES:
+                raise ValueError(f"data.age_groups must be one of {AGE_GROUP_RULES}, got {self.age_groups!r}")
         self.__dict__["teacher"] = None  # not a submodule: never in the state dict or the optimiser
         if teacher:
             self.set_teacher(teacher)
@@ -191,7 +198,16 @@ class AgeModule(L.LightningModule):
         with torch.no_grad():
             return output_to_float(self.teacher(x))
 
+    def with_derived_labels(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``batch`` with ``age_group`` filled from ``age`` where unknown, when the recipe asks (``data.age_groups``)."""
+        if not self.age_groups or "age" not in batch:
+            return batch
+        from agekit.training.datamodule import age_groups_from_age
+
+        return {**batch, "age_group": age_groups_from_age(batch["age"], batch.get("age_group"), self.age_groups)}
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        batch = self.with_derived_labels(batch)
         x = batch["image"]
         out = output_to_float(self.model(x))
         teacher = self._teacher_output(x)
@@ -204,6 +220,7 @@ class AgeModule(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], prefix: str) -> None:
+        batch = self.with_derived_labels(batch)
         x = batch["image"]
         out = output_to_float(self.model(x))
         with no_autocast(x.device):
