@@ -54,6 +54,9 @@ def test_extends_merges_over_the_parent():
     assert sep["scheduler"]["patience"] == 20 and sep["scheduler"]["threshold"] == 5e-4 and sep["scheduler"]["factor"] == 0.1
     assert sep["trainer"]["max_epochs"] == 600 and sep["augment"]["name"] == "hsr"
     assert load_recipe("bsephsr_90_30_utkface")["model"]["name"] == "bsephsr_90_30_k3"
+    # a recipe keeps its own name, not the one of the recipe it extends
+    assert sep["name"] == "sephsr_90_30_k3_utkface"
+    assert load_recipe("ssrnet_gender_utkface")["name"] == "ssrnet_gender_utkface"
 
 
 def _lrs(recipe: str, epochs: int, steps_per_epoch: int = 1) -> list[float]:

@@ -102,11 +102,12 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ValueError(f"recipe {path}: top level must be a mapping, got {type(d).__name__}")
     parent = d.pop("extends", None)
+    own_name = d.get("name") or path.stem  # a recipe is named by its own file, never by the one it extends
     if parent:
         base = _read(_find(parent) if not (path.parent / f"{parent}.yaml").is_file() else path.parent / f"{parent}.yaml",
                      seen + (path,))
         d = deep_merge(base, d)
-    d.setdefault("name", path.stem)
+    d["name"] = own_name
     return d
 
 
