@@ -50,7 +50,8 @@ class L1(Method):
     """Plain regression: L1 between ``out.age`` and the label (SSR-Net Eq. 1 without stages)."""
 
     def age_loss(self, out, batch, model=None, teacher=None):
-        """``l1`` on ``out.age``."""
-        if out.age is None:
+        """``l1`` on the decoded age (``predict_age``: ``out.age`` here; the stagewise decoders in SSR/HSR)."""
+        age = self.predict_age(out)[0]
+        if age is None:
             return {}
-        return {"l1": masked_l1(out.age, batch["age"])}
+        return {"l1": masked_l1(age, batch["age"])}

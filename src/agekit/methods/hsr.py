@@ -11,7 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from agekit.methods.base import Method, masked_l1, register_method
+from agekit.methods.baselines import L1
+from agekit.methods.base import register_method
 
 
 def homologous_stagewise_age(probs: Sequence[Tensor], bins: Sequence[Tensor]) -> Tensor:
@@ -22,15 +23,9 @@ def homologous_stagewise_age(probs: Sequence[Tensor], bins: Sequence[Tensor]) ->
 
 
 @register_method("hsr")
-class HSR(Method):
+class HSR(L1):
     """HSR-Net age: L1 between coarse + fine stage values and the label."""
 
-    def age_loss(self, out, batch, model=None, teacher=None):
-        """L1 on the stagewise age (HSR-Net: "mean absolute error of ground truth and predicted age")."""
-        age = self.predict_age(out)[0]
-        if age is None:
-            return {}
-        return {"l1": masked_l1(age, batch["age"])}
 
     def predict_age(self, out):
         """``out.age``, or the stagewise sum from ``out.stages`` (keys probs, bins) when absent."""

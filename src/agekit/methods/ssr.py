@@ -9,7 +9,8 @@ from typing import Sequence
 
 from torch import Tensor
 
-from agekit.methods.base import Method, masked_l1, masked_mean, register_method
+from agekit.methods.baselines import L1
+from agekit.methods.base import Method, masked_mean, register_method
 from agekit.models.ssrnet import DEFAULT_MIN_RANGE, soft_stagewise_regression
 
 
@@ -36,17 +37,11 @@ def soft_stagewise_age(
 
 
 @register_method("ssr")
-class SSR(Method):
+class SSR(L1):
     """SSR-Net age: L1 between the soft stagewise age and the label (Eq. 1 on Eq. 7)."""
 
     defaults = {"V": 101.0, "lambda_local": 1.0, "lambda_d": 1.0}
 
-    def age_loss(self, out, batch, model=None, teacher=None):
-        """L1 on ``out.age`` (SSR-Net Eq. 1)."""
-        age = self.predict_age(out)[0]
-        if age is None:
-            return {}
-        return {"l1": masked_l1(age, batch["age"])}
 
     def predict_age(self, out):
         """``out.age``, or Eq. 7 from ``out.stages`` (keys p, eta, delta) when the network gives none."""
