@@ -80,7 +80,7 @@ class BetaBatchNorm2d(nn.BatchNorm2d):
     ``beta`` is the shift; there is no scale. Running statistics are kept and used in eval mode.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.01) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.1) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
         self.beta = nn.Parameter(torch.zeros(num_features))
 
@@ -109,7 +109,7 @@ class SeparableConv(nn.Sequential):
     depthwise 3x3 (+bias, ReLU) -> BN (beta only) -> pointwise 1x1 (+bias, ReLU) -> BN (beta only).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, bn_momentum: float = 0.01) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, bn_momentum: float = 0.1) -> None:
         super().__init__(
             TFSamePad(3, stride),
             nn.Conv2d(in_channels, in_channels, 3, stride, groups=in_channels, bias=True),
@@ -149,7 +149,10 @@ class LMTCNN(nn.Module):
     ``w1``, ``w2``: width multipliers of the two separable layers (256*w1 and 384*w2 output
     channels; LMTCNN-1-1 and LMTCNN-2-1 of Table 3). ``code_variant=True``: separable conv 1
     with stride 1 as in the released code (6x6x384 flatten) instead of the paper's stride 2.
-    ``bn_momentum`` 0.01 (the code never used its moving averages, so their decay is ours).
+    ``bn_momentum`` 0.1: the released code never used its moving averages (it normalises with
+    batch statistics even at test time), so their decay is ours. With TensorFlow's 0.01 the
+    running statistics had not settled after 90 steps on UTKFace and the eval-mode network gave
+    one constant class (gender accuracy 0.48); with 0.1 the same run reached 0.70.
     """
 
     def __init__(
@@ -159,7 +162,7 @@ class LMTCNN(nn.Module):
         code_variant: bool = False,
         num_age_groups: int = NUM_AGE_GROUPS,
         dropout: float = 0.5,
-        bn_momentum: float = 0.01,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         c1, c2 = round(256 * w1), round(384 * w2)
