@@ -78,62 +78,62 @@ def _conv_macs(m: nn.modules.conv._ConvNd, out: torch.Tensor) -> int:
 MAC_CONVENTIONS = ("conv_linear", "ptflops")
 
 
-def count_macs(
-    model: nn.Module, input_size: tuple[int, ...], example: Any | None = None, convention: str = "conv_linear"
-) -> int:
-    """MACs for one sample of shape ``input_size`` (no batch dim); see the module doc for conventions."""
-    if convention not in MAC_CONVENTIONS:
-        raise ValueError(f"convention must be one of {MAC_CONVENTIONS}, got {convention!r}")
-    total = 0
-    handles = []
-    extra = convention == "ptflops"
+def _mac_counts(model: nn.Module, input_size: tuple[int, ...], example: Any | None = None) -> dict[str, int]:
+    """Both MAC conventions from one forward pass of one sample (no batch dim)."""
+    counts = dict.fromkeys(MAC_CONVENTIONS, 0)
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
+        macs, extra = 0, 0
         if isinstance(mod, nn.modules.conv._ConvNd):
-            total += _conv_macs(mod, out)
+            macs = _conv_macs(mod, out)
         elif isinstance(mod, nn.Linear):
-            total += int(mod.in_features * mod.out_features * (out.numel() // out.shape[-1]))
-        if not extra:
-            return
+            macs = int(mod.in_features * mod.out_features * (out.numel() // out.shape[-1]))
         if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear)):
-            if mod.bias is not None:
-                total += out.numel()
+            extra = out.numel() if mod.bias is not None else 0
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            total += 2 * inp[0].numel()
+            extra = 2 * inp[0].numel()
         elif isinstance(mod, nn.ReLU):
-            total += out.numel()
+            extra = out.numel()
         elif isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-            total += inp[0].numel()
+            extra = inp[0].numel()
+        counts["conv_linear"] += macs
+        counts["ptflops"] += macs + extra
 
-    for m in model.modules():
-        if extra or isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
-            handles.append(m.register_forward_hook(hook))
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
     was_training = model.training
     model.eval()
     try:
         if example is None:
             first = next(iter(model.parameters()), None)
             example = torch.zeros((1, *input_size), device=first.device if first is not None else "cpu")
-        x = example
         with torch.no_grad():
-            model(x)
+            model(example)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return total
+    return counts
+
+
+def count_macs(
+    model: nn.Module, input_size: tuple[int, ...], example: Any | None = None, convention: str = "conv_linear"
+) -> int:
+    """MACs for one sample of shape ``input_size`` (no batch dim); see the module doc for conventions."""
+    if convention not in MAC_CONVENTIONS:
+        raise ValueError(f"convention must be one of {MAC_CONVENTIONS}, got {convention!r}")
+    return _mac_counts(model, input_size, example)[convention]
 
 
 def complexity(model: nn.Module, input_size: tuple[int, ...]) -> Complexity:
     """All figures of ``model`` for one sample of ``input_size`` (C, H, W) or (k, C, H, W)."""
     p = count_params(model)
+    macs = _mac_counts(model, input_size)
     return Complexity(
         params=p,
         params_with_bn_stats=p + count_bn_running_stats(model),
         fp32_bytes=fp32_bytes(model),
-        macs=count_macs(model, input_size),
-        macs_ptflops=count_macs(model, input_size, convention="ptflops"),
+        macs=macs["conv_linear"],
+        macs_ptflops=macs["ptflops"],
         input_size=tuple(input_size),
     )
 
