@@ -71,28 +71,25 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
-def cpu_call(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    """Median process CPU time of ``fn()`` in seconds (all threads; steadier than wall time on a shared machine)."""
+def _median_call(fn: Callable[[], Any], repeats: int, warmup: int, clock: Callable[[], float]) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t = time.process_time()
+        t = clock()
         fn()
-        times.append(time.process_time() - t)
+        times.append(clock() - t)
     return statistics.median(times)
+
+
+def cpu_call(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
+    """Median process CPU time of ``fn()`` in seconds (all threads; steadier than wall time on a shared machine)."""
+    return _median_call(fn, repeats, warmup, time.process_time)
 
 
 def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 10) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return _median_call(fn, repeats, warmup, time.perf_counter)
 
 
 def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 256, int8: bool = True,
