@@ -9,18 +9,19 @@ from agekit.complexity import complexity
 from agekit.registry import create_model, list_models, model_entry
 
 
-def has_weights(name: str) -> bool:
-    """Whether a shipped weight file exists for ``name`` (see ``agekit.inference.weights``)."""
+def models_with_weights() -> set[str]:
+    """Registry names that have a shipped weight file (see ``agekit.inference.weights``)."""
     try:
         from agekit.inference.weights import shipped_weights
     except ImportError:
-        return False
-    return any(w.get("model") == name for w in shipped_weights())
+        return set()
+    return {w.get("model") for w in shipped_weights()}
 
 
 def zoo_rows(pattern: str = "*", family: str | None = None) -> list[dict[str, Any]]:
     """One dict per registered model: name, family, paper, input size and complexity figures."""
     rows = []
+    shipped = models_with_weights()  # read the weight cards once, not once per model
     for name in list_models(pattern, family):
         e = model_entry(name)
         model = create_model(name)
@@ -33,7 +34,7 @@ def zoo_rows(pattern: str = "*", family: str | None = None) -> list[dict[str, An
                 "paper": e.paper,
                 "description": e.description,
                 **c.to_dict(),
-                "weights": has_weights(name),
+                "weights": name in shipped,
             }
         )
     return rows
