@@ -285,14 +285,14 @@ def test_dex_and_l1():
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_and_defaults():
-    expected = {"ssr", "ssr_gender", "hsr", "c3ae", "lrn", "lmtcnn", "levi_hassner_age", "levi_hassner_gender", "dex", "l1"}
+    expected = {"ssr", "ssr_gender", "hsr", "c3ae", "lrn", "lmtcnn", "levi_hassner_age", "levi_hassner_gender", "dex", "l1", "dldl"}
     assert expected <= set(list_methods())
     cases = {
         "ssrnet": "ssr", "ssrnet_gender": "ssr_gender", "c3ae_plain": "c3ae", "c3ae_context": "c3ae",
         "hsr": "hsr", "sephsr_30_10": "hsr", "bsephsr_k3": "hsr", "lrn_resnet10_tiny": "lrn",
         "lmtcnn_1_1": "lmtcnn", "levi_hassner_age": "levi_hassner_age",
         "levi_hassner_gender": "levi_hassner_gender", "levi_hassner": "lmtcnn", "dex_vgg16": "dex",
-        "mobilenetv2_c3ae": "c3ae", "mobilenetv1_025": "l1", "densenet_ssr": "l1",
+        "mobilenetv2_c3ae": "c3ae", "mobilenetv1_025": "l1", "densenet_ssr": "l1", "agenet": "dldl",
     }
     for model, method in cases.items():
         assert default_method_for(model) == method, model

@@ -64,6 +64,7 @@ _DEFAULTS: tuple[tuple[str, str], ...] = (
     ("levi_hassner_gender*", "levi_hassner_gender"),
     ("levi_hassner", "lmtcnn"),  # the age + gender pair: the sum of two independent CEs trains each alone
     ("dex*", "dex"),
+    ("agenet*", "dldl"),
 )
 
 

@@ -1,7 +1,9 @@
 """Baselines: DEX (Rothe et al., IJCV 2018) and plain L1 regression."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from agekit.methods.base import Method, age_mask, masked_l1, masked_mean, nearest_bin, register_method, uniform_bins
 
@@ -55,3 +57,36 @@ class L1(Method):
         if age is None:
             return {}
         return {"l1": masked_l1(age, batch["age"])}
+
+
+def gaussian_label_distribution(age: Tensor, bins: Tensor, sigma: float) -> Tensor:
+    """Discretised Gaussian N(age, sigma^2) over ``bins``, normalised to sum 1 (DLDL Eq. 2-3)."""
+    bins = bins.reshape(1, -1).to(age.dtype)
+    d = torch.exp(-0.5 * ((bins - age.reshape(-1, 1)) / sigma) ** 2)
+    return d / d.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+@register_method("dldl")
+class DLDL(DEX):
+    """DLDL-v2 (Gao et al., IJCAI 2018): KL from a Gaussian label distribution (sigma years) + L1 on the expectation (Eq. 9).
+
+    Not a method of the five papers: agekit's compact models use it. ``l1_weight`` is the
+    paper's lambda (1); unknown ages are ignored; the decoder is DEX's expectation.
+    """
+
+    defaults = {"bin_start": 0.0, "sigma": 2.0, "l1_weight": 1.0}
+
+    def age_loss(self, out, batch, model=None, teacher=None):
+        """``kl`` to the label distribution and ``l1`` on the expected age."""
+        if out.logits is None:
+            return {}
+        logp = F.log_softmax(out.logits.float(), 1)
+        bins = self._bins(out).to(logp.device)
+        age = batch["age"].float().to(logp.device)
+        mask = age_mask(age)
+        target = gaussian_label_distribution(torch.nan_to_num(age, nan=float(bins[0])), bins, float(self.sigma))
+        kl = (target * (target.clamp_min(1e-12).log() - logp)).sum(1)
+        parts = {"kl": masked_mean(kl, mask)}
+        if self.l1_weight:
+            parts["l1"] = self.l1_weight * masked_l1((logp.exp() * bins).sum(1), age)
+        return parts

@@ -1,2 +1,2 @@
 """The networks of the five papers and their baselines; importing this registers them all."""
-from agekit.models import ssrnet, c3ae, hsr, lrn, lmtcnn, baselines  # noqa: F401
+from agekit.models import ssrnet, c3ae, hsr, lrn, lmtcnn, baselines, compact  # noqa: F401

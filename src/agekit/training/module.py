@@ -83,6 +83,11 @@ def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
             params, lr=cfg.get("lr", 1e-3), betas=tuple(cfg.get("betas", (0.9, 0.999))), eps=cfg.get("eps", 1e-8),
             weight_decay=cfg.get("weight_decay", 0.0),
         )
+    if name == "adamw":  # agekit's own recipes (decoupled weight decay)
+        return torch.optim.AdamW(
+            params, lr=cfg.get("lr", 1e-3), betas=tuple(cfg.get("betas", (0.9, 0.999))), eps=cfg.get("eps", 1e-8),
+            weight_decay=cfg.get("weight_decay", 0.01),
+        )
     if name == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.get("lr", 0.01), momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 0.0),
@@ -91,7 +96,20 @@ def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.get("lr", 1e-3), momentum=cfg.get("momentum", 0.0),
                                    weight_decay=cfg.get("weight_decay", 0.0))
-    raise ValueError(f"unknown optimizer {name!r}: adam, sgd or rmsprop")
+    raise ValueError(f"unknown optimizer {name!r}: adam, adamw, sgd or rmsprop")
+
+
+def cosine_with_warmup(opt: torch.optim.Optimizer, epochs: int, warmup: int = 0, min_factor: float = 0.0):
+    """LambdaLR: factor (e+1)/(warmup+1) for the first ``warmup`` epochs, then half a cosine from 1 to ``min_factor``."""
+    import math
+
+    def factor(e: int) -> float:
+        if e < warmup:
+            return (e + 1) / (warmup + 1)
+        t = min(1.0, (e - warmup) / max(1, epochs - warmup))
+        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: str) -> dict[str, Any] | None:
@@ -100,7 +118,8 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: st
     ``multistep``: x gamma at the listed epochs (SSR-Net: x0.1 at 30 and 60 of 90);
     ``step``: x gamma every ``step_size`` epochs or steps (LRN: /10 every 40 epochs; LMTCNN:
     x0.1 every 10k steps, ``interval: step``); ``plateau``: ReduceLROnPlateau on the
-    validation MAE (HSR: factor 0.1, patience 10, threshold 1e-4; C3AE alike).
+    validation MAE (HSR: factor 0.1, patience 10, threshold 1e-4; C3AE alike); ``cosine``
+    (agekit's own recipes): warm-up then cosine decay over ``epochs``.
     """
     cfg = dict(cfg or {})
     name = str(cfg.pop("name", "none") or "none").lower()
@@ -118,8 +137,11 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: st
             min_lr=cfg.get("min_lr", 0.0),
         )
         return {"scheduler": s, "interval": "epoch", "monitor": cfg.get("monitor", monitor), "strict": True}
+    elif name == "cosine":
+        # agekit recipes (not the papers): linear warm-up for ``warmup`` epochs, then cosine to ``min_lr``
+        s = cosine_with_warmup(opt, int(cfg["epochs"]), int(cfg.get("warmup", 0)), float(cfg.get("min_factor", 0.0)))
     else:
-        raise ValueError(f"unknown scheduler {name!r}: none, multistep, step or plateau")
+        raise ValueError(f"unknown scheduler {name!r}: none, multistep, step, plateau or cosine")
     return {"scheduler": s, "interval": interval}
 
 

@@ -1,0 +1,136 @@
+"""agekit's own compact age networks (not from the papers): a small VGG/ResNet-style trunk
+on a 64x64 face with a label-distribution head, sized to stay under 100K parameters.
+
+``agenet`` (default widths 16-32-48-64, ~99K parameters, ~27M MACs):
+
+- stem: 3x3 conv 3->16 at 64x64, then 2x2 max pool;
+- three stages (32x32, 16x16, 8x8), each a 3x3 conv that widens the channels and, where
+  ``blocks`` asks, a residual 3x3 conv at the same width, each followed by a 2x2 max pool;
+- a 1x1 conv to ``squeeze`` channels on the 4x4 map, flattened (the spatial layout of the
+  face is kept, as C3AE's flatten head does), a dense layer of ``hidden`` units and a
+  softmax over ``num_bins`` ages 0..num_bins-1 (DEX/DLDL style); ``age`` is its expectation.
+
+All convolutions are padded ("same"), followed by BatchNorm and ReLU. The head runs in float32
+under bf16 autocast (``AgeDistributionHead``). Train it with ``method: dldl`` (KL to a Gaussian
+label distribution + L1 on the expectation) or ``dex``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from agekit.outputs import ModelOutput
+from agekit.preprocessing import HSR as HSR_SPEC
+from agekit.registry import register_model
+
+__all__ = ["AgeNet", "AgeDistributionHead", "agenet", "agenet_gender", "agenet_s"]
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 (or k x k) "same" convolution, BatchNorm, ReLU."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3) -> None:
+        super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    """x + BN(conv3x3(x)), then ReLU: one residual 3x3 conv at constant width."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x + self.bn(self.conv(x)))
+
+
+class AgeDistributionHead(nn.Module):
+    """Flattened features -> dense(hidden) -> ReLU -> dropout -> logits over ``num_bins`` ages; age = expectation."""
+
+    def __init__(self, in_features: int, hidden: int, num_bins: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_bins)
+        self.register_buffer("bin_ages", torch.arange(num_bins, dtype=torch.float32), persistent=False)
+
+    def forward(self, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        logits = self.fc2(self.drop(torch.relu(self.fc1(f.float()))))
+        probs = logits.softmax(-1)
+        return logits, probs, (probs * self.bin_ages).sum(-1)
+
+
+class AgeNet(nn.Module):
+    """agekit compact age network (see the module docstring): trunk of ``widths`` + distribution head."""
+
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (16, 32, 48, 64),
+        blocks: tuple[int, ...] = (0, 1, 1, 0),
+        squeeze: int = 32,
+        hidden: int = 32,
+        num_bins: int = 101,
+        dropout: float = 0.1,
+        image_size: int = 64,
+        gender_hidden: int = 0,
+    ) -> None:
+        super().__init__()
+        widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
+        if len(widths) != len(blocks):
+            raise ValueError(f"widths {widths} and blocks {blocks} must have the same length")
+        layers: list[nn.Module] = []
+        cin = 3
+        for w, b in zip(widths, blocks):
+            layers.append(ConvBNReLU(cin, w))
+            layers += [Residual(w) for _ in range(b)]
+            layers.append(nn.MaxPool2d(2))
+            cin = w
+        layers.append(ConvBNReLU(cin, int(squeeze), k=1))
+        self.features = nn.Sequential(*layers)
+        side = image_size // 2 ** len(widths)
+        if side < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(widths)} stages")
+        self.feature_dim = int(squeeze) * side * side
+        self.head = AgeDistributionHead(self.feature_dim, int(hidden), int(num_bins), float(dropout))
+        # gender_hidden > 0: a second head, features -> dense(gender_hidden) -> ReLU -> 2 logits (multi-task)
+        self.gender_head = (
+            nn.Sequential(nn.Linear(self.feature_dim, int(gender_hidden)), nn.ReLU(inplace=True),
+                          nn.Dropout(float(dropout)), nn.Linear(int(gender_hidden), 2))
+            if gender_hidden else None
+        )
+        self.input_size = (3, image_size, image_size)
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        f = self.features(x).flatten(1)
+        logits, probs, age = self.head(f)
+        gender = self.gender_head(f.float()) if self.gender_head is not None else None
+        return ModelOutput(age=age, logits=logits, probs=probs, bin_ages=self.head.bin_ages, features=f,
+                           gender_logits=gender)
+
+
+_AGENET = dict(input_size=(3, 64, 64), preprocess=HSR_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
+               tags=("age", "agekit"))
+
+
+@register_model(**_AGENET)
+def agenet(**kwargs) -> AgeNet:
+    """agekit compact age network: widths 16-32-48-64, residual convs at 32 and 48, DLDL head (< 100K params)."""
+    return AgeNet(**kwargs)
+
+
+@register_model(input_size=(3, 64, 64), preprocess=HSR_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
+                tags=("age", "gender", "agekit"))
+def agenet_gender(**kwargs) -> AgeNet:
+    """``agenet`` with a second, gender head (512 -> 16 -> 2 logits): age and gender from one trunk."""
+    kwargs.setdefault("gender_hidden", 16)
+    return AgeNet(**kwargs)
+
+
+@register_model(**_AGENET)
+def agenet_s(**kwargs) -> AgeNet:
+    """The half-size agekit compact network: widths 12-24-32-48, squeeze 16 (~40K params)."""
+    kwargs.setdefault("widths", (12, 24, 32, 48))
+    kwargs.setdefault("squeeze", 16)
+    return AgeNet(**kwargs)
