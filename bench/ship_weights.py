@@ -25,9 +25,11 @@ def main() -> None:
     ap.add_argument("--title", default=None)
     ap.add_argument("--out-dir", default=None, help="default: the package's weights folder")
     ap.add_argument("--report-dir", default=None, help="also write the evaluation report and plots here")
+    ap.add_argument("--flip", action="store_true", help="evaluate with flip averaging; the predictor then flips too")
     a = ap.parse_args()
     card = ship_checkpoint(a.checkpoint, a.name, data=a.data, aliases=a.alias, split=a.split, protocol=a.protocol,
-                           title=a.title, out_dir=a.out_dir, report_dir=a.report_dir)
+                           title=a.title, out_dir=a.out_dir, report_dir=a.report_dir,
+                           flip=a.flip)
     print(json.dumps({k: card[k] for k in ("model", "metrics", "latency", "complexity")}, indent=1, default=str))
 
 

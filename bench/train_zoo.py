@@ -118,6 +118,12 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         notes.append("test: ten-view average" if ten_view else "test: centre 227 crop (--ten-view: LMTCNN's 10 views)")
     m, card = rep["metrics"], res.card
     runs = res.runs or [res]
+    per_gen = []
+    for g, x in enumerate(runs, start=1):  # LRN generations t = 1..N (LRN Table 4): each on the test split
+        gm = m if g == len(runs) else evaluate(x.final, data, r["data"].get("test_split") or "test",
+                                               r["data"].get("protocol"), out / recipe / f"report_gen{g}")["metrics"]
+        per_gen.append({"generation": g, "mae": gm.get("mae"), "ca3": (gm.get("ca") or {}).get("3"),
+                        "ca5": (gm.get("ca") or {}).get("5")})
     cx = card.get("complexity", {})
     t = r["trainer"]
     gens = len(runs)
@@ -142,7 +148,7 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         "train_rows": card.get("data", {}).get("train_rows"), "test_n": rep.get("n_samples"),
         "val_metrics": card.get("val_metrics"), "precision": card.get("precision"),
         "channels_last": card.get("channels_last"), "settings": settings, "notes": "; ".join(notes),
-        "final": str(res.final),
+        "final": str(res.final), "generations": per_gen if len(runs) > 1 else None,
     }
 
 
@@ -165,6 +171,9 @@ def markdown(rows: list[dict]) -> str:
             f"{group} | {f(r['params'], ',')} | {f(r['macs'] and r['macs'] / 1e6, '.2f')} | "
             f"{f(r['train_s'], '.0f')} | {f(r['train_img_s'], '.0f')} | {r.get('settings', '')}{notes} |"
         )
+        for g in (r.get("generations") or [])[:-1]:  # earlier generations of an LRN chain
+            lines.append(f"| {r['recipe']} (generation {g['generation']}) | {r['method']} | {r['input']} | | | "
+                         f"{f(g['mae'], '.2f')} | {f(g['ca3'], '.3f')} | {f(g['ca5'], '.3f')} | | | | | | | |")
     return head + "\n".join(lines) + "\n"
 
 

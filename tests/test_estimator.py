@@ -53,8 +53,8 @@ def faces(n: int, size: int = 96, seed: int = 0) -> np.ndarray:
     return synthetic_faces(n, size, seed)
 
 
-def direct(ckpt, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The network applied one by one to the crops the face pipeline makes of whole-image faces."""
+def direct(ckpt, images: np.ndarray, mirror: bool = False) -> dict[str, np.ndarray]:
+    """The network applied one by one to the crops the face pipeline makes of whole-image faces (``mirror``: of their mirror images)."""
     from agekit.checkpoint import load_checkpoint
 
     from agekit.face.crops import make_crops
@@ -63,6 +63,8 @@ def direct(ckpt, images: np.ndarray) -> dict[str, np.ndarray]:
     lm = load_checkpoint(ckpt)
     det = get_detector("cropped")
     crops = np.stack([make_crops(im, det.detect(im)[0], lm.preprocess) for im in images])
+    if mirror:
+        crops = np.ascontiguousarray(crops[:, :, ::-1])
     with torch.inference_mode():
         out = lm.model(lm.preprocess.normalize(crops))
     return {"age": out.age.numpy(), "female": torch.softmax(out.gender_logits, 1)[:, 1].numpy()}
@@ -198,3 +200,20 @@ def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
         np.testing.assert_allclose(parts[k], whole[k], atol=1e-5)
     r = OnnxRunner(path)
     assert r.threads == 1 and r.chunk == 8  # defaults: measured fastest on the 2-core CPU (see OnnxRunner)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_flip_averaging_is_the_mean_of_face_and_mirror(ckpt, tmp_path, backend):
+    imgs = faces(4, seed=3)
+    ref = direct(ckpt, imgs)
+    mirror = direct(ckpt, imgs, mirror=True)
+    est = agekit.Estimator.from_pretrained(ckpt, backend=backend, detector="cropped", cache_dir=tmp_path / "c", flip=True)
+    ages = np.array([r["faces"][0]["age"] for r in est.predict(list(imgs))])
+    assert np.abs(ref["age"] - mirror["age"]).max() > 1e-3  # the mirror changes the age, so the test can fail
+    np.testing.assert_allclose(ages, 0.5 * (ref["age"] + mirror["age"]), atol=1e-3)
+    # flip=None follows the card: this card says nothing, so no flip
+    est = agekit.Estimator.from_pretrained(ckpt, backend=backend, detector="cropped", cache_dir=tmp_path / "c")
+    assert est.age_head.flip_average is False
+    est.age_head.card = {"inference": {"flip": True}}
+    ages2 = np.array([r["faces"][0]["age"] for r in est.predict(list(imgs))])
+    np.testing.assert_allclose(ages2, ages, atol=1e-4)

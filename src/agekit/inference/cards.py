@@ -135,6 +135,9 @@ def render_markdown(card: dict[str, Any], title: str | None = None) -> str:
         json.dumps(card.get("preprocess", {}), sort_keys=True),
         "```",
         "",
+        *(["Test-time flip averaging: each face and its mirror image are run and their outputs averaged "
+           "(the metrics below were measured so, and `agekit predict` does the same; `--no-flip` turns it off).", ""]
+          if (card.get("inference") or {}).get("flip") else []),
         "## Training data and licence",
         "",
         f"- data: {card.get('training_data')}",

@@ -131,7 +131,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         detector, detector_kwargs = detector_choice(args)
         est = Estimator.from_pretrained(
             args.model, backend=args.backend, detector=detector, multi_face=args.multi_face,
-            gender=_gender_model(args), threads=args.threads, fallback=args.fallback_detector, **detector_kwargs,
+            gender=_gender_model(args), threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
+            **detector_kwargs,
         )
     except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:
         print(f"agekit predict: {e}", file=sys.stderr)
@@ -223,6 +224,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fallback-detector", default=None, metavar="NAME",
                    help="detector to run when the detector finds no face, e.g. cropped (the whole image is the face)")
     p.add_argument("--multi-face", choices=("largest", "all"), default="largest")
+    flip = p.add_mutually_exclusive_group()
+    flip.add_argument("--flip", dest="flip", action="store_true", default=None,
+                      help="average each face with its mirror image (default: as the model card says)")
+    flip.add_argument("--no-flip", dest="flip", action="store_false", help="never flip-average")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads (default $AGEKIT_ORT_THREADS or 1: fastest for batch-1 photos)")
     fmt = p.add_mutually_exclusive_group()

@@ -85,10 +85,18 @@ class ModelHead:
     runner: Any
     source: str
     card: dict[str, Any] = field(default_factory=dict)
+    flip: bool | None = None  # None: as the model card says (``inference.flip``), else forced on/off
 
     @property
     def backend(self) -> str:
         return self.runner.backend
+
+    @property
+    def flip_average(self) -> bool:
+        """Average each face with its mirror image (test-time flip; the card's metrics were measured so)."""
+        if self.flip is not None:
+            return bool(self.flip)
+        return bool(((self.card or {}).get("inference") or {}).get("flip", False))
 
 
 def load_head(
@@ -216,11 +224,19 @@ class Estimator:
         threads: int | None = None,
         batch_size: int = 64,
         fallback: Any = None,
+        flip: bool | None = None,
         **detector_kwargs: Any,
     ) -> "Estimator":
-        """Load a shipped weight ("age", "gender", a weight name) or a .pt/.ckpt/.onnx file, plus an optional gender model."""
+        """Load a shipped weight ("age", "gender", a weight name) or a .pt/.ckpt/.onnx file, plus an optional gender model.
+
+        ``flip``: average each face with its mirror image; ``None`` follows each model card
+        (``inference.flip``, set when the card's metrics were measured with flip averaging).
+        """
         age = load_head(name_or_path, backend, cache_dir, threads) if name_or_path is not None else None
         g = load_head(gender, backend, cache_dir, threads) if gender is not None else None
+        for h in (age, g):
+            if h is not None:
+                h.flip = flip
         return cls(age, g, detector=detector, multi_face=multi_face, batch_size=batch_size, fallback=fallback,
                    **detector_kwargs)
 
@@ -278,11 +294,15 @@ class Estimator:
             crops = np.stack([lmtcnn_ten_views(c, spec.size) for c in crops])
             views = crops.shape[1]
             crops = crops.reshape(-1, *crops.shape[2:])
+        flip = head.flip_average
         outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(crops), self.batch_size):
             x = spec.normalize(crops[i : i + self.batch_size]).numpy()
+            n = len(x)
+            if flip:  # the face and its mirror image in one call; their outputs averaged below
+                x = np.concatenate([x, x[..., ::-1]])
             for k, v in head.runner(x).items():
-                outs.setdefault(k, []).append(v)
+                outs.setdefault(k, []).append(0.5 * (v[:n] + v[n:]) if flip else v)
         merged = {k: np.concatenate(v) for k, v in outs.items()}
         if views > 1:
             merged = {k: v.reshape(len(faces), views, *v.shape[1:]).mean(1) for k, v in merged.items()}

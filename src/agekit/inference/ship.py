@@ -59,8 +59,13 @@ def ship_checkpoint(
     out_dir: str | Path | None = None,
     title: str | None = None,
     report_dir: str | Path | None = None,
+    flip: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate, export and card ``checkpoint`` as the shipped weight ``name``; returns the card."""
+    """Evaluate, export and card ``checkpoint`` as the shipped weight ``name``; returns the card.
+
+    ``flip``: evaluate with flip averaging and mark the card ``inference.flip`` so the predictor
+    averages each face with its mirror image too (the card's metrics are what users get).
+    """
     from agekit.inference.cards import build_card, write_card
     from agekit.inference.onnx_export import export_onnx
     from agekit.training.engine import evaluate
@@ -68,7 +73,7 @@ def ship_checkpoint(
     out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(checkpoint)
-    report = evaluate(checkpoint, data, split=split, protocol=protocol, out_dir=report_dir)
+    report = evaluate(checkpoint, data, split=split, protocol=protocol, out_dir=report_dir, flip=flip)
     metrics = report.get("metrics", report)
     with tempfile.TemporaryDirectory() as tmp:
         exp = export_onnx(loaded, Path(tmp) / f"{name}.onnx", calib=data)
@@ -85,8 +90,9 @@ def ship_checkpoint(
         f"(n = {report.get('n_samples', report.get('meta', {}).get('n'))})",
         metrics=metrics, latency=latency, training=training, aliases=aliases or [],
         file_bytes=pt.stat().st_size, onnx={"file": onnx_path.name, "parity_max_abs_diff": parity},
-        evaluated_with=f"agekit evaluate {checkpoint} --data {data} --split {split}",
+        evaluated_with=f"agekit evaluate {checkpoint} --data {data} --split {split}{' --flip' if flip else ''}",
     )
+    card["inference"] = {"flip": bool(flip)}
     # The checkpoint carries its card too, so load_checkpoint(...).card is the same document.
     save_checkpoint(pt, loaded.model, name=loaded.name, config=loaded.config, preprocess=loaded.preprocess,
                     method=loaded.method, card=card)
