@@ -238,3 +238,16 @@ def test_cli_train_reports_bad_recipe(capsys):
 
     assert main(["train", "--recipe", "no_such_recipe", "--data", "/nonexistent"]) == 2
     assert "no_such_recipe" in capsys.readouterr().err
+
+
+def test_compiled_training_saves_the_plain_module(tiny_cache, tmp_path):
+    # backend "eager" runs the torch.compile graph capture without a C++ toolchain (CI); Inductor is `true`
+    over = ["trainer.progress_bar=false", "data.batch_size=2", "trainer.limit_train_batches=2", "trainer.max_epochs=1",
+            f"data.cache={tiny_cache}", "trainer.compile=eager"]
+    res = train("agenet_utkface", tmp_path / "c", overrides=over)
+    assert res.card["compile"] == "eager" and res.card["steps"] == 2
+    sd = load_checkpoint(res.final).model.state_dict()
+    assert not any("_orig_mod" in k for k in sd)
+    hp = torch.load(res.last_ckpt, map_location="cpu", weights_only=False)
+    assert not any("_orig_mod" in k for k in hp["state_dict"])
+    assert torch.isfinite(torch.tensor(res.card["val_metrics"]["val/mae"]))

@@ -305,6 +305,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             "train_images_per_s": round(speed.images_per_s, 1),
             "precision": str(t.get("precision")),
             "channels_last": bool(t.get("channels_last", False)),
+            "compile": t.get("compile", False) or False,
             "finished": True,
         }
     )

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "strategy": "auto",
         "precision": "32-true",
         "channels_last": False,
+        "compile": False,
         "seed": 1,
         "deterministic": False,
         "gradient_clip_val": None,
