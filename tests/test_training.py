@@ -251,3 +251,20 @@ def test_compiled_training_saves_the_plain_module(tiny_cache, tmp_path):
     hp = torch.load(res.last_ckpt, map_location="cpu", weights_only=False)
     assert not any("_orig_mod" in k for k in hp["state_dict"])
     assert torch.isfinite(torch.tensor(res.card["val_metrics"]["val/mae"]))
+
+
+def test_age_balance_weights_and_weighted_epochs():
+    from agekit.training.datamodule import EpochShuffleSampler, age_balance_weights
+
+    # bins of 5 years: ages 1, 2, 3 share bin 0 (3 faces), 40 is alone in bin 8; power 1 -> 1/3, 1/3, 1/3, 1 -> /2
+    w = age_balance_weights(np.array([1.0, 2.0, 3.0, 40.0, np.nan]), 1.0)
+    np.testing.assert_allclose(w[:4], np.array([1 / 3, 1 / 3, 1 / 3, 1.0]) / (2 + 0.5), rtol=1e-9)
+    assert w[4] == pytest.approx(0.5 / 2.5)  # unknown age: the mean weight
+    np.testing.assert_allclose(age_balance_weights(np.array([1.0, 2.0, 40.0]), 0.0), [1 / 3] * 3)
+    s = EpochShuffleSampler(4, seed=1, weights=torch.tensor([0.0, 0.0, 0.0, 1.0]))
+    assert list(s) == [3, 3, 3, 3]  # all the mass on one face
+    s = EpochShuffleSampler(1000, seed=1, weights=torch.from_numpy(age_balance_weights(np.r_[np.full(900, 30.0), np.full(100, 80.0)], 1.0)))
+    draws = np.array(list(s))
+    assert 400 < (draws >= 900).sum() < 600  # the rare bin is drawn about half the time, not 10 %
+    s.set_epoch(0)
+    assert list(s) == list(draws)  # reproducible from (seed, epoch): resume-exact

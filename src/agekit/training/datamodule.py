@@ -158,15 +158,20 @@ class EpochShuffleSampler(Sampler[int]):
     sees exactly the batches an uninterrupted run would.
     """
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 weights: Tensor | None = None) -> None:
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, int(seed), shuffle, rank, world_size
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
+        if self.shuffle and self.weights is not None:  # n draws with replacement, P(i) ~ weights[i]
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
         else:
@@ -180,8 +185,29 @@ class EpochShuffleSampler(Sampler[int]):
         return -(-self.n // self.world_size)
 
 
+def age_balance_weights(age: np.ndarray, power: float, bin_years: float = 5.0) -> np.ndarray:
+    """Sampling weight per face: (faces in its ``bin_years`` age bin) ** -power (0: uniform; 1: every bin equally often).
+
+    Rebalances the epoch towards rare ages (children under 5 are common in UTKFace, the
+    elderly rare); unknown ages get the mean weight.
+    """
+    age = np.asarray(age, dtype=np.float64)
+    known = np.isfinite(age)
+    w = np.ones(len(age))
+    if power and known.any():
+        b = np.floor(age[known] / bin_years).astype(np.int64)
+        counts = np.bincount(b)
+        w[known] = counts[b].astype(np.float64) ** -float(power)
+        w[~known] = w[known].mean()
+    return w / w.sum()
+
+
 class AgeDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a :class:`PreparedCache` view (``spec.view_key``) and protocol."""
+    """Train/val/test loaders over a :class:`PreparedCache` view (``spec.view_key``) and protocol.
+
+    ``balance`` > 0 draws each training epoch with replacement, a face's chance proportional
+    to (faces in its 5-year age bin) ** -balance (:func:`age_balance_weights`).
+    """
 
     def __init__(
         self,
@@ -199,9 +225,11 @@ class AgeDataModule(L.LightningDataModule):
         drop_last: bool = False,
         channels_last: bool = False,
         reseed: bool = True,
+        balance: float = 0.0,
     ) -> None:
         super().__init__()
         self.reseed = reseed
+        self.balance = float(balance or 0.0)
         self.cache_arg = cache
         self.spec = spec
         self.protocol = protocol
@@ -254,7 +282,10 @@ class AgeDataModule(L.LightningDataModule):
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        sampler = EpochShuffleSampler(len(ds), self.seed, shuffle=train, rank=rank, world_size=world)
+        weights = None
+        if train and self.balance:
+            weights = torch.from_numpy(age_balance_weights(ds.labels["age"].numpy(), self.balance))
+        sampler = EpochShuffleSampler(len(ds), self.seed, shuffle=train, rank=rank, world_size=world, weights=weights)
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return DataLoader(
             ds,

@@ -240,7 +240,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         data["cache"], spec, data.get("protocol"), data.get("train_split", "train"), data.get("val_split"),
         data.get("test_split"), data.get("batch_size", 50), data.get("eval_batch_size", 256), r.get("augment"),
         tuple(require), int(seed or 0), bool(data.get("drop_last", False)), bool(t.get("channels_last", False)),
-        reseed=seed is not None,
+        reseed=seed is not None, balance=float(data.get("balance") or 0.0),
     )
     dm.setup("fit")
     card["protocol"] = dm.protocol

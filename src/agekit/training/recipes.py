@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "eval_batch_size": 256,
         "require_age": True,
         "drop_last": False,
+        "balance": 0.0,
     },
     "augment": {"name": "none"},
     "optimizer": {"name": "sgd"},  # per-optimizer defaults in agekit.training.module.build_optimizer
