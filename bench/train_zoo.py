@@ -94,7 +94,8 @@ def _images_seen(card: dict, batch: int, limit: Any, epochs: int) -> int:
     return per_epoch * epochs
 
 
-def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], ten_view: bool = False) -> dict:
+def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], ten_view: bool = False,
+            flip: bool = False) -> dict:
     """Train and evaluate one recipe; a row of the results table."""
     from agekit.data.cache import PreparedCache
     from agekit.training.engine import evaluate, method_name_for, resolve_spec, train
@@ -113,7 +114,7 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
     res = train(recipe, out / recipe, overrides=over)
     wall = time.perf_counter() - t0
     rep = evaluate(res.final, data, r["data"].get("test_split") or "test", r["data"].get("protocol"),
-                   out / recipe / "report", ten_view=ten_view)
+                   out / recipe / "report", ten_view=ten_view, flip=flip)
     if spec.crops == "lmtcnn":
         notes.append("test: ten-view average" if ten_view else "test: centre 227 crop (--ten-view: LMTCNN's 10 views)")
     m, card = rep["metrics"], res.card
@@ -121,7 +122,8 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
     per_gen = []
     for g, x in enumerate(runs, start=1):  # LRN generations t = 1..N (LRN Table 4): each on the test split
         gm = m if g == len(runs) else evaluate(x.final, data, r["data"].get("test_split") or "test",
-                                               r["data"].get("protocol"), out / recipe / f"report_gen{g}")["metrics"]
+                                               r["data"].get("protocol"), out / recipe / f"report_gen{g}",
+                                               flip=flip)["metrics"]
         per_gen.append({"generation": g, "mae": gm.get("mae"), "ca3": (gm.get("ca") or {}).get("3"),
                         "ca5": (gm.get("ca") or {}).get("5")})
     cx = card.get("complexity", {})
@@ -135,6 +137,8 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         settings += f"; {gens} generations x {epochs} epochs"
     if t.get("limit_train_batches") is not None:
         settings += f"; limit_train_batches {t['limit_train_batches']}"
+    if flip:
+        settings += "; test: flip averaging"
     size = f"{spec.num_crops}x" if spec.num_crops > 1 else ""
     return {
         "recipe": recipe, "model": r["model"]["name"], "method": method_name_for(r), "epochs": card.get("epochs"),
@@ -204,6 +208,7 @@ def main() -> int:
                     help="recipe override for one recipe (after --set)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ten-view", action="store_true", help="LMTCNN test: average the 10 views (10x the test time)")
+    ap.add_argument("--flip", action="store_true", help="test: average each face with its mirror image")
     ap.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
                     help="train nothing: one table (OUT/results.md/.json) from earlier runs' results.json "
                          "(a later file's row replaces an earlier one of the same recipe)")
@@ -228,13 +233,14 @@ def main() -> int:
     rows, t_all = [], time.perf_counter()
     for recipe in [r for r in args.recipes.split(",") if r]:
         try:
-            row = run_one(recipe, args.data, args.epochs, out, [*args.set, *per.get(recipe, [])], args.ten_view)
+            row = run_one(recipe, args.data, args.epochs, out, [*args.set, *per.get(recipe, [])], args.ten_view,
+                          args.flip)
         except Exception as e:  # one failing recipe must not lose the others' results
             row = {"recipe": recipe, "model": "?", "skipped": f"{type(e).__name__}: {e}"}
         rows.append(row)
         print(json.dumps(row), flush=True)
         info = {"data": args.data, "epochs": args.epochs, "set": args.set, "set_for": args.set_for,
-                "threads": args.threads, "ten_view": args.ten_view, "total_s": round(time.perf_counter() - t_all, 1),
+                "threads": args.threads, "ten_view": args.ten_view, "flip": args.flip, "total_s": round(time.perf_counter() - t_all, 1),
                 "rows": rows}
         (out / "results.json").write_text(json.dumps(info, indent=1))
         (out / "results.md").write_text(markdown(rows))
