@@ -45,8 +45,9 @@ VIEW_SPECS: dict[str, PreprocessSpec] = {
     "imagenet": pp.IMAGENET,
     "single_224": pp.IMAGENET,
     "lmtcnn": pp.LMTCNN,
+    "agekit": pp.AGEKIT,  # agekit's compact models: 64x64, margin 0.1
 }
-DEFAULT_VIEWS = ("single_64", "kres_64", "c3ae_64")
+DEFAULT_VIEWS = ("single_64", "kres_64", "c3ae_64", "agekit")
 MULTI_FACE = ("largest", "all", "skip")
 JOURNAL = "journal.jsonl"
 
@@ -69,8 +70,12 @@ def resolve_views(names: Iterable[str | PreprocessSpec]) -> list[PreprocessSpec]
                 s = VIEW_SPECS[key]
             elif n.strip() in by_key:
                 s = by_key[n.strip()]
+            elif re.fullmatch(r"single_\d+_m[0-9.]+", key):  # any size / margin of the aligned single crop
+                size, margin = key[len("single_"):].split("_m")
+                s = PreprocessSpec(size=int(size), margin=float(margin))
             else:
-                raise ValueError(f"unknown view {n!r}; choose from {', '.join(VIEW_SPECS)} or a view key")
+                raise ValueError(f"unknown view {n!r}; choose from {', '.join(VIEW_SPECS)}, a view key "
+                                 "or single_SIZE_mMARGIN")
         specs.setdefault(s.view_key, s)
     if not specs:
         raise ValueError("no views selected")

@@ -1,6 +1,9 @@
 """agekit's own compact age networks (not from the papers): a small VGG/ResNet-style trunk
 on a 64x64 face with a label-distribution head, sized to stay under 100K parameters.
 
+Input: ``agekit.preprocessing.AGEKIT`` - the aligned face with margin 0.1 (prepared-cache view
+``single_64_m0.1``, in ``agekit prepare``'s default views), RGB in [0, 1].
+
 ``agenet`` (default widths 16-32-48-64, ~99K parameters, ~27M MACs):
 
 - stem: 3x3 conv 3->16 at 64x64, then 2x2 max pool;
@@ -21,7 +24,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from agekit.outputs import ModelOutput
-from agekit.preprocessing import HSR as HSR_SPEC
+from agekit.preprocessing import AGEKIT as AGEKIT_SPEC
 from agekit.registry import register_model
 
 __all__ = ["AgeNet", "AgeDistributionHead", "agenet", "agenet_gender", "agenet_s"]
@@ -110,7 +113,7 @@ class AgeNet(nn.Module):
                            gender_logits=gender)
 
 
-_AGENET = dict(input_size=(3, 64, 64), preprocess=HSR_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
+_AGENET = dict(input_size=(3, 64, 64), preprocess=AGEKIT_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
                tags=("age", "agekit"))
 
 
@@ -120,7 +123,7 @@ def agenet(**kwargs) -> AgeNet:
     return AgeNet(**kwargs)
 
 
-@register_model(input_size=(3, 64, 64), preprocess=HSR_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
+@register_model(input_size=(3, 64, 64), preprocess=AGEKIT_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
                 tags=("age", "gender", "agekit"))
 def agenet_gender(**kwargs) -> AgeNet:
     """``agenet`` with a second, gender head (512 -> 16 -> 2 logits): age and gender from one trunk."""
