@@ -139,7 +139,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: st
         return {"scheduler": s, "interval": "epoch", "monitor": cfg.get("monitor", monitor), "strict": True}
     elif name == "cosine":
         # agekit recipes (not the papers): linear warm-up for ``warmup`` epochs, then cosine to ``min_lr``
-        s = cosine_with_warmup(opt, int(cfg["epochs"]), int(cfg.get("warmup", 0)), float(cfg.get("min_factor", 0.0)))
+        s = cosine_with_warmup(opt, int(cfg.get("epochs") or 1), int(cfg.get("warmup", 0)), float(cfg.get("min_factor", 0.0)))
     else:
         raise ValueError(f"unknown scheduler {name!r}: none, multistep, step, plateau or cosine")
     return {"scheduler": s, "interval": interval}
@@ -275,7 +275,10 @@ class AgeModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.recipe.get("optimizer", {}))
-        sched = build_scheduler(opt, self.recipe.get("scheduler", {}), self.monitor)
+        sched_cfg = dict(self.recipe.get("scheduler") or {})
+        if str(sched_cfg.get("name")).lower() == "cosine" and not sched_cfg.get("epochs"):
+            sched_cfg["epochs"] = int((self.recipe.get("trainer") or {}).get("max_epochs") or 1)  # decay over the run
+        sched = build_scheduler(opt, sched_cfg, self.monitor)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
 
 
