@@ -22,6 +22,11 @@ def test_agenet_parameter_count_by_hand():
     assert sum(p.numel() for p in m.parameters()) == convs + head == 98_805 < 100_000
     g = agekit.create_model("agenet_gender")  # + 512*16 + 16 + 16*2 + 2
     assert sum(p.numel() for p in g.parameters()) == 98_805 + 8_242
+    mt = agekit.create_model("agenet_mt")  # + 32*2 + 2: gender from the age head's hidden layer
+    assert sum(p.numel() for p in mt.parameters()) == 98_805 + 66 < 100_000
+    assert mt(torch.rand(2, 3, 64, 64)).gender_logits.shape == (2, 2)
+    with pytest.raises(ValueError, match="exclude"):
+        agekit.create_model("agenet", gender_hidden=8, gender_shared=True)
 
 
 def test_agenet_output_is_the_expectation():

@@ -27,7 +27,7 @@ from agekit.outputs import ModelOutput
 from agekit.preprocessing import AGEKIT as AGEKIT_SPEC
 from agekit.registry import register_model
 
-__all__ = ["AgeNet", "AgeDistributionHead", "agenet", "agenet_gender", "agenet_s"]
+__all__ = ["AgeNet", "AgeDistributionHead", "agenet", "agenet_gender", "agenet_mt", "agenet_s"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -59,10 +59,12 @@ class AgeDistributionHead(nn.Module):
         self.fc2 = nn.Linear(hidden, num_bins)
         self.register_buffer("bin_ages", torch.arange(num_bins, dtype=torch.float32), persistent=False)
 
-    def forward(self, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        logits = self.fc2(self.drop(torch.relu(self.fc1(f.float()))))
+    def forward(self, f: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Logits, probabilities, expected age and the hidden layer (for a shared gender output)."""
+        h = self.drop(torch.relu(self.fc1(f.float())))
+        logits = self.fc2(h)
         probs = logits.softmax(-1)
-        return logits, probs, (probs * self.bin_ages).sum(-1)
+        return logits, probs, (probs * self.bin_ages).sum(-1), h
 
 
 class AgeNet(nn.Module):
@@ -78,6 +80,7 @@ class AgeNet(nn.Module):
         dropout: float = 0.1,
         image_size: int = 64,
         gender_hidden: int = 0,
+        gender_shared: bool = False,
     ) -> None:
         super().__init__()
         widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
@@ -103,12 +106,20 @@ class AgeNet(nn.Module):
                           nn.Dropout(float(dropout)), nn.Linear(int(gender_hidden), 2))
             if gender_hidden else None
         )
+        # gender_shared: 2 gender logits from the age head's hidden layer (hidden*2 + 2 parameters)
+        if gender_shared and gender_hidden:
+            raise ValueError("gender_shared and gender_hidden exclude each other")
+        self.gender_fc = nn.Linear(int(hidden), 2) if gender_shared else None
         self.input_size = (3, image_size, image_size)
 
     def forward(self, x: Tensor) -> ModelOutput:
         f = self.features(x).flatten(1)
-        logits, probs, age = self.head(f)
-        gender = self.gender_head(f.float()) if self.gender_head is not None else None
+        logits, probs, age, hidden = self.head(f)
+        gender = None
+        if self.gender_head is not None:
+            gender = self.gender_head(f.float())
+        elif self.gender_fc is not None:
+            gender = self.gender_fc(hidden)
         return ModelOutput(age=age, logits=logits, probs=probs, bin_ages=self.head.bin_ages, features=f,
                            gender_logits=gender)
 
@@ -128,6 +139,14 @@ def agenet(**kwargs) -> AgeNet:
 def agenet_gender(**kwargs) -> AgeNet:
     """``agenet`` with a second, gender head (512 -> 16 -> 2 logits): age and gender from one trunk."""
     kwargs.setdefault("gender_hidden", 16)
+    return AgeNet(**kwargs)
+
+
+@register_model(input_size=(3, 64, 64), preprocess=AGEKIT_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
+                tags=("age", "gender", "agekit"))
+def agenet_mt(**kwargs) -> AgeNet:
+    """``agenet`` whose age head's hidden layer also gives 2 gender logits (98,871 params: age and gender under 100K)."""
+    kwargs.setdefault("gender_shared", True)
     return AgeNet(**kwargs)
 
 
