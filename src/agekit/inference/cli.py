@@ -74,6 +74,10 @@ def _gender_model(args: argparse.Namespace) -> str | None:
     from agekit.inference.weights import shipped_weights
 
     if args.model == "age" and any("gender" in w["aliases"] or w["name"] == "gender" for w in shipped_weights()):
+        from agekit.inference.weights import resolve_weights
+
+        if resolve_weights("gender")["path"] == resolve_weights("age")["path"]:
+            return None  # one shipped model gives both: the age model's own gender output
         return "gender"
     return None
 
