@@ -1,0 +1,51 @@
+"""MAE per race within age bands (age-matched fairness check) of a checkpoint on a prepared cache split.
+
+    python bench/fairness.py src/agekit/weights/age_c3ae_wide_cosine_utkface.pt --data caches/utkface [--no-flip]
+
+UTKFace race labels: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. Prints a Markdown table
+(rows: age bands, columns: races, cells: MAE (n)); flip averaging is on by default, as in the
+shipped model cards.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+RACES = ("White", "Black", "Asian", "Indian", "Others")
+BANDS = ((0, 20), (20, 40), (40, 60), (60, 200))
+
+
+def main() -> None:
+    from agekit.checkpoint import load_checkpoint
+    from agekit.data.cache import PreparedCache
+    from agekit.inference.backends import load_method
+    from agekit.training.datamodule import resolve_protocol
+    from agekit.training.engine import predict_split
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--protocol", default=None)
+    ap.add_argument("--no-flip", action="store_true")
+    a = ap.parse_args()
+    ld = load_checkpoint(a.checkpoint)
+    cache = PreparedCache(a.data)
+    rows = np.asarray(cache.splits(resolve_protocol(cache, a.protocol))[a.split])
+    pred = predict_split(ld, load_method(ld.method, ld.name), cache.view(ld.preprocess.view_key), rows, flip=not a.no_flip)
+    age, race = np.asarray(cache.meta["age"])[rows], np.asarray(cache.meta["race"])[rows]
+    err = np.abs(np.asarray(pred["age"]) - age)
+    print(f"{a.checkpoint} on {a.data} / {a.split}: MAE {err.mean():.3f} (n = {len(rows)}), flip {not a.no_flip}\n")
+    print("| age band | " + " | ".join(RACES) + " |\n|---|" + "---:|" * len(RACES))
+    for lo, hi in BANDS:
+        band = (age >= lo) & (age < hi)
+        cells = []
+        for r in range(len(RACES)):
+            m = band & (race == r)
+            cells.append(f"{err[m].mean():.2f} ({int(m.sum())})" if m.any() else "-")
+        print(f"| {lo}-{hi - 1 if hi < 200 else ''} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
