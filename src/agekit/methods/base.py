@@ -77,6 +77,14 @@ def distribution_mean_std(probs: Tensor, bin_ages: Tensor) -> tuple[Tensor, Tens
     return mean, var.clamp_min(0).sqrt()
 
 
+def gaussian_label_distribution(age: Tensor, bin_ages: Tensor, sigma: Tensor | float) -> Tensor:
+    """Normalised Gaussian over the bins centred on the age (a label-distribution alternative to one-hot)."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=bin_ages.device).reshape(-1, 1).clamp_min(1e-3)
+    d = bin_ages.reshape(1, -1).float() - torch.nan_to_num(age.float(), nan=0.0).reshape(-1, 1)
+    g = torch.exp(-0.5 * (d / sigma) ** 2)
+    return g / g.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 def uniform_bins(n: int, start: float = 0.0, step: float = 1.0, device=None) -> Tensor:
     """Bin ages ``start, start + step, ...`` (n of them)."""
     return start + step * torch.arange(n, dtype=torch.float32, device=device)

@@ -1,11 +1,18 @@
 """Baselines: DEX (Rothe et al., IJCV 2018) and plain L1 regression."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
-from torch import Tensor
 
-from agekit.methods.base import Method, age_mask, masked_l1, masked_mean, nearest_bin, register_method, uniform_bins
+from agekit.methods.base import (
+    Method,
+    age_mask,
+    gaussian_label_distribution,
+    masked_l1,
+    masked_mean,
+    nearest_bin,
+    register_method,
+    uniform_bins,
+)
 
 
 @register_method("dex")
@@ -59,13 +66,6 @@ class L1(Method):
         return {"l1": masked_l1(age, batch["age"])}
 
 
-def gaussian_label_distribution(age: Tensor, bins: Tensor, sigma: float) -> Tensor:
-    """Discretised Gaussian N(age, sigma^2) over ``bins``, normalised to sum 1 (DLDL Eq. 2-3)."""
-    bins = bins.reshape(1, -1).to(age.dtype)
-    d = torch.exp(-0.5 * ((bins - age.reshape(-1, 1)) / sigma) ** 2)
-    return d / d.sum(1, keepdim=True).clamp_min(1e-12)
-
-
 @register_method("dldl")
 class DLDL(DEX):
     """DLDL-v2 (Gao et al., IJCAI 2018): KL from a Gaussian label distribution (sigma years) + L1 on the expectation (Eq. 9).
@@ -84,7 +84,7 @@ class DLDL(DEX):
         bins = self._bins(out).to(logp.device)
         age = batch["age"].float().to(logp.device)
         mask = age_mask(age)
-        target = gaussian_label_distribution(torch.nan_to_num(age, nan=float(bins[0])), bins, float(self.sigma))
+        target = gaussian_label_distribution(age, bins, float(self.sigma))
         kl = (target * (target.clamp_min(1e-12).log() - logp)).sum(1)
         parts = {"kl": masked_mean(kl, mask)}
         if self.l1_weight:

@@ -22,6 +22,7 @@ from agekit.methods.base import (
     Method,
     age_mask,
     distribution_mean_std,
+    gaussian_label_distribution,
     get_registered,
     masked_mean,
     nearest_bin,
@@ -44,14 +45,6 @@ def soft_cross_entropy(target: Tensor, logits: Tensor, tau: float = 1.0) -> Tens
 def slack_l1(s: Tensor, y: Tensor, slack: Tensor) -> Tensor:
     """Per-sample slack L1, LRN Eq. 15: max(0, |s - y| - slack), slack = |s^{t-1} - y| (Eq. 12)."""
     return ((s - y).abs() - slack).clamp_min(0.0)
-
-
-def gaussian_label_distribution(age: Tensor, bin_ages: Tensor, sigma: Tensor | float) -> Tensor:
-    """Normalised Gaussian over the bins centred on the age (a label-distribution alternative to one-hot)."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=bin_ages.device).reshape(-1, 1).clamp_min(1e-3)
-    d = bin_ages.reshape(1, -1).float() - torch.nan_to_num(age.float(), nan=0.0).reshape(-1, 1)
-    g = torch.exp(-0.5 * (d / sigma) ** 2)
-    return g / g.sum(1, keepdim=True).clamp_min(1e-12)
 
 
 @register_method("lrn")

@@ -134,16 +134,14 @@ def agenet(**kwargs) -> AgeNet:
     return AgeNet(**kwargs)
 
 
-@register_model(input_size=(3, 64, 64), preprocess=AGEKIT_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
-                tags=("age", "gender", "agekit"))
+@register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
 def agenet_gender(**kwargs) -> AgeNet:
     """``agenet`` with a second, gender head (512 -> 16 -> 2 logits): age and gender from one trunk."""
     kwargs.setdefault("gender_hidden", 16)
     return AgeNet(**kwargs)
 
 
-@register_model(input_size=(3, 64, 64), preprocess=AGEKIT_SPEC, family="agekit", paper="agekit (compact, DLDL head)",
-                tags=("age", "gender", "agekit"))
+@register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
 def agenet_mt(**kwargs) -> AgeNet:
     """``agenet`` whose age head's hidden layer also gives 2 gender logits (98,871 params: age and gender under 100K)."""
     kwargs.setdefault("gender_shared", True)
