@@ -255,6 +255,78 @@ def test_distillation_logits_kl_and_method():
     assert total.item() == pytest.approx(0.75, abs=1e-5)
 
 
+def test_project_distribution_two_point_rule():
+    from agekit.methods.base import project_distribution
+
+    src = torch.arange(101.0)
+    dst = torch.arange(0.0, 120.0, 10.0)  # C3AE's 12 bins
+    p = torch.zeros(2, 101)
+    p[0, 68] = 1.0
+    p[1, 5] = p[1, 100] = 0.5
+    q = project_distribution(p, src, dst)
+    assert q.shape == (2, 12) and torch.allclose(q.sum(1), torch.ones(2))
+    assert q[0, 6].item() == pytest.approx(0.2) and q[0, 7].item() == pytest.approx(0.8)
+    assert q[0].sum().item() - q[0, 6].item() - q[0, 7].item() == pytest.approx(0.0, abs=1e-7)
+    assert q[1, 0].item() == pytest.approx(0.25) and q[1, 1].item() == pytest.approx(0.25)
+    assert q[1, 10].item() == pytest.approx(0.5)
+    assert torch.allclose((q * dst).sum(1), (p * src).sum(1))  # the expectation is kept
+    # onto the same bins: unchanged; ages past the last bin go to it
+    assert torch.allclose(project_distribution(p, src, src), p)
+    r = torch.tensor([[0.0, 1.0]])
+    assert project_distribution(r, torch.tensor([0.0, 95.0]), torch.tensor([0.0, 50.0, 90.0])).tolist() == [[0.0, 0.0, 1.0]]
+
+
+def test_distillation_onto_other_bins_and_ensemble_teacher_age():
+    # a 101-bin teacher sure of 68 and a C3AE student with 0.2 / 0.8 on 60 / 70: zero KL at tau 1
+    t_logits = torch.full((1, 101), -1e4)
+    t_logits[0, 68] = 0.0
+    teacher = ModelOutput(age=torch.tensor([66.0]), logits=t_logits, bin_ages=torch.arange(101.0))
+    sp = torch.full((1, 12), 1e-9)
+    sp[0, 6], sp[0, 7] = 0.2, 0.8
+    student = ModelOutput(age=torch.tensor([60.0]), logits=sp.log(), bin_ages=torch.arange(0.0, 120.0, 10.0))
+    parts = distillation_loss(student, teacher, tau=1.0)
+    assert parts["kd_kl"].item() == pytest.approx(0.0, abs=1e-5)
+    assert parts["kd_l1"].item() == pytest.approx(6.0)
+    # a uniform student: KL = sum t log(t / (1/12)) = log 12 + 0.2 log 0.2 + 0.8 log 0.8
+    student = ModelOutput(age=torch.tensor([60.0]), logits=torch.zeros(1, 12), bin_ages=torch.arange(0.0, 120.0, 10.0))
+    want = math.log(12) + 0.2 * math.log(0.2) + 0.8 * math.log(0.8)
+    assert distillation_loss(student, teacher, tau=1.0)["kd_kl"].item() == pytest.approx(want, abs=1e-5)
+    # teacher_method None: the teacher's own age (an ensemble's mean) is the KD L1 target
+    m = get_method("distill", student="c3ae", teacher_method=None, tau=1.0, alpha=0.5)
+    _, parts = m.loss(student, batch([60.0]), teacher=teacher)
+    assert parts["kd_l1"].item() == pytest.approx(0.5 * 6.0)
+
+
+def test_teacher_ensemble_means_ages_and_finest_distributions():
+    from agekit.training.teacher import TeacherEnsemble, teacher_paths
+
+    class Fixed(nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x):
+            return self.out
+
+    def one_hot_101(age):
+        lg = torch.full((1, 101), -1e4)
+        lg[0, age] = 0.0
+        return ModelOutput(age=torch.tensor([float(age)]), logits=lg, probs=lg.softmax(1), bin_ages=torch.arange(101.0))
+
+    c3ae = ModelOutput(age=torch.tensor([48.0]), logits=torch.zeros(1, 12), probs=torch.full((1, 12), 1 / 12),
+                       bin_ages=torch.arange(0.0, 120.0, 10.0))
+    ens = TeacherEnsemble([Fixed(c3ae), Fixed(one_hot_101(30)), Fixed(one_hot_101(36))],
+                          [get_method("c3ae"), get_method("dldl"), get_method("dldl")])
+    out = ens(torch.zeros(1, 3, 64, 64))
+    assert out.age.item() == pytest.approx((48 + 30 + 36) / 3)
+    assert out.bin_ages.numel() == 101  # the finest bins; the 12-bin member gives only its age
+    assert out.probs[0, 30].item() == pytest.approx(0.5) and out.probs[0, 36].item() == pytest.approx(0.5)
+    assert torch.allclose(out.logits.softmax(1), out.probs)
+    assert teacher_paths("a.pt, b.pt") == ["a.pt", "b.pt"] and teacher_paths(["a.pt"]) == ["a.pt"]
+    with pytest.raises(ValueError):
+        teacher_paths(" , ")
+
+
 # ----------------------------------------------------------------------------- classifiers
 def test_lmtcnn_multitask_and_levi_hassner():
     out = ModelOutput(age_group_logits=torch.zeros(2, 8), gender_logits=torch.zeros(2, 2))

@@ -65,10 +65,20 @@ def tiny_cache(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_teachers(tiny_cache, tmp_path_factory):
+    """Two one-step checkpoints on the margin-0.1 crops: a 101-bin DLDL AgeNet and a 12-bin C3AE-wide."""
+    root = tmp_path_factory.mktemp("teachers")
+    return [str(train(r, root / r, overrides=quick(r) + [f"data.cache={tiny_cache}"]).final)
+            for r in ("agenet_utkface", "c3ae_wide_cosine_utkface")]
+
+
 @pytest.mark.parametrize("recipe", list_recipes())
-def test_every_recipe_trains_one_step(recipe, tiny_cache, tmp_path):
+def test_every_recipe_trains_one_step(recipe, tiny_cache, tiny_teachers, tmp_path):
     r = load_recipe(recipe)
     over = quick(recipe) + [f"data.cache={tiny_cache}"]
+    if r["method"]["name"] == "distill" and not r.get("teacher"):  # an ensemble teacher of two checkpoints
+        over.append(f"teacher=[{','.join(tiny_teachers)}]")
     over += [f"stages.{i}.data.cache={tiny_cache}" for i in range(len(r.get("stages") or []))]
     res = train(recipe, tmp_path / "run", overrides=over)
     runs = res.runs or [res]
@@ -268,3 +278,22 @@ def test_age_balance_weights_and_weighted_epochs():
     assert 400 < (draws >= 900).sum() < 600  # the rare bin is drawn about half the time, not 10 %
     s.set_epoch(0)
     assert list(s) == list(draws)  # reproducible from (seed, epoch): resume-exact
+
+
+def test_distill_recipe_needs_a_teacher_and_trains_from_an_ensemble(tiny_cache, tiny_teachers, tmp_path):
+    r = load_recipe("c3ae_wide_distill_utkface")
+    # the child's method replaces the parent's: no C3AE option leaks into the distill options
+    assert r["method"]["name"] == "distill" and set(r["method"]["config"]) == {
+        "student", "student_config", "teacher_method", "tau", "alpha"}
+    over = quick("c3ae_wide_distill_utkface") + [f"data.cache={tiny_cache}"]
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train("c3ae_wide_distill_utkface", tmp_path / "none", overrides=over)
+    res = train("c3ae_wide_distill_utkface", tmp_path / "kd", overrides=over + [f"teacher={','.join(tiny_teachers)}"])
+    assert res.card["teacher"] == ",".join(tiny_teachers)
+    with open(tmp_path / "kd" / "logs" / "metrics.csv") as f:
+        header = f.readline()
+    assert "train/kd_kl" in header and "train/kd_l1" in header and "train/kl" in header
+    # a teacher on other crops is refused
+    with pytest.raises(ValueError, match="takes crops"):
+        train("c3ae_wide_distill_utkface", tmp_path / "bad",
+              overrides=over + ["preprocess.margin=0.4", f"teacher={tiny_teachers[0]}"])

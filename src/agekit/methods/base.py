@@ -85,6 +85,29 @@ def gaussian_label_distribution(age: Tensor, bin_ages: Tensor, sigma: Tensor | f
     return g / g.sum(1, keepdim=True).clamp_min(1e-12)
 
 
+def project_distribution(probs: Tensor, src_bins: Tensor, dst_bins: Tensor) -> Tensor:
+    """An age distribution moved onto other bins by linear interpolation (C3AE's two-point rule, Eq. 2-3).
+
+    Each source bin's mass goes to the two destination bins around its age, split by distance
+    (age 68 onto bins 0, 10, ..., 110 gives 0.2 on 60 and 0.8 on 70); ages outside the
+    destination bins go to the end bin. ``dst_bins`` must be ascending. The expectation is
+    kept for ages inside the destination range.
+    """
+    src = src_bins.to(probs.device, torch.float32).reshape(-1)
+    dst = dst_bins.to(probs.device, torch.float32).reshape(-1)
+    if dst.numel() == 1:
+        return probs.sum(1, keepdim=True)
+    a = src.clamp(float(dst[0]), float(dst[-1]))
+    hi = torch.searchsorted(dst, a, right=True).clamp(1, dst.numel() - 1)
+    lo = hi - 1
+    w_hi = (a - dst[lo]) / (dst[hi] - dst[lo]).clamp_min(1e-12)
+    m = torch.zeros(src.numel(), dst.numel(), device=probs.device)
+    rows = torch.arange(src.numel(), device=probs.device)
+    m.index_put_((rows, lo), 1.0 - w_hi, accumulate=True)
+    m.index_put_((rows, hi), w_hi, accumulate=True)
+    return probs.float() @ m
+
+
 def uniform_bins(n: int, start: float = 0.0, step: float = 1.0, device=None) -> Tensor:
     """Bin ages ``start, start + step, ...`` (n of them)."""
     return start + step * torch.arange(n, dtype=torch.float32, device=device)

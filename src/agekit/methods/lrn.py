@@ -26,6 +26,7 @@ from agekit.methods.base import (
     get_registered,
     masked_mean,
     nearest_bin,
+    project_distribution,
     register_method,
 )
 from agekit.methods.hsr import stage_targets_from_distribution
@@ -154,7 +155,9 @@ def distillation_loss(
     """Knowledge-distillation terms (Hinton et al. 2015, as in LRN Eq. 7) from a teacher to a student.
 
     - ``kd_kl``: tau^2 * KL(softmax(t/tau) || softmax(s/tau)) when both have logits over the
-      same number of bins;
+      same number of bins; when both have logits and ``bin_ages`` but on different bins (e.g.
+      a 101-bin teacher and C3AE's 12 two-point bins), the teacher's softened distribution is
+      first moved onto the student's bins by :func:`project_distribution` (C3AE Eq. 2-3);
     - ``kd_stage``: for a stagewise student (``stages`` with ``probs`` and ``bins``, e.g.
       HSR), KL from the teacher's tau-softened age distribution marginalised onto each
       stage's bins (:func:`stage_targets_from_distribution`) to the stage probabilities;
@@ -166,6 +169,12 @@ def distillation_loss(
         p_t = soft_target(teacher.logits.detach(), tau)
         log_s = F.log_softmax(student.logits.float() / tau, dim=1)
         kl = (p_t * (p_t.clamp_min(1e-12).log() - log_s)).sum(1)
+        parts["kd_kl"] = tau**2 * kl.mean()
+    elif (student.logits is not None and teacher.logits is not None and student.bin_ages is not None
+          and teacher.bin_ages is not None):
+        p_t = project_distribution(soft_target(teacher.logits.detach(), tau), teacher.bin_ages, student.bin_ages)
+        log_s = F.log_softmax(student.logits.float() / tau, dim=1)
+        kl = torch.where(p_t > 0, p_t * (p_t.clamp_min(1e-12).log() - log_s), torch.zeros_like(p_t)).sum(1)
         parts["kd_kl"] = tau**2 * kl.mean()
     elif student.stages and teacher.logits is not None and teacher.bin_ages is not None and all(
         "probs" in s and "bins" in s for s in student.stages
@@ -189,7 +198,9 @@ class Distill(Method):
 
     ``student`` names the student's own method (default "hsr") and ``student_config`` its
     options; ``teacher_method``/``teacher_config`` decode the teacher's age (default "lrn",
-    Eq. 20); ``tau`` softens the teacher's distribution (default 2, as LRN).
+    Eq. 20; None takes the teacher output's ``age``, as for an ensemble teacher, see
+    :class:`agekit.training.teacher.TeacherEnsemble`); ``tau`` softens the teacher's
+    distribution (default 2, as LRN).
     """
 
     defaults = {"student": "hsr", "student_config": None, "teacher_method": "lrn", "teacher_config": None,
@@ -199,12 +210,13 @@ class Distill(Method):
     def __init__(self, **config):
         super().__init__(**config)
         self.student_method = get_registered(self.student)(**(self.student_config or {}))
-        self.teacher_decoder = get_registered(self.teacher_method)(**(self.teacher_config or {}))
+        self.teacher_decoder = (get_registered(self.teacher_method)(**(self.teacher_config or {}))
+                                if self.teacher_method else None)
 
     def age_loss(self, out, batch, model=None, teacher=None):
         """Student terms times (1 - alpha) and distillation terms times alpha."""
         parts = {k: (1.0 - self.alpha) * v for k, v in self.student_method.age_loss(out, batch, model=model).items()}
-        t_age = self.teacher_decoder.predict_age(teacher)[0]
+        t_age = self.teacher_decoder.predict_age(teacher)[0] if self.teacher_decoder is not None else teacher.age
         for k, v in distillation_loss(out, teacher, self.tau, t_age).items():
             parts[k] = self.alpha * v
         return parts

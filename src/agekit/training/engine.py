@@ -227,6 +227,9 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         "method_config": method_config,
     }
     module = AgeModule(name, config, spec.to_dict(), method, method_config, r, card, r.get("teacher"))
+    if module.method.needs_teacher and module.teacher is None:
+        raise ValueError(f"recipe {r.get('name')!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
+                         "or a list of checkpoints (e.g. --set 'teacher=[a/final.pt,b/final.pt]')")
     if r.get("init_from") and not (resume and last.is_file()):
         loaded, skipped = load_matching_weights(module.model, str(r["init_from"]))
         print(f"init from {r['init_from']}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
@@ -412,19 +415,15 @@ def evaluate(
     """
     from agekit.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
-    from agekit.methods import default_method_for, get_method
+    from agekit.methods import default_method_for
     from agekit.training.datamodule import resolve_protocol
+    from agekit.training.teacher import method_for_loaded
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_checkpoint(ckpt, map_location="cpu")
     spec = loaded.preprocess
-    method_cfg = dict((loaded.card or {}).get("method_config") or {})
-    method_cfg.pop("generation", None)
     mname = loaded.method or default_method_for(loaded.name)
-    try:
-        method = get_method(mname, **method_cfg)
-    except TypeError:
-        method = get_method(mname)
+    method = method_for_loaded(loaded)
     cache = PreparedCache(data_dir)
     if protocol is None and (loaded.card or {}).get("protocol") in cache.protocols:
         protocol = loaded.card["protocol"]  # the protocol the model was trained on

@@ -162,7 +162,7 @@ class AgeModule(L.LightningModule):
         method_config: dict[str, Any] | None = None,
         recipe: dict[str, Any] | None = None,
         card: dict[str, Any] | None = None,
-        teacher: str | None = None,
+        teacher: Any = None,
         state_dict_prefix: str = "model.",
     ) -> None:
         super().__init__()
@@ -198,16 +198,12 @@ class AgeModule(L.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
-    def set_teacher(self, path: str) -> None:
-        """Load a frozen teacher (previous LRN generation, or a distillation teacher)."""
-        from agekit.checkpoint import load_checkpoint
+    def set_teacher(self, path: Any) -> None:
+        """Load a frozen teacher (previous LRN generation, a distillation teacher, or a list: an ensemble)."""
+        from agekit.training.teacher import load_teacher
 
-        t = load_checkpoint(path)
-        if t.preprocess.view_key != self.spec.view_key:
-            raise ValueError(f"teacher {path} takes crops {t.preprocess.view_key!r}, the student {self.spec.view_key!r}")
-        for p in t.model.parameters():
-            p.requires_grad_(False)
-        self.__dict__["teacher"] = keep_fp32(t.model.eval()) if self.mixed else t.model.eval()
+        t = load_teacher(path, self.spec.view_key)
+        self.__dict__["teacher"] = keep_fp32(t) if self.mixed else t
 
     def forward(self, x: Tensor) -> ModelOutput:
         return self.model(x)

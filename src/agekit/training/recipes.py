@@ -108,6 +108,9 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if parent:
         base = _read(_find(parent) if not (path.parent / f"{parent}.yaml").is_file() else path.parent / f"{parent}.yaml",
                      seen + (path,))
+        own_method = (d.get("method") or {}).get("name")
+        if own_method and own_method != (base.get("method") or {}).get("name"):
+            base.pop("method", None)  # another method: the parent's method options do not apply
         d = deep_merge(base, d)
     d["name"] = own_name
     return d

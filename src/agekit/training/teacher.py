@@ -1,0 +1,95 @@
+"""Frozen teachers for distillation: one checkpoint, or an ensemble of several.
+
+An ensemble teacher (Hinton et al. 2015, Sec. 1: "an ensemble ... distilled into a single
+model") averages its members: the age is the mean of each member's decoded age (its own
+method's decoder, e.g. LRN Eq. 20 or C3AE's W2), and the distribution is the mean of the
+members' probabilities on the finest bins among them (members on other bins, such as C3AE's
+12 two-point bins next to 101-bin DLDL members, give their age but not their distribution). ``logits`` is the log of that
+mean, so ``softmax(logits / tau)`` is the tau-softened ensemble distribution.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from agekit.outputs import ModelOutput
+
+__all__ = ["TeacherEnsemble", "load_teacher", "method_for_loaded", "teacher_paths"]
+
+
+def method_for_loaded(loaded: Any) -> Any:
+    """The decoding method of a loaded checkpoint, built with its card's method options."""
+    from agekit.methods import default_method_for, get_method
+
+    cfg = dict((loaded.card or {}).get("method_config") or {})
+    cfg.pop("generation", None)
+    name = loaded.method or default_method_for(loaded.name)
+    try:
+        return get_method(name, **cfg)
+    except TypeError:
+        return get_method(name)
+
+
+def teacher_paths(teacher: str | Path | Sequence[str | Path]) -> list[str]:
+    """``teacher`` as a list of checkpoint paths: a list, or one string with paths joined by commas."""
+    if isinstance(teacher, (str, Path)):
+        items = [p for p in str(teacher).split(",")]
+    else:
+        items = [str(p) for p in teacher]
+    paths = [p.strip() for p in items if p and p.strip()]
+    if not paths:
+        raise ValueError(f"teacher: no checkpoint path in {teacher!r}")
+    return paths
+
+
+class TeacherEnsemble(nn.Module):
+    """Members' mean age and mean distribution (see the module docstring)."""
+
+    def __init__(self, members: Sequence[nn.Module], methods: Sequence[Any]) -> None:
+        super().__init__()
+        if not members or len(members) != len(methods):
+            raise ValueError("TeacherEnsemble needs one decoding method per member, and at least one member")
+        self.members = nn.ModuleList(members)
+        self.methods = list(methods)
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        from agekit.training.module import output_to_float
+
+        ages, dists = [], []
+        for m, method in zip(self.members, self.methods):
+            out = output_to_float(m(x))
+            age = method.predict_age(out)[0]
+            if age is None:
+                raise ValueError(f"teacher member {type(m).__name__} gives no age")
+            ages.append(age.reshape(-1).float())
+            if out.logits is not None and out.bin_ages is not None:
+                dists.append((out.bin_ages.float().reshape(-1), out.logits.float().softmax(1)))
+        age = torch.stack(ages).mean(0)
+        if not dists:
+            return ModelOutput(age=age)
+        grid = max((b for b, _ in dists), key=lambda b: b.numel())  # the finest bins
+        p = torch.stack([q for b, q in dists if b.shape == grid.shape and torch.allclose(b, grid)]).mean(0)
+        return ModelOutput(age=age, logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=grid)
+
+
+def load_teacher(teacher: str | Path | Sequence[str | Path], view_key: str | None = None) -> nn.Module:
+    """A frozen teacher in eval mode: the network of one checkpoint, or a :class:`TeacherEnsemble` of several.
+
+    ``view_key`` (the student's prepared view) must match every member's crops.
+    """
+    from agekit.checkpoint import load_checkpoint
+
+    paths = teacher_paths(teacher)
+    loaded = [load_checkpoint(p) for p in paths]
+    for p, t in zip(paths, loaded):
+        if view_key is not None and t.preprocess.view_key != view_key:
+            raise ValueError(f"teacher {p} takes crops {t.preprocess.view_key!r}, the student {view_key!r}")
+        for q in t.model.parameters():
+            q.requires_grad_(False)
+    if len(loaded) == 1:
+        return loaded[0].model.eval()
+    return TeacherEnsemble([t.model for t in loaded], [method_for_loaded(t) for t in loaded]).eval()
