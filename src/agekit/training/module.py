@@ -202,7 +202,7 @@ class AgeModule(L.LightningModule):
         """Load a frozen teacher (previous LRN generation, a distillation teacher, or a list: an ensemble)."""
         from agekit.training.teacher import load_teacher
 
-        t = load_teacher(path, self.spec.view_key)
+        t = load_teacher(path, self.spec)
         self.__dict__["teacher"] = keep_fp32(t) if self.mixed else t
 
     def forward(self, x: Tensor) -> ModelOutput:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from agekit.outputs import ModelOutput
 
-__all__ = ["TeacherEnsemble", "load_teacher", "method_for_loaded", "teacher_paths"]
+__all__ = ["Renormalize", "TeacherEnsemble", "load_teacher", "method_for_loaded", "teacher_paths"]
 
 
 def method_for_loaded(loaded: Any) -> Any:
@@ -76,20 +76,54 @@ class TeacherEnsemble(nn.Module):
         return ModelOutput(age=age, logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=grid)
 
 
-def load_teacher(teacher: str | Path | Sequence[str | Path], view_key: str | None = None) -> nn.Module:
+def _norm_key(spec: Any) -> tuple:
+    return (spec.color, float(spec.scale), tuple(spec.mean), tuple(spec.std), bool(spec.per_image_standardize))
+
+
+class Renormalize(nn.Module):
+    """A member network fed the student's input: undo the student's normalisation, apply the member's.
+
+    C3AE's checkpoints take BGR, AgeNet's RGB, on the same crops; a teacher member must see
+    its own input format. A per-image-standardised student input cannot be undone (refused).
+    """
+
+    def __init__(self, net: nn.Module, student_spec: Any, member_spec: Any) -> None:
+        super().__init__()
+        if student_spec.per_image_standardize:
+            raise ValueError("a per-image-standardised student input cannot be converted for a teacher on "
+                             "another normalisation")
+        self.net = net
+        self.student_spec, self.member_spec = student_spec, member_spec
+
+    def forward(self, x: Tensor) -> Any:
+        from agekit.training.datamodule import normalize_on_device
+
+        s = self.student_spec
+        mean = torch.tensor(s.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        std = torch.tensor(s.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        raw = (x * std + mean) / s.scale  # 0..255 in the student's channel order
+        return self.net(normalize_on_device(raw, self.member_spec, input_color=s.color))
+
+
+def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -> nn.Module:
     """A frozen teacher in eval mode: the network of one checkpoint, or a :class:`TeacherEnsemble` of several.
 
-    ``view_key`` (the student's prepared view) must match every member's crops.
+    ``spec`` (the student's :class:`~agekit.preprocessing.PreprocessSpec`): every member must take
+    the same crops (view); a member with another normalisation or channel order is fed through
+    :class:`Renormalize`.
     """
     from agekit.checkpoint import load_checkpoint
 
     paths = teacher_paths(teacher)
     loaded = [load_checkpoint(p) for p in paths]
+    nets = []
     for p, t in zip(paths, loaded):
-        if view_key is not None and t.preprocess.view_key != view_key:
-            raise ValueError(f"teacher {p} takes crops {t.preprocess.view_key!r}, the student {view_key!r}")
+        if spec is not None and t.preprocess.view_key != spec.view_key:
+            raise ValueError(f"teacher {p} takes crops {t.preprocess.view_key!r}, the student {spec.view_key!r}")
         for q in t.model.parameters():
             q.requires_grad_(False)
+        same = spec is None or _norm_key(t.preprocess) == _norm_key(spec)
+        nets.append(t.model if same else Renormalize(t.model, spec, t.preprocess))
     if len(loaded) == 1:
-        return loaded[0].model.eval()
-    return TeacherEnsemble([t.model for t in loaded], [method_for_loaded(t) for t in loaded]).eval()
+        return nets[0].eval()
+    return TeacherEnsemble(nets, [method_for_loaded(t) for t in loaded]).eval()
