@@ -16,16 +16,16 @@ export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 
 here=$(dirname "$0")
 T1=agenet_gender_utkface; T2=agenet_mt_utkface; T3=c3ae_wide_cosine_utkface
 if [ ! -f "$TR/$T1/final.pt" ] || [ ! -f "$TR/$T2/final.pt" ] || [ ! -f "$TR/$T3/final.pt" ]; then
-  python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --out "$TR" --recipes $T1,$T2 > "$OUT.t1.log" 2>&1 &
-  python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --out "$TR" --recipes $T3 > "$OUT.t2.log" 2>&1 &
+  python "$here/train_zoo.py" --data "$CACHE" --epochs 60 --threads 1 --flip --out "$TR" --recipes $T1,$T2 > "$OUT.t1.log" 2>&1 &
+  python "$here/train_zoo.py" --data "$CACHE" --epochs 60 --threads 1 --flip --out "$TR" --recipes $T3 > "$OUT.t2.log" 2>&1 &
   wait
 fi
 teacher="teacher=[$TR/$T1/final.pt,$TR/$T2/final.pt,$TR/$T3/final.pt]"
 python "$here/ensemble.py" "$TR/$T1/final.pt" "$TR/$T2/final.pt" "$TR/$T3/final.pt" --data "$CACHE" --flip \
   --threads 2 --out "$OUT/teacher" | tee "$OUT.teacher.log"
-python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --out "$OUT/a" --recipes agenet_mt_distill_utkface \
+python "$here/train_zoo.py" --data "$CACHE" --epochs 60 --threads 1 --flip --out "$OUT/a" --recipes agenet_mt_distill_utkface \
   --set "$teacher" > "$OUT.a.log" 2>&1 &
-python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --out "$OUT/b" --recipes c3ae_wide_distill_utkface \
+python "$here/train_zoo.py" --data "$CACHE" --epochs 60 --threads 1 --flip --out "$OUT/b" --recipes c3ae_wide_distill_utkface \
   --set "$teacher" > "$OUT.b.log" 2>&1 &
 wait
 python "$here/train_zoo.py" --merge "$OUT/a/results.json" "$OUT/b/results.json" --out "$OUT"
