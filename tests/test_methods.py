@@ -420,3 +420,18 @@ def test_teacher_member_gets_its_own_normalisation():
     assert torch.allclose(got[:, 0], (raw[:, 2] / 255 - 0.5) / 0.2, atol=1e-5)  # B first
     with pytest.raises(ValueError, match="per-image"):
         Renormalize(Echo(), PreprocessSpec(size=4, per_image_standardize=True), member)
+
+
+def test_inference_decoder_of_a_distilled_student_uses_its_card():
+    # the predictor builds the method from the card's options: a distilled AgeNet decodes as DLDL, not HSR
+    from agekit.inference.backends import load_method
+
+    card = {"method_config": {"student": "dldl", "student_config": {"sigma": 2.0}, "teacher_method": None, "tau": 2.0}}
+    m = load_method("distill", "agenet_mt", card)
+    assert m.student_method.name == "dldl" and m.teacher_decoder is None
+    assert load_method("distill", "agenet_mt").student_method.name == "hsr"  # the bare default
+    lg = torch.full((1, 101), -1e4)
+    lg[0, 40] = lg[0, 42] = 0.0
+    out = ModelOutput(logits=lg, probs=lg.softmax(1), bin_ages=torch.arange(101.0), age=torch.tensor([41.0]))
+    assert m.predict(out)["age"].item() == pytest.approx(41.0)
+    assert load_method("c3ae", "c3ae_wide", {"method_config": {"alpha": 10.0, "generation": 2}}).alpha == 10.0

@@ -22,13 +22,26 @@ from agekit.outputs import ModelOutput
 OUTPUT_KEYS = ("age", "gender_female", "uncertainty", "age_group_probs", "distribution")
 
 
-def load_method(method: str | None, model_name: str) -> Any | None:
-    """The training method whose ``predict`` decodes ``model_name``'s outputs, or None without agekit.methods."""
+def load_method(method: str | None, model_name: str, card: dict | None = None) -> Any | None:
+    """The training method whose ``predict`` decodes ``model_name``'s outputs, or None without agekit.methods.
+
+    With the checkpoint's ``card``, the method gets the options it was trained with
+    (``method_config``): a distilled student decodes with its own method's options, e.g.
+    ``distill`` with ``student: dldl``.
+    """
     try:
         from agekit.methods import default_method_for, get_method
     except ImportError:
         return None
-    return get_method(method or default_method_for(model_name))
+    name = method or default_method_for(model_name)
+    cfg = dict((card or {}).get("method_config") or {})
+    cfg.pop("generation", None)
+    if cfg:
+        try:
+            return get_method(name, **cfg)
+        except (TypeError, KeyError, ValueError):
+            pass
+    return get_method(name)
 
 
 def decode(out: ModelOutput, method: Any | None = None) -> dict[str, Tensor]:

@@ -128,7 +128,7 @@ def load_head(
         return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), str(p), info)
     loaded = load_checkpoint(p)
     if backend == "torch":
-        runner: Any = TorchRunner(loaded.model, load_method(loaded.method, loaded.name), threads=threads)
+        runner: Any = TorchRunner(loaded.model, load_method(loaded.method, loaded.name, loaded.card), threads=threads)
     else:
         onnx_path = shipped_onnx or cached_onnx(p, cache_dir)
         runner = OnnxRunner(onnx_path, threads=threads)

@@ -268,7 +268,7 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     spec = loaded.preprocess
     model = loaded.model.eval().float()
-    method = load_method(loaded.method, loaded.name)
+    method = load_method(loaded.method, loaded.name, loaded.card)
     wrapper = ExportWrapper(model, method).eval()
 
     crops, where = sample_crops(spec, n_samples, calib)
