@@ -6,6 +6,7 @@ Each RUN is an ``agekit train`` output directory evaluated twice on the test spl
 (``bench/compact.sh`` does the same through ``bench/train_zoo.py``.)
 
     python bench/compact_table.py runs/agenet runs/c3ae_wide_cosine ... [--out bench/results/compact_utkface]
+    python bench/compact_table.py gen2=runs/c/agenet_mt_distill_utkface ...   (LABEL=RUN names a row)
 """
 from __future__ import annotations
 
@@ -62,7 +63,10 @@ def main() -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--out", default=None, help="write OUT.md and OUT.json")
     a = ap.parse_args()
-    rows = [row(Path(r)) for r in a.runs]
+    rows = []
+    for r in a.runs:  # RUN or LABEL=RUN (a label for runs whose folders share a name)
+        label, _, path = r.rpartition("=") if "=" in r else ("", "", r)
+        rows.append({**row(Path(path)), **({"run": label} if label else {})})
     md = markdown(rows)
     print(md)
     if a.out:
