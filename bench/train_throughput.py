@@ -24,7 +24,7 @@ MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000",
 
 
 def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channels_last: bool, bf16: bool,
-                    augment: str = "hsr") -> float:
+                    augment: str = "hsr", device: str = "cpu") -> float:
     """Images/s of the training step loop (see module doc) for one setting."""
     import torch
 
@@ -35,7 +35,9 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
     from agekit.training.module import keep_fp32, no_autocast, output_to_float
 
     torch.manual_seed(0)
-    model = create_model(model_name).train()
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = create_model(model_name).train().to(dev)
     spec = model.preprocess
     if bf16:
         keep_fp32(model)
@@ -45,20 +47,22 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
     aug = build_augment(augment, spec.size)
     opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9, weight_decay=1e-4)
     shape = (batch, spec.num_crops, spec.size, spec.size, 3) if spec.num_crops > 1 else (batch, spec.size, spec.size, 3)
-    data = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(4)]
-    ages = torch.rand(batch) * 90
+    data = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(4)]  # uint8 batches cross to the device
+    ages = (torch.rand(batch) * 90).to(dev)
     t0 = 0.0
     for i in range(warmup + steps):
         if i == warmup:
+            sync()
             t0 = time.perf_counter()
-        x = to_network_input(data[i % 4], spec, aug, channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x = to_network_input(data[i % 4].to(dev, non_blocking=True), spec, aug, channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             out = output_to_float(model(x))
         with no_autocast(x.device):
             loss, _ = method.loss(out, {"age": ages})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    sync()
     return batch * steps / (time.perf_counter() - t0)
 
 
@@ -91,11 +95,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="sephsr_30_10")
     ap.add_argument("--recipe", default="sephsr_30_10_utkface")
-    ap.add_argument("--batch", type=int, default=50, help="50 = the HSR paper's batch for WIKI/MORPH")
+    ap.add_argument("--batch", default="50", help="batch size(s), comma-separated; 50 = the HSR paper's batch")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the loop only; --engine runs on what Lightning picks)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--engine", action="store_true", help="also time the Lightning engine end to end")
+    ap.add_argument("--variants", default="all", choices=["all", "best"],
+                    help="all four channels-last x bf16 settings, or only channels-last + bf16")
     ap.add_argument("--no-malloc-env", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -105,14 +112,19 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     rows = []
-    for cl, bf in ((False, False), (True, False), (False, True), (True, True)):
-        row = {"model": args.model, "batch": args.batch, "threads": args.threads, "channels_last": cl, "bf16": bf,
-               "loop_img_s": round(loop_throughput(args.model, args.batch, args.steps, args.warmup, cl, bf), 1)}
-        if args.engine:
-            row["engine_img_s"] = round(engine_throughput(args.recipe, args.batch, args.steps, cl, bf), 1)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    info = {"load_average": os.getloadavg(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    for batch in [int(b) for b in str(args.batch).split(",")]:
+        variants = ((False, False), (True, False), (False, True), (True, True)) if args.variants == "all" else ((True, True),)
+        for cl, bf in variants:
+            row = {"model": args.model, "device": args.device, "batch": batch, "threads": args.threads,
+                   "channels_last": cl, "bf16": bf,
+                   "loop_img_s": round(loop_throughput(args.model, batch, args.steps, args.warmup, cl, bf,
+                                                       device=args.device), 1)}
+            if args.engine:
+                row["engine_img_s"] = round(engine_throughput(args.recipe, batch, args.steps, cl, bf), 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None
+    info = {"load_average": os.getloadavg(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "gpu": gpu,
             "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV}, "rows": rows}
     print(f"load average during the run: {info['load_average']} (other processes share these cores)")
     if args.json:

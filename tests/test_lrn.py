@@ -116,3 +116,19 @@ def test_registry_entries() -> None:
         e = model_entry(name)
         assert e.input_size == (3, 224, 224) and e.preprocess == IMAGENET
         assert e.paper == "LRN (Pattern Recognition 2020)"
+
+
+def test_small_stem_for_64_px_crops() -> None:
+    """stem='small' (agekit option): 3x3 stride-1 first conv, so conv5_x sees 4x4 maps at 64 px instead of 2x2."""
+    from agekit.outputs import ModelOutput
+
+    paper = create_model("lrn_resnet18", input_size=64)
+    small = create_model("lrn_resnet18", input_size=64, stem="small")
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(paper) == 11_228_838 and n(paper) - n(small) == 64 * 3 * (7 * 7 - 3 * 3)  # 7,680 fewer weights
+    x = torch.randn(2, 3, 64, 64)
+    assert small.layers(small.stem(x)).shape[-2:] == (4, 4)
+    assert paper.layers(paper.stem(x)).shape[-2:] == (2, 2)
+    assert isinstance(small(x), ModelOutput)
+    with pytest.raises(ValueError, match="stem"):
+        create_model("lrn_resnet18", stem="cifar")

@@ -297,3 +297,35 @@ def test_distill_recipe_needs_a_teacher_and_trains_from_an_ensemble(tiny_cache, 
     with pytest.raises(ValueError, match="takes crops"):
         train("c3ae_wide_distill_utkface", tmp_path / "bad",
               overrides=over + ["preprocess.margin=0.4", f"teacher={tiny_teachers[0]}"])
+
+
+def test_precomputed_teacher_outputs_are_looked_up_by_row_and_averaged(tiny_cache, tmp_path):
+    """Teacher outputs saved per cache row (.npz) act as an ensemble teacher without forward passes."""
+    from agekit.training.teacher import PrecomputedTeacher, load_teacher
+
+    n, bins = N, np.arange(101, dtype=np.float32)
+    p1 = np.full((n, 101), 1e-9, np.float32)
+    p1[:, 30] = 1.0
+    p2 = np.full((n, 101), 1e-9, np.float32)
+    p2[:, 50] = 1.0
+    np.savez(tmp_path / "a.npz", age=np.arange(n, dtype=np.float32), log_probs=np.log(p1).astype(np.float16), bin_ages=bins)
+    np.savez(tmp_path / "b.npz", age=np.arange(n, dtype=np.float32) + 10, log_probs=np.log(p2).astype(np.float16),
+             bin_ages=bins)
+    np.savez(tmp_path / "c.npz", age=np.full(n, 40.0, np.float32))  # an age-only member (e.g. an L1 regressor)
+    t = load_teacher([str(tmp_path / f) for f in ("a.npz", "b.npz", "c.npz")])
+    assert isinstance(t, PrecomputedTeacher)
+    out = t(torch.tensor([2, 5]))
+    assert torch.allclose(out.age, torch.tensor([(2 + 12 + 40) / 3, (5 + 15 + 40) / 3]))
+    assert torch.allclose(out.probs[:, 30], torch.tensor([0.5, 0.5]), atol=1e-3)  # mean of the two distributions
+    assert torch.allclose(out.probs[:, 50], torch.tensor([0.5, 0.5]), atol=1e-3)
+    with pytest.raises(IndexError):
+        t(torch.tensor([n]))
+    with pytest.raises(ValueError, match="not both"):
+        load_teacher([str(tmp_path / "a.npz"), "x/final.pt"])
+    over = quick("agenet_mt_distill_utkface") + [f"data.cache={tiny_cache}"]
+    res = train("agenet_mt_distill_utkface", tmp_path / "kd",
+                overrides=over + [f"teacher=[{tmp_path / 'a.npz'},{tmp_path / 'b.npz'}]"])
+    with open(tmp_path / "kd" / "logs" / "metrics.csv") as f:
+        header = f.readline()
+    assert "train/kd_kl" in header and "train/kd_l1" in header
+    assert res.card["steps"] == 1

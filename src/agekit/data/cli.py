@@ -74,3 +74,49 @@ def register(subparsers) -> None:
     p.add_argument("--keep-work", action="store_true", help="keep the work/ shards after consolidation")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
+    register_portable(subparsers)
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from agekit.data.portable import pack_cache
+
+    try:
+        res = pack_cache(args.cache, args.out, views=args.views.split(",") if args.views else None, codec=args.codec,
+                         quality=args.quality, progress=not args.quiet)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"agekit pack-cache: {e}", file=sys.stderr)
+        return 2
+    print(f"{res['out']}: {res['rows']} rows, {res['bytes'] / 1e6:.1f} MB ({res['codec']}), views "
+          + ", ".join(f"{k} {v['bytes'] / 1e6:.1f} MB" for k, v in res["views"].items()))
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from agekit.data.portable import unpack_cache
+
+    try:
+        cache = unpack_cache(args.packed, args.out, views=args.views.split(",") if args.views else None)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"agekit unpack-cache: {e}", file=sys.stderr)
+        return 2
+    print(cache)
+    return 0
+
+
+def register_portable(subparsers) -> None:
+    """Add ``agekit pack-cache`` and ``agekit unpack-cache``."""
+    p = subparsers.add_parser("pack-cache", help="a prepared cache (chosen views) in one compressed file",
+                              description="Pack views, metadata and splits of a prepared cache into one .npz, each "
+                                          "crop encoded as JPEG, WebP or (lossless) PNG: to move a cache to a GPU box.")
+    p.add_argument("cache", help="prepared cache folder")
+    p.add_argument("out", help="output .npz")
+    p.add_argument("--views", default=None, help="comma-separated view keys (default: all)")
+    p.add_argument("--codec", default="jpeg", choices=["jpeg", "webp", "png"])
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_pack)
+    u = subparsers.add_parser("unpack-cache", help="rebuild a cache folder from `agekit pack-cache`'s file")
+    u.add_argument("packed", help="file written by agekit pack-cache")
+    u.add_argument("out", help="cache folder to write")
+    u.add_argument("--views", default=None, help="only these view keys")
+    u.set_defaults(func=_unpack)

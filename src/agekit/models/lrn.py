@@ -72,7 +72,11 @@ def decode_age(
 
 
 class LRNResNet(nn.Module):
-    """ResNet-10/18(-Tiny) of Table 2 with the LRN heads: num_ages-way FC (Eq. 2) and 1-d FC (Eq. 10)."""
+    """ResNet-10/18(-Tiny) of Table 2 with the LRN heads: num_ages-way FC (Eq. 2) and 1-d FC (Eq. 10).
+
+    ``stem="small"`` (agekit option, not in the paper) swaps the 7x7 stride-2 first convolution
+    for a 3x3 stride-1 one, for 64x64 crops: the paper's stem at 64 px leaves 2x2 maps in conv5_x.
+    """
 
     def __init__(
         self,
@@ -83,6 +87,7 @@ class LRNResNet(nn.Module):
         max_age: int = 100,
         input_size: int = 224,
         age_temperature: float = 1.0,
+        stem: str = "imagenet",
     ) -> None:
         super().__init__()
         if len(blocks) != 4 or len(widths) != 4:
@@ -91,14 +96,18 @@ class LRNResNet(nn.Module):
             raise ValueError(f"max_age ({max_age}) must exceed min_age ({min_age})")
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32 (five 2x reductions), got {input_size}")
-        stem = widths[0] if stem_width is None else stem_width
+        if stem not in ("imagenet", "small"):
+            raise ValueError(f"stem must be 'imagenet' (7x7/2 conv, the paper) or 'small' (3x3/1 conv), got {stem!r}")
+        stem_kind, stem = stem, (widths[0] if stem_width is None else stem_width)
         self.min_age, self.max_age = int(min_age), int(max_age)
         self.age_temperature = float(age_temperature)
         self.num_ages = self.max_age - self.min_age + 1
         self.input_size: tuple[int, int, int] = (3, input_size, input_size)
         self.preprocess: PreprocessSpec = dataclasses.replace(IMAGENET, size=input_size)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, stem, 7, 2, 3, bias=False),
+            # "imagenet" (LRN Table 2): 7x7 stride-2 conv; "small" (not in the paper, for 64-px crops): a 3x3
+            # stride-1 conv, so a 64x64 face gives the feature maps a 128-px face gives the paper's stem
+            nn.Conv2d(3, stem, 7, 2, 3, bias=False) if stem_kind == "imagenet" else nn.Conv2d(3, stem, 3, 1, 1, bias=False),
             nn.BatchNorm2d(stem),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),

@@ -277,6 +277,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         precision=opt("precision", "32-true"),
         max_epochs=t.get("max_epochs"),
         max_steps=opt("max_steps", -1),
+        max_time=t.get("max_time"),  # e.g. "00:00:05:00": stop (and still write final.pt) after this wall time
         deterministic=bool(t.get("deterministic", False)),
         gradient_clip_val=t.get("gradient_clip_val"),
         gradient_clip_algorithm=opt("gradient_clip_algorithm", "norm") if t.get("gradient_clip_val") else None,

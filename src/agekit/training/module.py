@@ -223,11 +223,17 @@ class AgeModule(L.LightningModule):
             if self.channels_last:
                 self.teacher.to(memory_format=torch.channels_last)
 
-    def _teacher_output(self, x: Tensor) -> ModelOutput | None:
+    def _teacher_output(self, x: Tensor, batch: dict[str, Tensor] | None = None) -> ModelOutput | None:
         if self.teacher is None:
             return None
+        from agekit.training.teacher import PrecomputedTeacher
+
         self.teacher.eval()
         with torch.no_grad():
+            if isinstance(self.teacher, PrecomputedTeacher):
+                if batch is None or "index" not in batch:
+                    raise ValueError("a precomputed teacher needs the batch's cache row indices (batch['index'])")
+                return self.teacher(batch["index"])
             return output_to_float(self.teacher(x))
 
     def with_derived_labels(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -242,7 +248,7 @@ class AgeModule(L.LightningModule):
         batch = self.with_derived_labels(batch)
         x = batch["image"]
         out = output_to_float(self._net(x))
-        teacher = self._teacher_output(x)
+        teacher = self._teacher_output(x, batch)
         with no_autocast(x.device):
             loss, parts = self.method.loss(out, batch, model=self.model, teacher=teacher)
         b = x.shape[0]

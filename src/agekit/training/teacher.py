@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from agekit.outputs import ModelOutput
 
-__all__ = ["Renormalize", "TeacherEnsemble", "load_teacher", "method_for_loaded", "teacher_paths"]
+__all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher", "method_for_loaded",
+           "teacher_paths"]
 
 
 def method_for_loaded(loaded: Any) -> Any:
@@ -105,9 +106,54 @@ class Renormalize(nn.Module):
         return self.net(normalize_on_device(raw, self.member_spec, input_color=s.color))
 
 
+class PrecomputedTeacher(nn.Module):
+    """A teacher's outputs computed once per cache row (``.npz`` files), looked up by the batch's row ``index``.
+
+    Each file holds ``age`` (N,) - the teacher's decoded age per cache row - and optionally
+    ``log_probs`` (N, K) with ``bin_ages`` (K,), the log of its age distribution (written by
+    ``bench/gpu_session.py``: flip-averaged, no augmentation). Several files form an ensemble as
+    in :class:`TeacherEnsemble`: mean age, mean distribution over the members on the finest bins.
+    Distillation then costs no teacher forward pass; the target is the teacher's answer for the
+    unaugmented face (as LRN's refinery uses the previous generation's predictions as labels)
+    rather than for the augmented batch.
+    """
+
+    def __init__(self, files: Sequence[str | Path]) -> None:
+        super().__init__()
+        import numpy as np
+
+        ages, dists = [], []
+        for f in files:
+            with np.load(f, allow_pickle=False) as z:
+                ages.append(torch.from_numpy(z["age"].astype("float32")))
+                if "log_probs" in z.files and "bin_ages" in z.files:
+                    dists.append((torch.from_numpy(z["bin_ages"].astype("float32")),
+                                  torch.from_numpy(z["log_probs"].astype("float32")).softmax(1)))
+        if len({len(a) for a in ages}) != 1:
+            raise ValueError(f"teacher output files {list(map(str, files))} cover different numbers of rows")
+        self.register_buffer("age", torch.stack(ages).mean(0), persistent=False)
+        self.probs = self.bin_ages = None
+        if dists:
+            grid = max((b for b, _ in dists), key=lambda b: b.numel())
+            p = torch.stack([q for b, q in dists if b.shape == grid.shape and torch.allclose(b, grid)]).mean(0)
+            self.register_buffer("probs", p, persistent=False)
+            self.register_buffer("bin_ages", grid, persistent=False)
+
+    def forward(self, index: Tensor) -> ModelOutput:
+        """The teacher's output for the cache rows ``index``."""
+        i = index.to(self.age.device).long()
+        if i.numel() and int(i.max()) >= len(self.age):
+            raise IndexError(f"row {int(i.max())} beyond the {len(self.age)} rows of the teacher outputs")
+        if self.probs is None:
+            return ModelOutput(age=self.age[i])
+        p = self.probs[i]
+        return ModelOutput(age=self.age[i], logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=self.bin_ages)
+
+
 def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -> nn.Module:
     """A frozen teacher in eval mode: the network of one checkpoint, or a :class:`TeacherEnsemble` of several.
 
+    Paths ending in ``.npz`` are precomputed outputs (:class:`PrecomputedTeacher`).
     ``spec`` (the student's :class:`~agekit.preprocessing.PreprocessSpec`): every member must take
     the same crops (view); a member with another normalisation or channel order is fed through
     :class:`Renormalize`.
@@ -115,6 +161,11 @@ def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -
     from agekit.checkpoint import load_checkpoint
 
     paths = teacher_paths(teacher)
+    npz = [p for p in paths if p.endswith(".npz")]
+    if npz:
+        if len(npz) != len(paths):
+            raise ValueError("teacher: give checkpoints or precomputed output files (.npz), not both")
+        return PrecomputedTeacher(npz).eval()
     loaded = [load_checkpoint(p) for p in paths]
     nets = []
     for p, t in zip(paths, loaded):
