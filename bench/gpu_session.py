@@ -135,12 +135,12 @@ def clamp(x: float, lo: int, hi: int) -> int:
     return int(max(lo, min(hi, x)))
 
 
-def evaluate_all(runs: Path, cache: Path, out: Path, deadline: float) -> dict:
+def evaluate_all(runs: Path, cache: Path, out: Path, deadline: float, results: dict) -> dict:
     import torch
 
     from agekit.training.engine import evaluate
 
-    reports = {}
+    reports = results.setdefault("eval", {})
     # the LRN generations first: their weights do not travel back (all but the last), so only this evaluates them
     for f in sorted(runs.rglob("final.pt"), key=lambda p: (not str(p.relative_to(runs)).startswith("lrn"), str(p))):
         if time.time() > deadline:
@@ -163,6 +163,7 @@ def evaluate_all(runs: Path, cache: Path, out: Path, deadline: float) -> dict:
         except Exception as e:
             log(f"eval {key} failed: {e!r}", out)
             reports[key] = {"error": repr(e)}
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))  # as it goes: a kill loses nothing
     return reports
 
 
@@ -322,7 +323,8 @@ def main() -> int:
         log(f"job {k}: {results['jobs'][k]}\n    ...{tail[-400:]}", out)
 
     # ---- evaluate, teacher logits, pack
-    results["eval"] = evaluate_all(runs, cache, out, end - 35)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    evaluate_all(runs, cache, out, end - 35, results)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     try:
         if time.time() < end - 20:
