@@ -169,44 +169,15 @@ def evaluate_all(runs: Path, cache: Path, out: Path, deadline: float, results: d
 
 def teacher_logits(ckpts: dict[str, Path], cache: Path, dest: Path, device: str = "cuda",
                    deadline: float = float("inf")) -> None:
-    """Per teacher, for every cache row (no augmentation): log of the flip-averaged distribution (float16)
-    and the flip-averaged decoded age - for distillation without the teacher's forward passes."""
-    import numpy as np
-    import torch
+    """Per teacher, every cache row: flip-averaged age and log-distribution (agekit.training.teacher)."""
+    from agekit.training.teacher import save_teacher_outputs
 
-    from agekit.checkpoint import load_checkpoint
-    from agekit.data.cache import PreparedCache
-    from agekit.training.datamodule import to_network_input
-    from agekit.training.module import output_to_float
-    from agekit.training.teacher import method_for_loaded
-
-    c = PreparedCache(cache)
-    dest.mkdir(parents=True, exist_ok=True)
     for name, path in ckpts.items():
         if time.time() > deadline:
             log(f"teacher outputs: deadline, {name} and later left out")
             break
         try:
-            ld = load_checkpoint(path, map_location="cpu")
-            model = ld.model.to(device).eval()
-            method = method_for_loaded(ld)
-            view = c.view(ld.preprocess.view_key)
-            logp, ages, bins = [], [], None
-            with torch.no_grad():
-                for s in range(0, len(view), 1024):
-                    x = to_network_input(torch.from_numpy(np.array(view[s:s + 1024])).to(device), ld.preprocess)
-                    o, of = output_to_float(model(x)), output_to_float(model(x.flip(-1)))
-                    ages.append(((method.predict_age(o)[0] + method.predict_age(of)[0]) / 2).float().cpu().numpy())
-                    if o.logits is not None or o.probs is not None:
-                        p = [(v.logits.softmax(1) if v.logits is not None else v.probs) for v in (o, of)]
-                        logp.append(((p[0] + p[1]) / 2).clamp_min(1e-12).log().half().cpu().numpy())
-                        bins = o.bin_ages.float().cpu().numpy() if o.bin_ages is not None else None
-            arrays = {"age": np.concatenate(ages), "checkpoint": np.array(str(path))}
-            if logp:
-                arrays["log_probs"] = np.concatenate(logp)
-            if bins is not None:
-                arrays["bin_ages"] = bins
-            np.savez(dest / f"{name}.npz", **arrays)
+            save_teacher_outputs(path, cache, dest / f"{name}.npz", device=device, batch_size=1024)
             log(f"teacher outputs {name}: {path}")
         except Exception as e:
             log(f"teacher outputs {name} failed: {e!r}")

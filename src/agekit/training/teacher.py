@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from agekit.outputs import ModelOutput
 
-__all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher", "method_for_loaded",
+__all__ = ["PrecomputedTeacher", "save_teacher_outputs", "Renormalize", "TeacherEnsemble", "load_teacher", "method_for_loaded",
            "teacher_paths"]
 
 
@@ -132,12 +132,12 @@ class PrecomputedTeacher(nn.Module):
         if len({len(a) for a in ages}) != 1:
             raise ValueError(f"teacher output files {list(map(str, files))} cover different numbers of rows")
         self.register_buffer("age", torch.stack(ages).mean(0), persistent=False)
-        self.probs = self.bin_ages = None
+        p = grid = None
         if dists:
             grid = max((b for b, _ in dists), key=lambda b: b.numel())
             p = torch.stack([q for b, q in dists if b.shape == grid.shape and torch.allclose(b, grid)]).mean(0)
-            self.register_buffer("probs", p, persistent=False)
-            self.register_buffer("bin_ages", grid, persistent=False)
+        self.register_buffer("probs", p, persistent=False)
+        self.register_buffer("bin_ages", grid, persistent=False)
 
     def forward(self, index: Tensor) -> ModelOutput:
         """The teacher's output for the cache rows ``index``."""
@@ -178,3 +178,50 @@ def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -
     if len(loaded) == 1:
         return nets[0].eval()
     return TeacherEnsemble(nets, [method_for_loaded(t) for t in loaded]).eval()
+
+
+def save_teacher_outputs(ckpt: str | Path, cache: Any, out: str | Path, *, device: str = "cpu", flip: bool = True,
+                         batch_size: int = 512, progress: bool = False) -> Path:
+    """A checkpoint's outputs for every row of a prepared cache, as a :class:`PrecomputedTeacher` file.
+
+    Writes ``age`` (N,) - the decoded age with the checkpoint's own method (averaged with the
+    mirror image when ``flip``) - and, for networks with an age distribution, ``log_probs`` (N, K,
+    float16: log of the (flip-averaged) distribution) and ``bin_ages`` (K,). No augmentation.
+    """
+    import numpy as np
+
+    from agekit.checkpoint import load_checkpoint
+    from agekit.data.cache import PreparedCache
+    from agekit.training.datamodule import to_network_input
+    from agekit.training.module import output_to_float
+
+    c = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
+    ld = load_checkpoint(ckpt, map_location="cpu")
+    model = ld.model.to(device).eval()
+    method = method_for_loaded(ld)
+    view = c.view(ld.preprocess.view_key)
+    logp: list[np.ndarray] = []
+    ages: list[np.ndarray] = []
+    bins = None
+    starts = range(0, len(view), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"teacher outputs {Path(ckpt).name}", unit="batch")
+    with torch.no_grad():
+        for s in starts:
+            x = to_network_input(torch.from_numpy(np.array(view[s:s + batch_size])).to(device), ld.preprocess)
+            outs = [output_to_float(model(x))] + ([output_to_float(model(x.flip(-1)))] if flip else [])
+            ages.append(torch.stack([method.predict_age(o)[0].reshape(-1) for o in outs]).mean(0).cpu().numpy())
+            if outs[0].logits is not None or outs[0].probs is not None:
+                p = torch.stack([o.logits.softmax(1) if o.logits is not None else o.probs for o in outs]).mean(0)
+                logp.append(p.clamp_min(1e-12).log().half().cpu().numpy())
+                bins = outs[0].bin_ages.float().cpu().numpy() if outs[0].bin_ages is not None else None
+    arrays: dict[str, Any] = {"age": np.concatenate(ages).astype(np.float32), "checkpoint": np.array(str(ckpt)),
+                              "flip": np.array(bool(flip))}
+    if logp and bins is not None:
+        arrays["log_probs"], arrays["bin_ages"] = np.concatenate(logp), bins
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    return out
