@@ -329,3 +329,30 @@ def test_precomputed_teacher_outputs_are_looked_up_by_row_and_averaged(tiny_cach
         header = f.readline()
     assert "train/kd_kl" in header and "train/kd_l1" in header
     assert res.card["steps"] == 1
+
+
+def test_teacher_outputs_match_the_evaluator_and_feed_distillation(tiny_cache, tiny_teachers, tmp_path, capsys):
+    """`agekit teacher-outputs` writes, per cache row, the flip-averaged age that `evaluate --flip` reports."""
+    from agekit.checkpoint import load_checkpoint
+    from agekit.cli import main
+    from agekit.data.cache import PreparedCache
+    from agekit.training.engine import predict_split
+    from agekit.training.teacher import method_for_loaded
+
+    files = []
+    for i, ckpt in enumerate(tiny_teachers):
+        f = tmp_path / f"t{i}.npz"
+        assert main(["teacher-outputs", ckpt, "--data", str(tiny_cache), "--out", str(f)]) == 0
+        files.append(f)
+        z = np.load(f)
+        ld = load_checkpoint(ckpt)
+        c = PreparedCache(tiny_cache)
+        ref = predict_split(ld, method_for_loaded(ld), c.view(ld.preprocess.view_key), np.arange(N), flip=True)
+        np.testing.assert_allclose(z["age"], ref["age"], atol=1e-4)
+        assert z["log_probs"].shape[0] == N and z["log_probs"].dtype == np.float16
+        np.testing.assert_allclose(np.exp(z["log_probs"].astype(np.float32)).sum(1), 1.0, atol=2e-2)
+    assert "distil with" in capsys.readouterr().out
+    over = quick("c3ae_wide_distill_utkface") + [f"data.cache={tiny_cache}", f"teacher=[{files[0]},{files[1]}]"]
+    res = train("c3ae_wide_distill_utkface", tmp_path / "kd", overrides=over)
+    assert res.card["steps"] == 1
+    assert main(["teacher-outputs", "nope.pt", "--data", str(tiny_cache), "--out", str(tmp_path / "x.npz")]) == 2

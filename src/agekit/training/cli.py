@@ -43,6 +43,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher_outputs(args: argparse.Namespace) -> int:
+    from agekit.training.teacher import save_teacher_outputs
+
+    try:
+        out = save_teacher_outputs(args.checkpoint, args.data, args.out, device=args.device, flip=not args.no_flip,
+                                   batch_size=args.batch_size, progress=True)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"agekit teacher-outputs: {e}", file=sys.stderr)
+        return 2
+    print(f"{out}: teacher outputs for every row of {args.data}; distil with --set 'teacher=[{out},...]'")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``evaluate`` to the ``agekit`` command."""
     p = sub.add_parser("train", help="train a recipe (YAML) on a prepared cache")
@@ -69,3 +82,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     e.set_defaults(func=_evaluate)
+
+    t = sub.add_parser("teacher-outputs", help="a checkpoint's outputs for every cache row, for distillation "
+                                               "without the teacher's forward passes",
+                       description="Write the checkpoint's decoded age (and log age distribution) for every row of "
+                                   "a prepared cache to an .npz; `agekit train --set teacher=[A.npz,B.npz]` then "
+                                   "distils from them (several files: an ensemble).")
+    t.add_argument("checkpoint", help="final.pt of the teacher")
+    t.add_argument("--data", required=True, help="prepared cache directory")
+    t.add_argument("--out", required=True, help="output .npz")
+    t.add_argument("--no-flip", action="store_true", help="do not average with the mirror image")
+    t.add_argument("--batch-size", type=int, default=512)
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_teacher_outputs)
