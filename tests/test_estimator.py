@@ -217,3 +217,13 @@ def test_flip_averaging_is_the_mean_of_face_and_mirror(ckpt, tmp_path, backend):
     est.age_head.card = {"inference": {"flip": True}}
     ages2 = np.array([r["faces"][0]["age"] for r in est.predict(list(imgs))])
     np.testing.assert_allclose(ages2, ages, atol=1e-4)
+
+
+def test_the_same_model_for_age_and_gender_runs_once(ckpt):
+    """gender= naming the age model's own weights (e.g. both aliases on one shipped file) adds no second head."""
+    est = agekit.Estimator.from_pretrained(ckpt, gender=str(ckpt), backend="torch", detector="cropped")
+    assert est.gender_head is None and len(est.heads) == 1
+    imgs = faces(2)
+    res = est.predict(imgs)
+    ref = direct(ckpt, imgs)
+    np.testing.assert_allclose([r["faces"][0]["gender_female"] for r in res], ref["female"], atol=1e-5)

@@ -99,6 +99,22 @@ class ModelHead:
         return bool(((self.card or {}).get("inference") or {}).get("flip", False))
 
 
+def _same_model(a: str | Path, b: str | Path) -> bool:
+    """Whether two model arguments (shipped names, aliases or paths) name the same weights."""
+
+    def where(x: str | Path) -> Path | None:
+        p = Path(x)
+        if p.exists():
+            return p.resolve()
+        try:
+            return Path(resolve_weights(str(x))["path"]).resolve()
+        except Exception:
+            return None
+
+    wa, wb = where(a), where(b)
+    return wa is not None and wa == wb
+
+
 def load_head(
     name_or_path: str | Path,
     backend: str = "onnx",
@@ -233,6 +249,8 @@ class Estimator:
         (``inference.flip``, set when the card's metrics were measured with flip averaging).
         """
         age = load_head(name_or_path, backend, cache_dir, threads) if name_or_path is not None else None
+        if gender is not None and age is not None and _same_model(name_or_path, gender):
+            gender = None  # one model gives both (e.g. "age" and "gender" alias one shipped weight): run it once
         g = load_head(gender, backend, cache_dir, threads) if gender is not None else None
         for h in (age, g):
             if h is not None:
