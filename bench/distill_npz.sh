@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Distillation from precomputed teacher outputs on the CPU (issue #6, session 3): no teacher forward passes.
+#   teacher: the two models shipped in session 2 - age_c3ae_wide_cosine_utkface + gender_agenet_utkface -
+#            as an ensemble (mean flip-averaged age, AgeNet's 101-bin distribution): val 4.828 / test 4.936
+#   a, b: AgeNet-MT and C3AE-wide students, 60 epochs (same recipes, seed and epochs as the students trained
+#         alone in bench/compact.sh: agenet_mt_utkface, c3ae_wide_cosine_utkface)
+#   c, d: SepHSR(30,10) alone and distilled (HSR recipe, margin-0.1 crops, 20 epochs each)
+#   e:    a second generation: AgeNet-MT taught by the teachers and the two round-1 students (4 members)
+# Usage: bash bench/distill_npz.sh CACHE OUT [WEIGHTS_DIR]   (WEIGHTS_DIR: where the two teacher .pt files are;
+#        default src/agekit/weights). About 1.5 h on the 2-core CPU (two runs side by side, one thread each).
+set -euo pipefail
+CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; W=${3:-src/agekit/weights}
+export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
+here=$(dirname "$0")
+mkdir -p "$OUT/teachers"
+for n in age_c3ae_wide_cosine_utkface gender_agenet_utkface; do
+  agekit teacher-outputs "$W/$n.pt" --data "$CACHE" --out "$OUT/teachers/$n.npz"
+done
+python "$here/ensemble.py" "$W/age_c3ae_wide_cosine_utkface.pt" "$W/gender_agenet_utkface.pt" --data "$CACHE" --flip \
+  --threads 1 --out "$OUT/teacher" | tee "$OUT.teacher.log"
+T="teacher=[$OUT/teachers/age_c3ae_wide_cosine_utkface.npz,$OUT/teachers/gender_agenet_utkface.npz]"
+zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip "$@"; }
+zoo --epochs 60 --out "$OUT/a" --recipes agenet_mt_distill_utkface --set "$T" > "$OUT.a.log" 2>&1 &
+zoo --epochs 60 --out "$OUT/b" --recipes c3ae_wide_distill_utkface --set "$T" > "$OUT.b.log" 2>&1 &
+wait
+zoo --epochs 20 --out "$OUT/c" --recipes sephsr_30_10_utkface --set preprocess.margin=0.1 \
+  --set trainer.precision=bf16-mixed > "$OUT.c.log" 2>&1 &
+zoo --epochs 20 --out "$OUT/d" --recipes sephsr_30_10_distill_lrn_utkface --set "$T" \
+  --set method.config.teacher_method=null --set trainer.precision=bf16-mixed > "$OUT.d.log" 2>&1 &
+S1=$OUT/a/agenet_mt_distill_utkface/final.pt; S2=$OUT/b/c3ae_wide_distill_utkface/final.pt
+agekit teacher-outputs "$S1" --data "$CACHE" --out "$OUT/teachers/agenet_mt_distill_utkface.npz"
+agekit teacher-outputs "$S2" --data "$CACHE" --out "$OUT/teachers/c3ae_wide_distill_utkface.npz"
+T2="teacher=[$OUT/teachers/age_c3ae_wide_cosine_utkface.npz,$OUT/teachers/gender_agenet_utkface.npz,$OUT/teachers/agenet_mt_distill_utkface.npz,$OUT/teachers/c3ae_wide_distill_utkface.npz]"
+wait
+zoo --epochs 60 --out "$OUT/e" --recipes agenet_mt_distill_utkface --set "$T2" > "$OUT.e.log" 2>&1
+for r in a/agenet_mt_distill_utkface b/c3ae_wide_distill_utkface c/sephsr_30_10_utkface \
+         d/sephsr_30_10_distill_lrn_utkface e/agenet_mt_distill_utkface; do
+  agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --out "$OUT/$r/rep_test" > /dev/null
+  agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --flip --out "$OUT/$r/rep_test--flip" > /dev/null
+done
+python "$here/compact_table.py" "$OUT/a/agenet_mt_distill_utkface" "$OUT/b/c3ae_wide_distill_utkface" \
+  "sephsr_30_10_m0.1=$OUT/c/sephsr_30_10_utkface" "$OUT/d/sephsr_30_10_distill_lrn_utkface" \
+  "agenet_mt_distill_gen2=$OUT/e/agenet_mt_distill_utkface" --out "$OUT/students"
