@@ -6,8 +6,10 @@
 #         alone in bench/compact.sh: agenet_mt_utkface, c3ae_wide_cosine_utkface)
 #   c, d: SepHSR(30,10) alone and distilled (HSR recipe, margin-0.1 crops, 20 epochs each)
 #   e:    a second generation: AgeNet-MT taught by the teachers and the two round-1 students (4 members)
+#   f:    AgeNet-MT with gently age-balanced epochs (data.balance 0.25), the first teacher - shipped in session 3
+#         as agenet_mt_distill_balanced_utkface (best validation MAE of the AgeNet-MT students)
 # Usage: bash bench/distill_npz.sh CACHE OUT [WEIGHTS_DIR]   (WEIGHTS_DIR: where the two teacher .pt files are;
-#        default src/agekit/weights). About 1.5 h on the 2-core CPU (two runs side by side, one thread each).
+#        default src/agekit/weights). About 2 h on the 2-core CPU (two runs side by side, one thread each).
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; W=${3:-src/agekit/weights}
 export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
@@ -32,12 +34,15 @@ agekit teacher-outputs "$S1" --data "$CACHE" --out "$OUT/teachers/agenet_mt_dist
 agekit teacher-outputs "$S2" --data "$CACHE" --out "$OUT/teachers/c3ae_wide_distill_utkface.npz"
 T2="teacher=[$OUT/teachers/age_c3ae_wide_cosine_utkface.npz,$OUT/teachers/gender_agenet_utkface.npz,$OUT/teachers/agenet_mt_distill_utkface.npz,$OUT/teachers/c3ae_wide_distill_utkface.npz]"
 wait
-zoo --epochs 60 --out "$OUT/e" --recipes agenet_mt_distill_utkface --set "$T2" > "$OUT.e.log" 2>&1
+zoo --epochs 60 --out "$OUT/e" --recipes agenet_mt_distill_utkface --set "$T2" > "$OUT.e.log" 2>&1 &
+zoo --epochs 60 --out "$OUT/f" --recipes agenet_mt_distill_balanced_utkface --set "$T" > "$OUT.f.log" 2>&1 &
+wait
 for r in a/agenet_mt_distill_utkface b/c3ae_wide_distill_utkface c/sephsr_30_10_utkface \
-         d/sephsr_30_10_distill_lrn_utkface e/agenet_mt_distill_utkface; do
+         d/sephsr_30_10_distill_lrn_utkface e/agenet_mt_distill_utkface f/agenet_mt_distill_balanced_utkface; do
   agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --out "$OUT/$r/rep_test" > /dev/null
   agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --flip --out "$OUT/$r/rep_test--flip" > /dev/null
 done
 python "$here/compact_table.py" "$OUT/a/agenet_mt_distill_utkface" "$OUT/b/c3ae_wide_distill_utkface" \
   "sephsr_30_10_m0.1=$OUT/c/sephsr_30_10_utkface" "$OUT/d/sephsr_30_10_distill_lrn_utkface" \
-  "agenet_mt_distill_gen2=$OUT/e/agenet_mt_distill_utkface" --out "$OUT/students"
+  "agenet_mt_distill_gen2=$OUT/e/agenet_mt_distill_utkface" "$OUT/f/agenet_mt_distill_balanced_utkface" \
+  --out "$OUT/students"
