@@ -30,7 +30,6 @@ packed cache: 39 MB for UTKFace.)
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -58,14 +57,12 @@ def hms(seconds: float) -> str:
 
 
 class Job:
-    def __init__(self, name: str, recipe: str, run_dir: Path, cache: Path, sets: list[str], generations: int | None = None):
+    def __init__(self, name: str, recipe: str, run_dir: Path, cache: Path, sets: list[str]):
         self.name, self.recipe, self.dir = name, recipe, run_dir
         self.cmd = [sys.executable, "-m", "agekit.cli", "train", "--recipe", recipe, "--data", str(cache),
                     "--out", str(run_dir)]
         for s in ["trainer.progress_bar=false", "trainer.log_every_n_steps=50", *sets, *EXTRA_SETS]:
             self.cmd += ["--set", s]
-        if generations:
-            self.cmd += ["--generations", str(generations)]
         self.proc: subprocess.Popen | None = None
         self.t_start = self.t_end = None
 

@@ -69,8 +69,7 @@ def pack_cache(
     arrays: dict[str, np.ndarray] = {f"meta/{k}": v for k, v in c.meta.items()}
     splits = {p: {k: v.tolist() for k, v in c.splits(p).items()} for p in protocols}
     header = {"format": FORMAT, "codec": codec, "quality": int(quality), "views": {}, "splits": splits, "info": c.info}
-    it = views
-    for key in it:
+    for key in views:
         v = c.view(key)
         crop_shape = v.shape[-3:]
         flat = v.reshape((-1,) + crop_shape)

@@ -30,7 +30,7 @@ import numpy as np
 
 from agekit.checkpoint import load_checkpoint
 from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
-from agekit.inference.weights import resolve_weights
+from agekit.inference.weights import NoShippedWeightsError, resolve_weights
 from agekit.preprocessing import PreprocessSpec
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
@@ -108,7 +108,7 @@ def _same_model(a: str | Path, b: str | Path) -> bool:
             return p.resolve()
         try:
             return Path(resolve_weights(str(x))["path"]).resolve()
-        except Exception:
+        except NoShippedWeightsError:
             return None
 
     wa, wb = where(a), where(b)

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from agekit.outputs import ModelOutput
 
-__all__ = ["PrecomputedTeacher", "save_teacher_outputs", "Renormalize", "TeacherEnsemble", "load_teacher", "method_for_loaded",
+__all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher", "mean_distribution",
+           "method_for_loaded", "save_teacher_outputs",
            "teacher_paths"]
 
 
@@ -72,9 +73,14 @@ class TeacherEnsemble(nn.Module):
         age = torch.stack(ages).mean(0)
         if not dists:
             return ModelOutput(age=age)
-        grid = max((b for b, _ in dists), key=lambda b: b.numel())  # the finest bins
-        p = torch.stack([q for b, q in dists if b.shape == grid.shape and torch.allclose(b, grid)]).mean(0)
+        grid, p = mean_distribution(dists)
         return ModelOutput(age=age, logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=grid)
+
+
+def mean_distribution(dists: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """(bins, probs) of an ensemble: the finest members' bins and the mean of the members on exactly those bins."""
+    grid = max((b for b, _ in dists), key=lambda b: b.numel())
+    return grid, torch.stack([q for b, q in dists if b.shape == grid.shape and torch.allclose(b, grid)]).mean(0)
 
 
 def _norm_key(spec: Any) -> tuple:
@@ -111,7 +117,7 @@ class PrecomputedTeacher(nn.Module):
 
     Each file holds ``age`` (N,) - the teacher's decoded age per cache row - and optionally
     ``log_probs`` (N, K) with ``bin_ages`` (K,), the log of its age distribution (written by
-    ``bench/gpu_session.py``: flip-averaged, no augmentation). Several files form an ensemble as
+    :func:`save_teacher_outputs` / ``agekit teacher-outputs``: flip-averaged, no augmentation). Several files form an ensemble as
     in :class:`TeacherEnsemble`: mean age, mean distribution over the members on the finest bins.
     Distillation then costs no teacher forward pass; the target is the teacher's answer for the
     unaugmented face (as LRN's refinery uses the previous generation's predictions as labels)
@@ -132,10 +138,7 @@ class PrecomputedTeacher(nn.Module):
         if len({len(a) for a in ages}) != 1:
             raise ValueError(f"teacher output files {list(map(str, files))} cover different numbers of rows")
         self.register_buffer("age", torch.stack(ages).mean(0), persistent=False)
-        p = grid = None
-        if dists:
-            grid = max((b for b, _ in dists), key=lambda b: b.numel())
-            p = torch.stack([q for b, q in dists if b.shape == grid.shape and torch.allclose(b, grid)]).mean(0)
+        grid, p = mean_distribution(dists) if dists else (None, None)
         self.register_buffer("probs", p, persistent=False)
         self.register_buffer("bin_ages", grid, persistent=False)
 
