@@ -195,12 +195,12 @@ def main() -> int:
     args = ap.parse_args()
     out, work = Path(args.out), Path(args.work)
     EXTRA_SETS.extend(args.set)
+    out.mkdir(parents=True, exist_ok=True)
     if args.pack_only:
         if (out / "session.log").is_file():
             LOG.extend((out / "session.log").read_text().splitlines())
         pack(work, out, args.max_parts_mb)
         return 0
-    out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     end = T0 + args.budget
     cache = work / "cache"
