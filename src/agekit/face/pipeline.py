@@ -113,29 +113,40 @@ class FacePipeline:
         return order[:1], dropped + [(d, "smaller face") for d in order[1:]], None
 
     def process(self, image_rgb: np.ndarray) -> FaceResult:
-        """Detect once, then crop every kept face for every spec."""
+        """Detect once (the fallback detector only when the primary finds no face), then crop every kept face."""
         image = np.ascontiguousarray(image_rgb)
-        kept, dropped, error = self.select(self.detector.detect(image))
-        used_fallback = False
-        if error == "no face" and self.fallback is not None:
-            kept, more, error = self.select(self.fallback.detect(image))
-            dropped += more
-            used_fallback = not error
+        detections = self.detector.detect(image)
+        if self.fallback is not None:
+            _, dropped, error = self.select(detections)
+            if error == "no face":
+                return self.crop_detections(image, self.fallback.detect(image), dropped, fallback=True)
+        return self.crop_detections(image, detections)
+
+    def crop_detections(self, image_rgb: np.ndarray, detections: list[Detection],
+                        dropped: Sequence[tuple[Detection | None, str]] = (), fallback: bool = False) -> FaceResult:
+        """Select among ``detections`` (size filter, multi-face policy) and crop each kept face for every spec.
+
+        ``dropped``: faces already dropped (kept in the result); ``fallback``: the detections
+        came from the fallback detector.
+        """
+        image = np.ascontiguousarray(image_rgb)
+        kept, more, error = self.select(detections)
+        dropped = list(dropped) + more
         if error:
             return FaceResult([], dropped, error)
         pyramid = [image]
         faces = []
+        name = self.fallback.name if fallback else self.detector.name
         for det in kept:
             try:
                 crops = {k: make_crops(image, det, s, pyramid) for k, s in self.specs.items()}
             except ValueError as e:  # e.g. c3ae_triple without landmarks
                 dropped.append((det, f"crop failed: {e}"))
                 continue
-            name = self.fallback.name if used_fallback else self.detector.name
             faces.append(Face(det, crops, det.detector or name))
         if not faces:
             return FaceResult([], dropped, dropped[-1][1] if dropped else "no face")
-        return FaceResult(faces, dropped, used_fallback=used_fallback)
+        return FaceResult(faces, dropped, used_fallback=fallback)
 
     def process_path(self, path: str | os.PathLike) -> FaceResult:
         """Read and process one photo; a read error becomes ``FaceResult([], [], error=reason)``."""
