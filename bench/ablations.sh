@@ -3,16 +3,15 @@
 # bench/results/ablations_utkface.md:
 #   a: SSR-Net with / without the dynamic range (SSR-Net Sec. 4.4), 3 epochs, margin-0.4 crops (session 2)
 #   b: C3AE plain with / without cascade training (C3AE Fig. 5), 10 epochs, margin-0.4 crops (session 2)
-#   c: SepHSR(30,10) Depth(3,s), s = 1, 2 (HSR-Net Table 9; s = 3 is sephsr_30_10 itself, the
-#      sephsr_30_10_m0.1 row of bench/results/distill_utkface.md), 20 epochs of the HSR recipe, margin 0.1,
-#      bf16 autocast, flip-averaged test (session 4)
-#   d: LRN ResNet-10-Tiny at 64x64 (the paper's 7x7/2 stem), generations t = 1..4 (LRN Table 3), 6 epochs per
-#      generation with /10 at epochs 3 and 5 (SGD 0.02, margin 0.1, bf16 + channels-last), flip-averaged (session 4)
-# Usage: bash bench/ablations.sh CACHE OUT [a b c d]   (default: all four; two at a time, one thread each)
-# Time on the 2-core CPU with two runs side by side: a 11 min, b 18 min, c about 80 min, d about 45 min.
+#   c: SepHSR(30,10) Depth(3,1) (HSR-Net Table 9; Depth(3,3) is sephsr_30_10 itself, the sephsr_30_10_m0.1
+#      row of bench/results/distill_utkface.md), 20 epochs of the HSR recipe, margin 0.1, bf16 autocast,
+#      flip-averaged test (session 4); `c2` adds Depth(3,2) (not run yet)
+# LRN's generations t = 1..4 (LRN Table 3) come from bench/lrn_teacher.sh.
+# Usage: bash bench/ablations.sh CACHE OUT [a b c c2]   (default: a b c; two at a time, one thread each)
+# Time on the 2-core CPU with two runs side by side: a 11 min, b 18 min, c about 40 min.
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
-parts=("${@:-a b c d}"); parts=(${parts[*]})
+parts=("${@:-a b c}"); parts=(${parts[*]})
 export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 here=$(dirname "$0")
 zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --set trainer.precision=bf16-mixed "$@"; }
@@ -20,10 +19,8 @@ run() {
   case "$1" in
     a) zoo --epochs 3 --out "$OUT/a" --recipes ssrnet_utkface,ssrnet_no_dr_utkface ;;
     b) zoo --epochs 10 --out "$OUT/b" --recipes c3ae_plain_utkface,c3ae_plain_no_cascade_utkface ;;
-    c) zoo --epochs 20 --flip --out "$OUT/c" --set preprocess.margin=0.1 \
-         --recipes sephsr_30_10_depth3_1_utkface,sephsr_30_10_depth3_2_utkface ;;
-    d) zoo --epochs 6 --flip --out "$OUT/d" --set model.config.stem=imagenet --set 'scheduler.milestones=[3,5]' \
-         --recipes lrn_resnet10_tiny_64s_g4_utkface ;;
+    c) zoo --epochs 20 --flip --out "$OUT/c" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_1_utkface ;;
+    c2) zoo --epochs 20 --flip --out "$OUT/c2" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_2_utkface ;;
   esac > "$OUT.$1.log" 2>&1
 }
 mkdir -p "$OUT"

@@ -19,7 +19,7 @@ here=$(dirname "$0")
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT/lrn" \
   --set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 \
   --set scheduler.name=cosine --set scheduler.warmup=2 --recipes lrn_resnet10_tiny_64s_g4_utkface
-agekit teacher-outputs "$OUT/lrn/lrn_resnet10_tiny_64s_g4_utkface/final.pt" --data "$CACHE" --out "$OUT/teachers/lrn_r10t_g4.npz"
+agekit teacher-outputs "$OUT/lrn/lrn_resnet10_tiny_64s_g4_utkface/gen4/final.pt" --data "$CACHE" --out "$OUT/teachers/lrn_r10t_g4.npz"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs 20 --out "$OUT/skd_lrn" \
   --set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 \
   --set scheduler.name=cosine --set scheduler.warmup=2 --set trainer.precision=bf16-mixed \
