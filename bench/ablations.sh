@@ -6,12 +6,14 @@
 #   c: SepHSR(30,10) Depth(3,1) (HSR-Net Table 9; Depth(3,3) is sephsr_30_10 itself, the sephsr_30_10_m0.1
 #      row of bench/results/distill_utkface.md), 20 epochs of the HSR recipe, margin 0.1, bf16 autocast,
 #      flip-averaged test (session 4); `c2` adds Depth(3,2) (not run yet)
+#   d: Depth(3,1) on bench/sephsr_kd.sh's settled schedule (AdamW, cosine over 20 epochs), to compare with
+#      that script's `alone` run (Depth(3,3)) (session 4)
 # LRN's generations t = 1..4 (LRN Table 3) come from bench/lrn_teacher.sh.
-# Usage: bash bench/ablations.sh CACHE OUT [a b c c2]   (default: a b c; two at a time, one thread each)
-# Time on the 2-core CPU with two runs side by side: a 11 min, b 18 min, c about 40 min.
+# Usage: bash bench/ablations.sh CACHE OUT [a b c c2 d]   (default: a b c d; two at a time, one thread each)
+# Time on the 2-core CPU with two runs side by side: a 11 min, b 18 min, c and d about 38 min each.
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
-parts=("${@:-a b c}"); parts=(${parts[*]})
+parts=("${@:-a b c d}"); parts=(${parts[*]})
 export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 here=$(dirname "$0")
 zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --set trainer.precision=bf16-mixed "$@"; }
@@ -20,6 +22,9 @@ run() {
     a) zoo --epochs 3 --out "$OUT/a" --recipes ssrnet_utkface,ssrnet_no_dr_utkface ;;
     b) zoo --epochs 10 --out "$OUT/b" --recipes c3ae_plain_utkface,c3ae_plain_no_cascade_utkface ;;
     c) zoo --epochs 20 --flip --out "$OUT/c" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_1_utkface ;;
+    d) zoo --epochs 20 --flip --out "$OUT/d" --set preprocess.margin=0.1 --set optimizer.name=adamw \
+         --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 --set scheduler.name=cosine \
+         --set scheduler.warmup=2 --recipes sephsr_30_10_depth3_1_utkface ;;
     c2) zoo --epochs 20 --flip --out "$OUT/c2" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_2_utkface ;;
   esac > "$OUT.$1.log" 2>&1
 }
