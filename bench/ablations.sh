@@ -14,17 +14,16 @@
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
 parts=("${@:-a b c d}"); parts=(${parts[*]})
-export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 here=$(dirname "$0")
+source "$here/common.sh"
 zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --set trainer.precision=bf16-mixed "$@"; }
 run() {
   case "$1" in
     a) zoo --epochs 3 --out "$OUT/a" --recipes ssrnet_utkface,ssrnet_no_dr_utkface ;;
     b) zoo --epochs 10 --out "$OUT/b" --recipes c3ae_plain_utkface,c3ae_plain_no_cascade_utkface ;;
     c) zoo --epochs 20 --flip --out "$OUT/c" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_1_utkface ;;
-    d) zoo --epochs 20 --flip --out "$OUT/d" --set preprocess.margin=0.1 --set optimizer.name=adamw \
-         --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 --set scheduler.name=cosine \
-         --set scheduler.warmup=2 --recipes sephsr_30_10_depth3_1_utkface ;;
+    d) zoo --epochs 20 --flip --out "$OUT/d" --set preprocess.margin=0.1 "${COSINE[@]}" \
+         --recipes sephsr_30_10_depth3_1_utkface ;;
     c2) zoo --epochs 20 --flip --out "$OUT/c2" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_2_utkface ;;
   esac > "$OUT.$1.log" 2>&1
 }

@@ -12,8 +12,8 @@
 #        default src/agekit/weights). About 2 h on the 2-core CPU (two runs side by side, one thread each).
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; W=${3:-src/agekit/weights}
-export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 here=$(dirname "$0")
+source "$here/common.sh"
 mkdir -p "$OUT/teachers"
 for n in age_c3ae_wide_cosine_utkface gender_agenet_utkface; do
   agekit teacher-outputs "$W/$n.pt" --data "$CACHE" --out "$OUT/teachers/$n.npz"
@@ -39,8 +39,7 @@ zoo --epochs 60 --out "$OUT/f" --recipes agenet_mt_distill_balanced_utkface --se
 wait
 for r in a/agenet_mt_distill_utkface b/c3ae_wide_distill_utkface c/sephsr_30_10_utkface \
          d/sephsr_30_10_distill_lrn_utkface e/agenet_mt_distill_utkface f/agenet_mt_distill_balanced_utkface; do
-  agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --out "$OUT/$r/rep_test" > /dev/null
-  agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --flip --out "$OUT/$r/rep_test--flip" > /dev/null
+  eval_test "$OUT/$r" "$CACHE"
 done
 python "$here/compact_table.py" "$OUT/a/agenet_mt_distill_utkface" "$OUT/b/c3ae_wide_distill_utkface" \
   "sephsr_30_10_m0.1=$OUT/c/sephsr_30_10_utkface" "$OUT/d/sephsr_30_10_distill_lrn_utkface" \

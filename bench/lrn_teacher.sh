@@ -14,17 +14,13 @@
 # Usage: bash bench/lrn_teacher.sh CACHE OUT [EPOCHS_PER_GENERATION]
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; EP=${3:-15}
-export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 here=$(dirname "$0")
+source "$here/common.sh"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT/lrn" \
-  --set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 \
-  --set scheduler.name=cosine --set scheduler.warmup=2 --recipes lrn_resnet10_tiny_64s_g4_utkface
+  "${COSINE[@]}" --recipes lrn_resnet10_tiny_64s_g4_utkface
 agekit teacher-outputs "$OUT/lrn/lrn_resnet10_tiny_64s_g4_utkface/gen4/final.pt" --data "$CACHE" --out "$OUT/teachers/lrn_r10t_g4.npz"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs 20 --out "$OUT/skd_lrn" \
-  --set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 \
-  --set scheduler.name=cosine --set scheduler.warmup=2 --set trainer.precision=bf16-mixed \
+  "${COSINE[@]}" --set trainer.precision=bf16-mixed \
   --recipes sephsr_30_10_distill_lrn_utkface --set "teacher=[$OUT/teachers/lrn_r10t_g4.npz]" \
   --set method.config.teacher_method=null
-r=skd_lrn/sephsr_30_10_distill_lrn_utkface
-agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --out "$OUT/$r/rep_test" > /dev/null
-agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --flip --out "$OUT/$r/rep_test--flip" > /dev/null
+eval_test "$OUT/skd_lrn/sephsr_30_10_distill_lrn_utkface" "$CACHE"

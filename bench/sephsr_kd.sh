@@ -12,17 +12,15 @@
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
 EP=${4:-20}
-export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
 here=$(dirname "$0")
+source "$here/common.sh"
 T="teacher=[$TD/age_c3ae_wide_cosine_utkface.npz,$TD/gender_agenet_utkface.npz]"
-sched=(--set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4 \
-       --set scheduler.name=cosine --set scheduler.warmup=2 --set trainer.precision=bf16-mixed)
-zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" "${sched[@]}" "$@"; }
+zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" "${COSINE[@]}" \
+  --set trainer.precision=bf16-mixed "$@"; }
 zoo --out "$OUT/alone" --recipes sephsr_30_10_utkface --set preprocess.margin=0.1
 zoo --out "$OUT/kd" --recipes sephsr_30_10_distill_lrn_utkface --set "$T" --set method.config.teacher_method=null
 for r in alone/sephsr_30_10_utkface kd/sephsr_30_10_distill_lrn_utkface; do
-  agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --out "$OUT/$r/rep_test" > /dev/null
-  agekit evaluate "$OUT/$r/final.pt" --data "$CACHE" --split test --flip --out "$OUT/$r/rep_test--flip" > /dev/null
+  eval_test "$OUT/$r" "$CACHE"
 done
 python "$here/compact_table.py" "sephsr_30_10_cosine_alone=$OUT/alone/sephsr_30_10_utkface" \
   "sephsr_30_10_cosine_kd=$OUT/kd/sephsr_30_10_distill_lrn_utkface" --out "$OUT/sephsr_kd"

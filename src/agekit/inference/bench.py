@@ -166,13 +166,10 @@ def bench_photo(model: str | None = None, threads: int = 1, repeats: int = 30, d
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "photo.jpg"
         cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if model is None:
-            est = Estimator.from_pretrained("age", gender="gender", backend="onnx", detector=detector, cache_dir=tmp,
-                                            threads=threads, **detector_kwargs)
-        else:
-            ckpt = save_checkpoint(Path(tmp) / f"{model}.pt", create_model(model), name=model)
-            est = Estimator.from_pretrained(ckpt, backend="onnx", detector=detector, cache_dir=tmp, threads=threads,
-                                            **detector_kwargs)
+        age, gender = ("age", "gender") if model is None else (
+            save_checkpoint(Path(tmp) / f"{model}.pt", create_model(model), name=model), None)
+        est = Estimator.from_pretrained(age, gender=gender, backend="onnx", detector=detector, cache_dir=tmp,
+                                        threads=threads, **detector_kwargs)
         res = est.predict(path)[0]
         pipe = est.pipeline
         stages: dict[str, list[float]] = {"decode_ms": [], "detect_ms": [], "align_crop_ms": [], "estimate_ms": []}

@@ -1,0 +1,11 @@
+# Sourced by the bench shell scripts (not run on its own).
+# One thread per run (two runs share the 2 cores) and glibc's allocator told to keep freed memory.
+export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000
+# agekit's settled schedule for short comparisons (session 4): AdamW 2e-3 (wd 1e-4), 2 warm-up epochs, cosine to zero.
+COSINE=(--set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4
+        --set scheduler.name=cosine --set scheduler.warmup=2)
+# eval_test RUN_DIR CACHE: the test reports bench/compact_table.py reads (RUN_DIR/rep_test, RUN_DIR/rep_test--flip).
+eval_test() {
+  agekit evaluate "$1/final.pt" --data "$2" --split test --out "$1/rep_test" > /dev/null
+  agekit evaluate "$1/final.pt" --data "$2" --split test --flip --out "$1/rep_test--flip" > /dev/null
+}
