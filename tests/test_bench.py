@@ -38,6 +38,15 @@ def test_bench_model_row_and_markdown(tmp_path):
     assert "| c3ae_plain | 36,089 |" in md and "| nope | error: KeyError: 'nope' |" in md
 
 
+def test_bench_hsr_runs_padded_onnx_with_batch_threads(tmp_path):
+    row = bench.bench_model("sephsr_30_10", repeats=3, batch=8, int8=False, workdir=tmp_path, batch_threads=2)
+    assert row["params"] == 11_990 and row["threads"] == 1 and row["batch_threads"] == 2  # the paper's count, not the padded one
+    assert row["onnx_padded_channels"] == {"multiple": 16, "from": 30, "to": 32}
+    assert row["parity_fp32"] < 1e-4  # the padded graph against the 30-channel network
+    md = bench.render_markdown({**_result([row]), "targets": bench.check_targets(_result([row]))})
+    assert "sephsr_30_10: the ONNX graphs are its equal network with 30 channels zero-padded to 32" in md
+
+
 def test_bench_photo_stages(utkface_dir):
     p = bench.bench_photo(repeats=3)
     assert p["faces_found"] == 1

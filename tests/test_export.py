@@ -80,3 +80,20 @@ def test_export_cli_and_estimator_on_onnx(tmp_path, capsys):
     t = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="cropped").predict(imgs)
     np.testing.assert_allclose([r["faces"][0]["age"] for r in a], [r["faces"][0]["age"] for r in t], atol=1e-4)
     assert json.loads(out.with_suffix(".json").read_text())["format"] == "agekit-onnx-1"
+
+
+def test_hsr_exports_its_padded_equal(tmp_path):
+    """SepHSR(30,10) goes to ONNX with 32 channels (ORT's NCHWc kernels), with parity against the 30-channel network."""
+    ckpt = _ckpt(tmp_path, "sephsr_30_10")
+    rep = export_onnx(ckpt, tmp_path / "pad.onnx", n_samples=8)
+    raw = export_onnx(ckpt, tmp_path / "raw.onnx", n_samples=8, pad_channels=0)
+    card, raw_card = read_sidecar(rep.path), read_sidecar(raw.path)
+    assert card["onnx"]["padded_channels"] == {"multiple": 16, "from": 30, "to": 32}
+    assert "padded_channels" not in raw_card["onnx"]
+    widths = {tuple(t.dims)[0] for t in onnx.load(rep.path).graph.initializer if len(t.dims) == 4}
+    assert 32 in widths and 30 not in widths
+    assert 30 in {tuple(t.dims)[0] for t in onnx.load(raw.path).graph.initializer if len(t.dims) == 4}
+    lm = load_checkpoint(ckpt)
+    crops, _ = sample_crops(lm.preprocess, 5, seed=4)
+    x = network_inputs(crops, lm.preprocess)
+    np.testing.assert_allclose(OnnxRunner(rep.path, threads=1)(x)["age"], OnnxRunner(raw.path, threads=1)(x)["age"], atol=1e-4)

@@ -227,3 +227,36 @@ def test_registry_entries() -> None:
     generic = create_model("sephsr", p=90, q=30, k=3)
     assert count_params(generic) == paper_param_formula(90, 30, "sep", 3) == 75_730
     assert generic.input_size == (3, 3, 64, 64) and generic.preprocess.num_crops == 3
+
+
+def _random_bn(model: nn.Module) -> nn.Module:
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=g))
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g))
+    return model.eval()
+
+
+@pytest.mark.parametrize("conv,p,k,s", [("sep", 30, 1, 3), ("standard", 30, 1, 2), ("bsep", 90, 3, 3), ("sep", 60, 3, 1)])
+def test_padded_copy_is_the_same_network(conv: str, p: int, k: int, s: int) -> None:
+    torch.manual_seed(0)
+    model = _random_bn(HSRNet(p, 10, conv=conv, k=k, fine_depth=s))
+    padded = model.padded(16).eval()
+    p2 = -(-p // 16) * 16
+    assert padded.p == p2 and padded.coarse.conv.in_channels == padded.fine.conv.in_channels == k * p2
+    assert all(c.out_channels % 16 == 0 for c in padded.backbone.modules() if isinstance(c, nn.Conv2d))
+    x = torch.rand(3, *model.input_size)
+    with torch.no_grad():
+        a, b = model(x), padded(x)
+    torch.testing.assert_close(b.age, a.age, atol=1e-4, rtol=0)
+    for sa, sb in zip(a.stages, b.stages):
+        torch.testing.assert_close(sb["probs"], sa["probs"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(b.features[:, :p], a.features[:, :p], atol=1e-5, rtol=0)
+    assert float(b.features[:, p:p2].abs().max()) == 0.0  # the extra channels stay zero
+    # the original is untouched, and already-aligned networks are returned as they are
+    assert model.p == p and count_params(model) == count_params(_random_bn(HSRNet(p, 10, conv=conv, k=k, fine_depth=s)))
+    aligned = HSRNet(32, 10, conv="sep")
+    assert aligned.padded(16) is aligned

@@ -2,7 +2,8 @@
 
 Per model: batch-1 latency (median of ``repeats`` runs) and batch-``throughput_batch``
 throughput for PyTorch eager, ONNX Runtime fp32 and ONNX Runtime int8, all with
-``threads`` intra-op threads; then the end-to-end latency of one 640x480 photo with one
+``threads`` intra-op threads at batch 1 and ``batch_threads`` (default: every core this process may
+use) for the batch; then the end-to-end latency of one 640x480 photo with one
 face (decode, detect, align and crop, estimate). Weights are randomly initialised: the
 timings do not depend on their values. The machine is described in the output (CPU
 model, cores, library versions, allocator settings) because the numbers mean nothing
@@ -37,7 +38,12 @@ TARGETS = {
 }
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def all_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine_info(threads: int, batch_threads: int | None = None) -> dict[str, Any]:
     """CPU model (from /proc/cpuinfo), core count, library versions and allocator environment."""
     cpu = platform.processor() or platform.machine()
     flags: list[str] = []
@@ -61,6 +67,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": threads,
+        "batch_threads": batch_threads or threads,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -93,12 +100,12 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 10) -> float:
 
 
 def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 256, int8: bool = True,
-                workdir: str | Path | None = None) -> dict[str, Any]:
-    """Batch-1 latency (ms) and batch throughput (faces/s) of one zoo model in each backend."""
+                workdir: str | Path | None = None, batch_threads: int | None = None) -> dict[str, Any]:
+    """Batch-1 latency (ms) with ``threads`` and batch throughput (faces/s) with ``batch_threads`` per backend."""
     from agekit.checkpoint import LoadedModel
     from agekit.complexity import complexity
     from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
-    from agekit.inference.onnx_export import export_onnx, network_inputs, sample_crops
+    from agekit.inference.onnx_export import export_onnx, network_inputs, read_sidecar, sample_crops
     from agekit.registry import create_model, model_entry
 
     entry = model_entry(name)
@@ -110,21 +117,25 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     x = network_inputs(crops, spec).astype(np.float32)
     xb = np.concatenate([x] * (batch // len(x) + 1))[:batch]
     x1 = xb[:1]
-    row: dict[str, Any] = {"model": name, "params": c.params, "macs": c.macs, "input": list(size), "batch": batch}
-    torch.set_num_threads(threads)
-    runners: dict[str, Any] = {"torch": TorchRunner(model, load_method(None, name))}
+    bt = batch_threads or threads
+    row: dict[str, Any] = {"model": name, "params": c.params, "macs": c.macs, "input": list(size), "batch": batch,
+                           "threads": threads, "batch_threads": bt}
+    method = load_method(None, name)
+    runners: dict[str, Any] = {"torch": (TorchRunner(model, method, threads=threads), TorchRunner(model, method, threads=bt))}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         rep = export_onnx(LoadedModel(model, name, {}, spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8)
         row["parity_fp32"] = rep.parity.get("age", max(rep.parity.values(), default=0.0))
-        runners["onnx_fp32"] = OnnxRunner(rep.path, threads=threads)
+        row["onnx_padded_channels"] = read_sidecar(rep.path)["onnx"].get("padded_channels")
+        runners["onnx_fp32"] = (OnnxRunner(rep.path, threads=threads), OnnxRunner(rep.path, threads=bt))
         if int8 and rep.int8_path:
-            runners["onnx_int8"] = OnnxRunner(rep.int8_path, threads=threads)
+            runners["onnx_int8"] = (OnnxRunner(rep.int8_path, threads=threads), OnnxRunner(rep.int8_path, threads=bt))
             row["int8_mode"] = rep.int8_mode
             row["int8_age_mean_drift"] = rep.int8_drift.get("age mean|diff|")
-        for key, run in runners.items():
-            row[f"{key}_b1_ms"] = 1e3 * time_call(lambda: run(x1), repeats)
-            t = time_call(lambda: run(xb), max(5, repeats // 20), warmup=2)
+        for key, (run1, runb) in runners.items():
+            row[f"{key}_b1_ms"] = 1e3 * time_call(lambda: run1(x1), repeats)
+            t = time_call(lambda: runb(xb), max(5, repeats // 20), warmup=2)
             row[f"{key}_fps"] = batch / t
+    torch.set_num_threads(threads)
     row["onnx_vs_torch_b1"] = row["torch_b1_ms"] / row["onnx_fp32_b1_ms"]
     return row
 
@@ -205,7 +216,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines = [
         "# agekit bench",
         "",
-        f"- CPU: {m['cpu']}; {m['cores']} cores visible ({m['affinity_cores']} in affinity); {m['threads']} intra-op threads",
+        f"- CPU: {m['cpu']}; {m['cores']} cores visible ({m['affinity_cores']} in affinity); {m['threads']} intra-op "
+        f"threads at batch 1 and for the photo, {m.get('batch_threads', m['threads'])} for batch {result['batch']}",
         f"- Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}",
         f"- environment: {m['env'] or 'no MALLOC_/OMP_/MKL_ settings'}",
         *([f"- allocator: for steadier batch timings start Python with "
@@ -230,6 +242,13 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"{f(r.get('onnx_int8_b1_ms'))} | {f(r['onnx_vs_torch_b1'], 1)}x | {f(r['torch_fps'])} | {f(r['onnx_fp32_fps'])} | "
             f"{f(r.get('onnx_int8_fps'))} | {f(r.get('int8_age_mean_drift'), 2)} |"
         )
+    padded = [r for r in result["models"] if r.get("onnx_padded_channels")]
+    if padded:
+        lines.append("")
+        lines += [f"- {r['model']}: the ONNX graphs are its equal network with {r['onnx_padded_channels']['from']} channels "
+                  f"zero-padded to {r['onnx_padded_channels']['to']} (`agekit export`'s default `--pad-channels 16`: "
+                  "ONNX Runtime's blocked kernels need a multiple of the SIMD width); params and MACs are the original's"
+                  for r in padded]
     p = result.get("photo")
     if p:
         lines += ["", "## One photo end to end", ""]
@@ -277,16 +296,21 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_bench(models: Sequence[str] | None = None, out: str | Path | None = None, repeats: int = 200, threads: int = 1,
-              photo: bool = True, int8: bool = True, throughput_batch: int = 256, printer: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark, print Markdown, and write ``out`` (.md) plus the same stem .json when given."""
+              photo: bool = True, int8: bool = True, throughput_batch: int = 256, printer: Callable[[str], None] = print,
+              batch_threads: int | None = None) -> dict[str, Any]:
+    """Run the benchmark, print Markdown, and write ``out`` (.md) plus the same stem .json when given.
+
+    ``batch_threads``: intra-op threads for the batch throughput (default: all cores, as the target asks).
+    """
     import sys
 
     torch.set_num_threads(threads)
-    result: dict[str, Any] = {"machine": machine_info(threads), "command": "agekit " + " ".join(sys.argv[1:]) if sys.argv else "run_bench",
+    batch_threads = batch_threads or all_cores()
+    result: dict[str, Any] = {"machine": machine_info(threads, batch_threads), "command": "agekit " + " ".join(sys.argv[1:]) if sys.argv else "run_bench",
                               "batch": throughput_batch, "models": []}
     for name in models or DEFAULT_MODELS:
         try:
-            result["models"].append(bench_model(name, threads, repeats, throughput_batch, int8))
+            result["models"].append(bench_model(name, threads, repeats, throughput_batch, int8, batch_threads=batch_threads))
         except Exception as e:  # one model failing does not hide the others
             result["models"].append({"model": name, "error": f"{type(e).__name__}: {e}"})
     if photo:

@@ -189,7 +189,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     try:
         report = export_onnx(args.checkpoint, args.out, opset=args.opset, int8=args.int8, calib=args.calib,
-                             n_samples=args.samples)
+                             n_samples=args.samples, pad_channels=args.pad_channels)
     except AssertionError as e:
         print(f"agekit export: parity check failed: {e}", file=sys.stderr)
         return 1
@@ -204,7 +204,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     from agekit.inference.bench import run_bench
 
     run_bench(models=args.models, out=args.out, repeats=args.repeats, threads=args.threads,
-              photo=not args.no_photo, int8=not args.no_int8, throughput_batch=args.batch)
+              photo=not args.no_photo, int8=not args.no_int8, throughput_batch=args.batch,
+              batch_threads=args.batch_threads)
     return 0
 
 
@@ -252,6 +253,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--calib", default=None, help="prepared cache or folder of face crops for parity and calibration")
     e.add_argument("--samples", type=int, default=64, help="faces for the parity check and calibration")
     e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--pad-channels", type=int, default=16, metavar="N",
+                   help="export HSR-family networks with channels zero-padded to a multiple of N, an equal network "
+                        "that ONNX Runtime's blocked kernels run 2-3x faster (default 16; 0: as trained)")
     e.set_defaults(func=_run_export)
 
     b = sub.add_parser(
@@ -264,6 +268,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--repeats", type=int, default=200, help="batch-1 timing runs per setting")
     b.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: fastest for these models here)")
     b.add_argument("--batch", type=int, default=256, help="throughput batch size")
+    b.add_argument("--batch-threads", type=int, default=None,
+                   help="intra-op threads for the batch throughput (default: every core this process may use)")
     b.add_argument("--no-photo", action="store_true", help="skip the end-to-end photo timing")
     b.add_argument("--no-int8", action="store_true", help="skip int8")
     b.set_defaults(func=_run_bench)

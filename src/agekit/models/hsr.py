@@ -121,6 +121,26 @@ class StageHead(nn.Module):
         return {"probs": probs, "bins": self.bins, "value": probs @ self.bins}
 
 
+def _zero_(m: nn.Module) -> None:
+    for t in m.parameters(recurse=False):
+        t.zero_()
+
+
+def _pad_head_input(head: StageHead, p: int, p2: int, k: int) -> StageHead:
+    """A copy of ``head`` whose 1x1 conv reads k*p2 channels: crop i's p real channels at i*p2, zeros elsewhere."""
+    import copy
+
+    out = copy.deepcopy(head)
+    old = head.conv
+    out.conv = nn.Conv2d(k * p2, old.out_channels, 1)
+    with torch.no_grad():
+        _zero_(out.conv)
+        for i in range(k):
+            out.conv.weight[:, i * p2 : i * p2 + p] = old.weight[:, i * p : (i + 1) * p]
+        out.conv.bias.copy_(old.bias)
+    return out
+
+
 def stage_bins(num_bins: int, stage: int, age_range: float = 100.0) -> Tensor:
     """Left end-points r_i = i * U / t^j of stage j = 1, 2 (Eq. 3): 0, 10, ..., 90 and 0, 1, ..., 9 for t = 10."""
     width = age_range / float(num_bins) ** stage
@@ -168,6 +188,45 @@ class HSRNet(nn.Module):
             return x
         want = "(B, 3, H, W) or (B, 1, 3, H, W)" if self.k == 1 else f"(B, {self.k}, 3, H, W)"
         raise ValueError(f"{type(self).__name__} with k={self.k} expects input {want}, got {tuple(x.shape)}")
+
+    def padded(self, multiple: int = 16) -> "HSRNet":
+        """An equal network with p rounded up to ``multiple`` channels (zero weights), for fast CPU inference.
+
+        ONNX Runtime's blocked-layout (NCHWc) kernels, depthwise ones included, take a convolution only when
+        its channel count is a multiple of the SIMD block (16 floats with AVX-512, 8 with AVX2); at p = 30 every
+        depthwise convolution falls back to a slow plain kernel with layout reorders around it. The extra
+        channels have zero weights, biases and BN scale, so they stay zero through ReLU and pooling and the
+        heads, which read them with zero weights, give the same outputs. Exact up to float rounding; the
+        parameter count of the padded copy is not the paper's (report the original's).
+        """
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+        p2 = -(-self.p // multiple) * multiple
+        if p2 == self.p:
+            return self
+        out = HSRNet.__new__(HSRNet)
+        nn.Module.__init__(out)
+        out.p, out.q, out.conv, out.k, out.fine_depth, out.num_bins = p2, self.q, self.conv, self.k, self.fine_depth, self.num_bins
+        out.backbone = HSRBackbone(p2, self.conv)
+        out.coarse, out.fine = _pad_head_input(self.coarse, self.p, p2, self.k), _pad_head_input(self.fine, self.p, p2, self.k)
+        out.input_size, out.preprocess = self.input_size, self.preprocess
+        src = dict(self.backbone.named_modules())
+        with torch.no_grad():
+            for name, m in out.backbone.named_modules():
+                old = src[name]
+                if isinstance(m, nn.Conv2d):
+                    _zero_(m)
+                    cout, cin = old.weight.shape[:2]
+                    m.weight[:cout, :cin] = old.weight
+                    if old.bias is not None:
+                        m.bias[:cout] = old.bias
+                elif isinstance(m, nn.BatchNorm2d):
+                    c = old.num_features
+                    m.weight.zero_(), m.bias.zero_(), m.running_mean.zero_(), m.running_var.fill_(1.0)
+                    m.weight[:c], m.bias[:c] = old.weight, old.bias
+                    m.running_mean[:c], m.running_var[:c] = old.running_mean, old.running_var
+                    m.eps = old.eps
+        return out.train(self.training)
 
     def forward(self, x: Tensor) -> ModelOutput:
         crops = self._crops(x)
