@@ -7,9 +7,9 @@
 #      row of bench/results/distill_utkface.md), 20 epochs of the HSR recipe, margin 0.1, bf16 autocast,
 #      flip-averaged test (session 4); `c2` adds Depth(3,2) (not run yet)
 #   d: Depth(3,1) on bench/sephsr_kd.sh's settled schedule (AdamW, cosine over 20 epochs), to compare with
-#      that script's `alone` run (Depth(3,3)) (session 4)
+#      that script's `alone` run (Depth(3,3)) (session 4); `d2` is Depth(3,2) on the same schedule (session 5)
 # LRN's generations t = 1..4 (LRN Table 3) come from bench/lrn_teacher.sh.
-# Usage: bash bench/ablations.sh CACHE OUT [a b c c2 d]   (default: a b c d; two at a time, one thread each)
+# Usage: bash bench/ablations.sh CACHE OUT [a b c c2 d d2]   (default: a b c d; two at a time, one thread each)
 # Time on the 2-core CPU with two runs side by side: a 11 min, b 18 min, c and d about 38 min each.
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
@@ -24,6 +24,8 @@ run() {
     c) zoo --epochs 20 --flip --out "$OUT/c" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_1_utkface ;;
     d) zoo --epochs 20 --flip --out "$OUT/d" --set preprocess.margin=0.1 "${COSINE[@]}" \
          --recipes sephsr_30_10_depth3_1_utkface ;;
+    d2) zoo --epochs 20 --flip --out "$OUT/d2" --set preprocess.margin=0.1 "${COSINE[@]}" \
+         --recipes sephsr_30_10_depth3_2_utkface ;;
     c2) zoo --epochs 20 --flip --out "$OUT/c2" --set preprocess.margin=0.1 --recipes sephsr_30_10_depth3_2_utkface ;;
   esac > "$OUT.$1.log" 2>&1
 }

