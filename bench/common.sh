@@ -9,3 +9,6 @@ eval_test() {
   agekit evaluate "$1/final.pt" --data "$2" --split test --out "$1/rep_test" > /dev/null
   agekit evaluate "$1/final.pt" --data "$2" --split test --flip --out "$1/rep_test--flip" > /dev/null
 }
+# Fast CPU training of the HSR family (session 5): bf16 autocast + channels-last + the backbone run with channels
+# zero-padded to 16 (HSRNet pad_channels: same parameters, outputs and gradients); about 2x the img/s of bf16 alone.
+FAST_HSR=(--set trainer.precision=bf16-mixed --set trainer.channels_last=true --set model.config.pad_channels=16)

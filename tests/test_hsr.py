@@ -260,3 +260,45 @@ def test_padded_copy_is_the_same_network(conv: str, p: int, k: int, s: int) -> N
     assert model.p == p and count_params(model) == count_params(_random_bn(HSRNet(p, 10, conv=conv, k=k, fine_depth=s)))
     aligned = HSRNet(32, 10, conv="sep")
     assert aligned.padded(16) is aligned
+
+
+@pytest.mark.parametrize("conv,k", [("sep", 1), ("bsep", 3), ("standard", 1)])
+def test_pad_channels_trains_exactly_like_the_unpadded_network(conv: str, k: int) -> None:
+    """HSRNet(pad_channels=16) runs 32-channel kernels on 30 real channels: same state dict, outputs, grads, BN stats."""
+    torch.manual_seed(0)
+    a = HSRNet(30, 10, conv=conv, k=k).train()
+    b = HSRNet(30, 10, conv=conv, k=k, pad_channels=16).train()
+    assert b.load_state_dict(a.state_dict()) is not None and count_params(b) == count_params(a)
+    assert count_macs(b, a.input_size) == count_macs(a, a.input_size)  # the paper's MACs, not the padded kernels'
+    with torch.no_grad():
+        assert b.eval().backbone(torch.rand(1, 3, 64, 64))[0].shape[1] == 32  # the padded path is really taken
+    b.train()
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
+    for step in range(2):
+        x = torch.rand(4, *a.input_size)
+        torch.manual_seed(step)
+        ya = a(x).age
+        torch.manual_seed(step)  # the same dropout masks
+        yb = b(x).age
+        torch.testing.assert_close(yb, ya, atol=1e-4, rtol=1e-5)
+        for opt, y in ((opt_a, ya), (opt_b, yb)):
+            opt.zero_grad()
+            (y - 30.0).abs().mean().backward()
+            opt.step()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for n in sa:
+        torch.testing.assert_close(sb[n].float(), sa[n].float(), atol=1e-4, rtol=1e-4, msg=n)
+    a.eval(), b.eval()
+    x = torch.rand(3, *a.input_size)
+    torch.testing.assert_close(b(x).age, a(x).age, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(b.padded(16)(x).age, a(x).age, atol=1e-4, rtol=1e-5)  # export copy of a padded-run net
+
+
+def test_pad_channels_validation_and_no_op() -> None:
+    with pytest.raises(ValueError, match="pad_channels"):
+        HSRNet(30, 10, pad_channels=-1)
+    net = HSRNet(32, 10, conv="sep", pad_channels=16)  # already a multiple: plain layers
+    assert type(net.backbone.block1[0][0]) is nn.Conv2d
+    assert create_model("sephsr_30_10", pad_channels=16).pad_channels == 16
