@@ -356,3 +356,15 @@ def test_teacher_outputs_match_the_evaluator_and_feed_distillation(tiny_cache, t
     res = train("c3ae_wide_distill_utkface", tmp_path / "kd", overrides=over)
     assert res.card["steps"] == 1
     assert main(["teacher-outputs", "nope.pt", "--data", str(tiny_cache), "--out", str(tmp_path / "x.npz")]) == 2
+
+
+def test_train_plus_val_split_joins_rows(tiny_cache):
+    """data.train_split = "train+val" trains a final model on both splits (rows 0-3 and 4-5 of the tiny cache)."""
+    from agekit.training.datamodule import AgeDataModule
+
+    dm = AgeDataModule(tiny_cache, HSR, protocol="utkface", train_split="train+val")
+    assert dm.rows("train+val").tolist() == [0, 1, 2, 3, 4, 5]
+    dm.setup("fit")
+    assert len(dm.splits["train"]) == 6 and len(dm.splits["val"]) == 2
+    with pytest.raises(KeyError, match="no split 'nope'"):
+        dm.rows("train+nope")

@@ -250,12 +250,14 @@ class AgeDataModule(L.LightningDataModule):
         self.protocol = resolve_protocol(self.cache, self.protocol)
 
     def rows(self, split: str) -> np.ndarray:
-        """Row indices of ``split`` that carry every required label."""
+        """Row indices of ``split`` that carry every required label; ``"train+val"`` joins splits (a final model)."""
         self._open()
         splits = self.cache.splits(self.protocol)
-        if split not in splits:
-            raise KeyError(f"{self.cache.root}: protocol {self.protocol!r} has no split {split!r}; has {sorted(splits)}")
-        rows = np.asarray(splits[split], dtype=np.int64)
+        parts = [x.strip() for x in split.split("+")]
+        for part in parts:
+            if part not in splits:
+                raise KeyError(f"{self.cache.root}: protocol {self.protocol!r} has no split {part!r}; has {sorted(splits)}")
+        rows = np.concatenate([np.asarray(splits[x], dtype=np.int64) for x in parts])
         keep = np.ones(len(rows), bool)
         for k in self.require:
             col = np.asarray(self.cache.meta[k])[rows]
