@@ -85,6 +85,9 @@ def test_view_names_resolve_to_the_families_specs():
     assert [crop_shape(s) for s in specs] == [(64, 64, 3), (3, 64, 64, 3), (3, 64, 64, 3), (256, 256, 3)]
     with pytest.raises(ValueError, match="unknown view"):
         resolve_views(["nope"])
+    (k,) = resolve_views(["kres_64_m0.1"])  # HSR's three resolutions around agekit's tighter crop
+    assert k.view_key == "kres_64_m0.1_r1-1.45-1.85" and k.ratios == (1.0, 1.45, 1.85) and k.margin == 0.1
+    assert crop_shape(k) == (3, 64, 64, 3)
 
 
 def test_prepare_reports_and_skips_bad_files(tmp_path):

@@ -10,6 +10,8 @@ kept and dropped images with reasons, duplicate contents and label conflicts.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import math
@@ -73,9 +75,12 @@ def resolve_views(names: Iterable[str | PreprocessSpec]) -> list[PreprocessSpec]
             elif re.fullmatch(r"single_\d+_m[0-9.]+", key):  # any size / margin of the aligned single crop
                 size, margin = key[len("single_"):].split("_m")
                 s = PreprocessSpec(size=int(size), margin=float(margin))
+            elif re.fullmatch(r"kres_\d+_m[0-9.]+", key):  # HSR's 3-resolution crops around another margin
+                size, margin = key[len("kres_"):].split("_m")
+                s = dataclasses.replace(pp.hsr_kres(3), size=int(size), margin=float(margin))
             else:
-                raise ValueError(f"unknown view {n!r}; choose from {', '.join(VIEW_SPECS)}, a view key "
-                                 "or single_SIZE_mMARGIN")
+                raise ValueError(f"unknown view {n!r}; choose from {', '.join(VIEW_SPECS)}, a view key, "
+                                 "single_SIZE_mMARGIN or kres_SIZE_mMARGIN")
         specs.setdefault(s.view_key, s)
     if not specs:
         raise ValueError("no views selected")
