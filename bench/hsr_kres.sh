@@ -9,7 +9,7 @@
 # Usage: bash bench/hsr_kres.sh KRES_CACHE OUT [EPOCHS]
 #   KRES_CACHE: agekit prepare utkface --root ../shared/data/utkface/UTKFace --out caches/utk_kres01 \
 #               --views kres_64_m0.1 --workers 2      (about 6 min here)
-#   About 50 min on one core of this 2-core CPU next to another run.
+#   64 min on one core of this 2-core CPU next to another run (session 5).
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache with view kres_64_m0.1}; OUT=${2:?output dir}; EP=${3:-20}
 here=$(dirname "$0")
