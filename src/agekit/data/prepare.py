@@ -11,7 +11,6 @@ kept and dropped images with reasons, duplicate contents and label conflicts.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import math

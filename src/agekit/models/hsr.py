@@ -26,6 +26,7 @@ backbone HSR 45p^2 + 45p, Sep 5p^2 + 95p, BSep 5p^2 + 90p; each stage head with 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Callable
 
@@ -200,8 +201,6 @@ def _zero_(m: nn.Module) -> None:
 
 def _pad_head_input(head: StageHead, p: int, p2: int, k: int) -> StageHead:
     """A copy of ``head`` whose 1x1 conv reads k*p2 channels: crop i's p real channels at i*p2, zeros elsewhere."""
-    import copy
-
     out = copy.deepcopy(head)
     old = head.conv
     out.conv = nn.Conv2d(k * p2, old.out_channels, 1)
@@ -282,7 +281,7 @@ class HSRNet(nn.Module):
         """
         if multiple < 1:
             raise ValueError(f"multiple must be >= 1, got {multiple}")
-        p2 = -(-self.p // multiple) * multiple
+        p2 = _round_up(self.p, multiple)
         if p2 == self.p:
             return self
         out = HSRNet.__new__(HSRNet)
@@ -304,7 +303,9 @@ class HSRNet(nn.Module):
                         m.bias[:cout] = old.bias
                 elif isinstance(m, nn.BatchNorm2d):
                     c = old.num_features
-                    m.weight.zero_(), m.bias.zero_(), m.running_mean.zero_(), m.running_var.fill_(1.0)
+                    _zero_(m)
+                    m.running_mean.zero_()
+                    m.running_var.fill_(1.0)
                     m.weight[:c], m.bias[:c] = old.weight, old.bias
                     m.running_mean[:c], m.running_var[:c] = old.running_mean, old.running_var
                     m.eps = old.eps
