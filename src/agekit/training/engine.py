@@ -161,6 +161,29 @@ class _Throughput:
         return self.images / self.seconds if self.seconds else 0.0
 
 
+def _ema_callback(decay: float) -> Any:
+    """Lightning's EMA weight averaging of the network (parameters and BN statistics; the teacher is no submodule).
+
+    The averaged weights are validated each epoch and go into ``final.pt``; every ``last.ckpt`` holds both the
+    average and the raw weights, so ``--resume`` continues training and the average exactly. Unlike Lightning's
+    callback, the average replaces the raw weights only when :meth:`apply` is called (after the last checkpoint
+    is written), so the final ``last.ckpt`` still resumes from the raw weights.
+    """
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"trainer.ema_decay must lie in (0, 1), got {decay}")
+
+    class EMA(EMAWeightAveraging):
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            pass
+
+        def apply(self, pl_module: Any) -> None:
+            self._copy_average_to_current(pl_module)
+
+    return EMA(decay=decay)
+
+
 def _set_aside_logs(logs: Path) -> list[Path]:
     """Rename the CSV log of an interrupted run (the CSVLogger of the resumed run starts a new file)."""
     f = logs / "metrics.csv"
@@ -268,6 +291,9 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
     speed = _Throughput()
     callbacks = [ckpt_cb, speed.callback, LearningRateMonitor("epoch")]
+    ema = _ema_callback(float(t["ema_decay"])) if t.get("ema_decay") else None
+    if ema is not None:  # validation and final.pt use the exponential moving average of the weights
+        callbacks.append(ema)
     opt = lambda k, d=None: t.get(k) if t.get(k) is not None else d  # noqa: E731
     trainer = L.Trainer(
         default_root_dir=str(out),
@@ -310,6 +336,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             "precision": str(t.get("precision")),
             "channels_last": bool(t.get("channels_last", False)),
             "compile": t.get("compile", False) or False,
+            "ema_decay": t.get("ema_decay"),
             "finished": True,
         }
     )
@@ -322,6 +349,8 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         card["complexity_error"] = str(e)
     module.hparams["card"] = card
     trainer.save_checkpoint(str(last))  # hyper_parameters now carry the final card (collective: every rank calls it)
+    if ema is not None:
+        ema.apply(module)
     if trainer.is_global_zero:
         model = module.model
         if t.get("channels_last"):

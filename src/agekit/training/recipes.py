@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "precision": "32-true",
         "channels_last": False,
         "compile": False,
+        "ema_decay": None,
         "seed": 1,
         "deterministic": False,
         "gradient_clip_val": None,
