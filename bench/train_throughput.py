@@ -24,7 +24,7 @@ MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000",
 
 
 def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channels_last: bool, bf16: bool,
-                    augment: str = "hsr", device: str = "cpu", pad_channels: int = 0) -> float:
+                    augment: str = "hsr", device: str = "cpu", pad_channels: int = 0, compile: bool = False) -> float:
     """Images/s of the training step loop (see module doc) for one setting."""
     import torch
 
@@ -43,6 +43,7 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
         keep_fp32(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model  # inductor: fuses BN + ReLU forward and backward
     method = get_method(default_method_for(model_name))
     aug = build_augment(augment, spec.size)
     opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9, weight_decay=1e-4)
@@ -56,7 +57,7 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
             t0 = time.perf_counter()
         x = to_network_input(data[i % 4].to(dev, non_blocking=True), spec, aug, channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            out = output_to_float(model(x))
+            out = output_to_float(net(x))
         with no_autocast(x.device):
             loss, _ = method.loss(out, {"age": ages})
         opt.zero_grad(set_to_none=True)
@@ -107,6 +108,8 @@ def main() -> int:
     ap.add_argument("--pad-channels", default="0",
                     help="comma-separated; 16 runs HSR's backbone with channels zero-padded to a multiple of 16 "
                          "(HSRNet pad_channels: same parameters and gradients, faster blocked kernels); 0 = as is")
+    ap.add_argument("--compile", default="0", help="comma-separated 0/1: also time the network under torch.compile "
+                    "(inductor; the warm-up steps include the compilation)")
     ap.add_argument("--no-malloc-env", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -118,11 +121,12 @@ def main() -> int:
     rows = []
     variants = ((False, False), (True, False), (False, True), (True, True)) if args.variants == "all" else ((True, True),)
     for batch in [int(b) for b in str(args.batch).split(",")]:
-        for pad, (cl, bf) in [(int(p), v) for p in str(args.pad_channels).split(",") for v in variants]:
+        for comp, pad, (cl, bf) in [(bool(int(c)), int(p), v) for c in str(args.compile).split(",")
+                                    for p in str(args.pad_channels).split(",") for v in variants]:
             row = {"model": args.model, "device": args.device, "batch": batch, "threads": args.threads,
-                   "channels_last": cl, "bf16": bf, "pad_channels": pad,
+                   "channels_last": cl, "bf16": bf, "pad_channels": pad, "compile": comp,
                    "loop_img_s": round(loop_throughput(args.model, batch, args.steps, args.warmup, cl, bf,
-                                                       device=args.device, pad_channels=pad), 1)}
+                                                       device=args.device, pad_channels=pad, compile=comp), 1)}
             if args.engine:
                 row["engine_img_s"] = round(engine_throughput(args.recipe, batch, args.steps, cl, bf, pad), 1)
             rows.append(row)

@@ -370,21 +370,24 @@ def test_train_plus_val_split_joins_rows(tiny_cache):
         dm.rows("train+nope")
 
 
-def test_ema_weights_are_the_moving_average_of_the_steps(tiny_cache, tmp_path):
-    """trainer.ema_decay d: after two steps final.pt holds d * w1 + (1 - d) * w2 (the first step copies w1)."""
+@pytest.mark.parametrize("warmup,d", [(False, 0.75), (True, 2 / 11)])
+def test_ema_weights_are_the_moving_average_of_the_steps(tiny_cache, tmp_path, warmup, d):
+    """trainer.ema_decay 0.75: after two steps final.pt holds d * w1 + (1 - d) * w2 (the first step copies w1);
+    with the warm-up, d = min(0.75, (1 + 1) / (10 + 1)) at the second step."""
     over = ["trainer.progress_bar=false", "data.batch_size=2", "trainer.seed=3", "trainer.deterministic=true",
             f"data.cache={tiny_cache}", "trainer.max_epochs=1", "model.config.p=8", "model.config.q=4"]
     w1 = _weights(train("sephsr_30_10_utkface", tmp_path / "w1", overrides=over + ["trainer.limit_train_batches=1"]).final)
     w2 = _weights(train("sephsr_30_10_utkface", tmp_path / "w2", overrides=over + ["trainer.limit_train_batches=2"]).final)
     res = train("sephsr_30_10_utkface", tmp_path / "ema",
-                overrides=over + ["trainer.limit_train_batches=2", "trainer.ema_decay=0.75"])
+                overrides=over + ["trainer.limit_train_batches=2", "trainer.ema_decay=0.75",
+                                  f"trainer.ema_warmup={str(warmup).lower()}"])
     we = _weights(res.final)
-    assert res.card["ema_decay"] == 0.75 and res.card["steps"] == 2
+    assert res.card["ema_decay"] == 0.75 and res.card["ema_warmup"] is warmup and res.card["steps"] == 2
     moved = 0
     for k, v in we.items():
         if not v.is_floating_point():
             continue
-        torch.testing.assert_close(v, 0.75 * w1[k] + 0.25 * w2[k], rtol=1e-5, atol=1e-6, msg=k)
+        torch.testing.assert_close(v, d * w1[k] + (1 - d) * w2[k], rtol=1e-5, atol=1e-6, msg=k)
         moved += int(not torch.equal(w1[k], w2[k]))
     assert moved > 10  # the two steps did change the weights, so the check above is not vacuous
 

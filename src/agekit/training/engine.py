@@ -161,27 +161,35 @@ class _Throughput:
         return self.images / self.seconds if self.seconds else 0.0
 
 
-def _ema_callback(decay: float) -> Any:
-    """Lightning's EMA weight averaging of the network (parameters and BN statistics; the teacher is no submodule).
+def _ema_callback(decay: float, warmup: bool = True) -> Any:
+    """EMA of the network's weights and BN statistics (Lightning ``WeightAveraging``; the teacher is no submodule).
 
-    The averaged weights are validated each epoch and go into ``final.pt``; every ``last.ckpt`` holds both the
-    average and the raw weights, so ``--resume`` continues training and the average exactly. Unlike Lightning's
-    callback, the average replaces the raw weights only when :meth:`apply` is called (after the last checkpoint
-    is written), so the final ``last.ckpt`` still resumes from the raw weights.
+    Step n (n >= 1 updates so far) moves the average by ``1 - d`` towards the weights, with ``d = decay`` or, with
+    ``warmup`` (TensorFlow's ``ExponentialMovingAverage(num_updates=n)``), ``d = min(decay, (1 + n) / (10 + n))``,
+    so the random initial weights do not linger in the average (at d = 0.9998, 5 % of them would remain after
+    15,000 steps). The averaged weights are validated each epoch and go into ``final.pt``; every ``last.ckpt`` holds
+    both the average and the raw weights, so ``--resume`` continues training and the average exactly. Unlike
+    Lightning's callback, the average replaces the raw weights only in :meth:`apply` (called after the final
+    ``last.ckpt`` is written), so that checkpoint still resumes from the raw weights.
     """
-    from lightning.pytorch.callbacks import EMAWeightAveraging
+    from lightning.pytorch.callbacks import WeightAveraging
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
 
     if not 0.0 < decay < 1.0:
         raise ValueError(f"trainer.ema_decay must lie in (0, 1), got {decay}")
 
-    class EMA(EMAWeightAveraging):
+    def update(averaged: list, current: list, n: torch.Tensor) -> None:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n))) if warmup else decay
+        get_ema_multi_avg_fn(d)(averaged, current, n)
+
+    class EMA(WeightAveraging):
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             pass
 
         def apply(self, pl_module: Any) -> None:
             self._copy_average_to_current(pl_module)
 
-    return EMA(decay=decay)
+    return EMA(multi_avg_fn=update)
 
 
 def _set_aside_logs(logs: Path) -> list[Path]:
@@ -291,7 +299,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
     speed = _Throughput()
     callbacks = [ckpt_cb, speed.callback, LearningRateMonitor("epoch")]
-    ema = _ema_callback(float(t["ema_decay"])) if t.get("ema_decay") else None
+    ema = _ema_callback(float(t["ema_decay"]), bool(t.get("ema_warmup", True))) if t.get("ema_decay") else None
     if ema is not None:  # validation and final.pt use the exponential moving average of the weights
         callbacks.append(ema)
     opt = lambda k, d=None: t.get(k) if t.get(k) is not None else d  # noqa: E731
@@ -337,6 +345,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             "channels_last": bool(t.get("channels_last", False)),
             "compile": t.get("compile", False) or False,
             "ema_decay": t.get("ema_decay"),
+            "ema_warmup": bool(t.get("ema_warmup", True)) if t.get("ema_decay") else None,
             "finished": True,
         }
     )

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "channels_last": False,
         "compile": False,
         "ema_decay": None,
+        "ema_warmup": True,
         "seed": 1,
         "deterministic": False,
         "gradient_clip_val": None,
