@@ -29,6 +29,49 @@ def test_agenet_parameter_count_by_hand():
         agekit.create_model("agenet", gender_hidden=8, gender_shared=True)
 
 
+def test_agenet_mt_x2_parameter_count_by_hand():
+    # one member, widths 12-24-32-44, squeeze 16: conv+BN 3*9*12 + 24 | 12*9*24 + 48 | 24*9*24 + 48 | 24*9*32 + 64 |
+    # 32*9*32 + 64 | 32*9*44 + 88 | 1x1 44->16 + 32 | fc 256->32 (+32) | fc 32->101 (+101) | gender fc 32->2 (+2)
+    member = (348 + 2640 + 5232 + 6976 + 9280 + 12760 + 736) + (8192 + 32) + (3232 + 101) + 66
+    m = agekit.create_model("agenet_mt_x2")
+    assert member == 49_595
+    assert sum(p.numel() for p in m.parameters()) == 2 * member == 99_190 < 100_000
+
+
+def test_agenet_ensemble_averages_its_members(tmp_path):
+    from agekit.checkpoint import load_checkpoint, save_checkpoint
+    from agekit.models.compact import combine_checkpoints
+
+    cfg = {"widths": [12, 24, 32, 44], "squeeze": 16}
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = agekit.create_model("agenet_mt", **cfg).eval()
+        with torch.no_grad():  # members that disagree: different biases on the age bins and the gender logits
+            net.head.fc2.bias.copy_(torch.randn(101) * 3)
+            net.gender_fc.bias.copy_(torch.tensor([seed - 1.0, 1.0 - seed]))
+        paths.append(str(save_checkpoint(tmp_path / f"m{seed}.pt", net, name="agenet_mt", config=cfg, method="dldl",
+                                         card={"recipe": "r", "val_metrics": {"val/mae": 5.0 + seed}})))
+    ens = load_checkpoint(combine_checkpoints(paths, str(tmp_path / "ens.pt")))
+    assert ens.name == "agenet_mt_x2" and ens.config["members"] == 3 and ens.method == "dldl"
+    assert [m["val_metrics"]["val/mae"] for m in ens.card["ensemble_of"]] == [5.0, 6.0, 7.0]
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        outs = [load_checkpoint(p).model(x) for p in paths]
+        out = ens.model(x)
+    ages = torch.stack([o.age for o in outs])
+    assert ages.std(0).min() > 0.5  # the members do disagree
+    torch.testing.assert_close(out.age, ages.mean(0), rtol=0, atol=1e-4)  # expectation of the mean distribution
+    torch.testing.assert_close(out.probs, torch.stack([o.probs for o in outs]).mean(0))
+    torch.testing.assert_close(out.logits.softmax(1), out.probs)
+    female = torch.stack([o.gender_logits.softmax(1) for o in outs]).mean(0)
+    torch.testing.assert_close(out.gender_logits.softmax(1), female)
+    other = save_checkpoint(tmp_path / "other.pt", agekit.create_model("agenet_mt"), name="agenet_mt", config={},
+                            method="dldl")
+    with pytest.raises(ValueError, match="members must match"):
+        combine_checkpoints([paths[0], str(other)], str(tmp_path / "bad.pt"))
+
+
 def test_agenet_output_is_the_expectation():
     m = agekit.create_model("agenet_gender").eval()
     out = m(torch.rand(3, 3, 64, 64))

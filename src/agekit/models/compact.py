@@ -27,7 +27,7 @@ from agekit.outputs import ModelOutput
 from agekit.preprocessing import AGEKIT as AGEKIT_SPEC
 from agekit.registry import register_model
 
-__all__ = ["AgeNet", "AgeDistributionHead", "agenet", "agenet_gender", "agenet_mt", "agenet_s"]
+__all__ = ["AgeNet", "AgeDistributionHead", "AgeNetEnsemble", "agenet", "agenet_gender", "agenet_mt", "agenet_mt_x2", "agenet_s"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -154,3 +154,84 @@ def agenet_s(**kwargs) -> AgeNet:
     kwargs.setdefault("widths", (12, 24, 32, 48))
     kwargs.setdefault("squeeze", 16)
     return AgeNet(**kwargs)
+
+
+class AgeNetEnsemble(nn.Module):
+    """k AgeNets trained apart (different seeds) in one network: their mean age distribution and gender probabilities.
+
+    The age is the expectation of the mean distribution, which equals the mean of the members' ages; ``logits``
+    and ``gender_logits`` are the logs of the mean probabilities (their softmax gives those means back), so every
+    decoder and the predictor's uncertainty (the spread of the distribution) work unchanged. Build it from
+    trained members with :meth:`from_members`; it is not trained as a whole (a joint loss on the average would
+    couple the members, and independently trained members are what make an ensemble better than one of them).
+    """
+
+    def __init__(self, members: int = 2, member: dict | None = None) -> None:
+        super().__init__()
+        if int(members) < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {members}")
+        self.member_config = dict(member or {})
+        self.members = nn.ModuleList(AgeNet(**self.member_config) for _ in range(int(members)))
+        self.input_size = self.members[0].input_size
+
+    @classmethod
+    def from_members(cls, nets: list[AgeNet], member: dict) -> "AgeNetEnsemble":
+        """The ensemble of trained ``nets`` (AgeNets all built with the config ``member``)."""
+        ens = cls(len(nets), member)
+        for dst, src in zip(ens.members, nets):
+            dst.load_state_dict(src.state_dict())
+        return ens
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        outs = [m(x) for m in self.members]
+        probs = torch.stack([o.probs.float() for o in outs]).mean(0)
+        bins = outs[0].bin_ages
+        gender = None
+        if outs[0].gender_logits is not None:
+            p = torch.stack([o.gender_logits.float().softmax(-1) for o in outs]).mean(0)
+            gender = p.clamp_min(1e-12).log()
+        return ModelOutput(age=(probs * bins).sum(-1), logits=probs.clamp_min(1e-12).log(), probs=probs, bin_ages=bins,
+                           features=torch.cat([o.features for o in outs], 1), gender_logits=gender)
+
+
+@register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
+def agenet_mt_x2(**kwargs) -> AgeNetEnsemble:
+    """Two half-size ``agenet_mt`` (widths 12-24-32-44, squeeze 16: 49,595 params each), averaged: 99,190 params."""
+    member = {"widths": (12, 24, 32, 44), "squeeze": 16, "gender_shared": True, **(kwargs.pop("member", None) or {})}
+    return AgeNetEnsemble(kwargs.pop("members", 2), member, **kwargs)
+
+
+def combine_checkpoints(paths: list[str], out: str, name: str = "agenet_mt_x2") -> str:
+    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same config and crops).
+
+    The card lists each member's path, recipe, seed and validation metrics; the method (decoder) is the members'.
+    """
+    from pathlib import Path
+
+    from agekit.checkpoint import load_checkpoint, save_checkpoint
+    from agekit.registry import create_model
+
+    loaded = [load_checkpoint(p) for p in paths]
+    first = loaded[0]
+    if not isinstance(first.model, AgeNet):
+        raise ValueError(f"{paths[0]}: an ensemble member must be an AgeNet, not {first.name!r}")
+    for p, m in zip(paths[1:], loaded[1:]):
+        if m.name != first.name or m.config != first.config or m.preprocess != first.preprocess or m.method != first.method:
+            raise ValueError(f"{p} differs from {paths[0]} in model, config, crops or method: members must match")
+    member = {k: (tuple(v) if isinstance(v, list) else v) for k, v in first.config.items()}
+    if first.name == "agenet_mt":
+        member.setdefault("gender_shared", True)
+    elif first.name == "agenet_gender":
+        member.setdefault("gender_hidden", 16)
+    config = {"members": len(loaded), "member": member}
+    ens = create_model(name, **config)
+    for dst, src in zip(ens.members, loaded):
+        dst.load_state_dict(src.model.state_dict())
+    card = {
+        "ensemble_of": [{"path": str(p), "recipe": m.card.get("recipe"), "val_metrics": m.card.get("val_metrics"), "teacher": m.card.get("teacher"),
+                         "ema_decay": m.card.get("ema_decay"), "epochs": m.card.get("epochs"),
+                         "train_seconds": m.card.get("train_seconds")} for p, m in zip(paths, loaded)],
+        "data": first.card.get("data"), "protocol": first.card.get("protocol"),
+    }
+    return str(save_checkpoint(Path(out), ens, name=name, config=config, preprocess=first.preprocess,
+                               method=first.method, card=card))
