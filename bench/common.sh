@@ -12,3 +12,10 @@ eval_test() {
 # Fast CPU training of the HSR family (session 5): bf16 autocast + channels-last + the backbone run with channels
 # zero-padded to 16 (HSRNet pad_channels: same parameters, outputs and gradients); about 2x the img/s of bf16 alone.
 FAST_HSR=(--set trainer.precision=bf16-mixed --set trainer.channels_last=true --set model.config.pad_channels=16)
+# student_setup CACHE OUT TEACHER_DIR (session 6's student scripts): sets CACHE, OUT, TD, T (the two-model teacher's
+# precomputed outputs, as a --set value) and R (the shipped student's base recipe).
+student_setup() {
+  CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
+  T="teacher=[$TD/age_c3ae_wide_cosine_utkface.npz,$TD/gender_agenet_utkface.npz]"
+  R=agenet_mt_distill_balanced_utkface
+}

@@ -5,11 +5,9 @@
 # Two runs side by side, one thread each: about 32 min on the 2-core CPU; results in bench/results/ema_utkface.md.
 # Usage: bash bench/ema.sh CACHE OUT TEACHER_DIR   (TEACHER_DIR: bench/distill_npz.sh's OUT/teachers)
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
 here=$(dirname "$0")
 source "$here/common.sh"
-T="teacher=[$TD/age_c3ae_wide_cosine_utkface.npz,$TD/gender_agenet_utkface.npz]"
-R=agenet_mt_distill_balanced_utkface
+student_setup "$@"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs 60 --out "$OUT/ema_a" --recipes $R --set "$T" \
   --set trainer.seed=1 --set trainer.ema_decay=0.999 > "$OUT.a.log" 2>&1 &
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs 60 --out "$OUT/ema_b" --recipes $R --set "$T" \
