@@ -6,10 +6,9 @@
 # 0.617 / 0.922 trained on train alone (bench/results/distill_trainval_utkface.md).
 # Usage: bash bench/distill_trainval.sh CACHE OUT TEACHER_DIR   (TEACHER_DIR: bench/distill_npz.sh's OUT/teachers)
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
 here=$(dirname "$0")
 source "$here/common.sh"
+student_setup "$@"
 export OMP_NUM_THREADS=2
 python "$here/train_zoo.py" --data "$CACHE" --threads 2 --flip --epochs 60 --out "$OUT/trainval" \
-  --recipes agenet_mt_distill_balanced_utkface --set "data.train_split=train+val" \
-  --set "teacher=[$TD/age_c3ae_wide_cosine_utkface.npz,$TD/gender_agenet_utkface.npz]"
+  --recipes $R --set "data.train_split=train+val" --set "$T"

@@ -9,23 +9,19 @@ activations instead of uint8. Session 6: none comes near fp32 (`README.md`, Spee
 """
 import sys
 import tempfile
-
-import numpy as np
-import onnx
-import torch
 from pathlib import Path
-from agekit.checkpoint import LoadedModel
-from agekit.inference.onnx_export import export_onnx, network_inputs, sample_crops, _Calibration
-from agekit.inference.backends import OnnxRunner
-from agekit.inference.bench import time_call
-from agekit.registry import create_model
+
+import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from agekit.checkpoint import LoadedModel
+from agekit.inference.backends import OnnxRunner
+from agekit.inference.bench import bench_inputs, time_call
+from agekit.inference.onnx_export import _Calibration, export_onnx
+
 name = sys.argv[1] if len(sys.argv) > 1 else "sephsr_30_10"
-torch.manual_seed(0)
-model = create_model(name).eval(); spec = model.preprocess
-crops, _ = sample_crops(spec, 64); x = network_inputs(crops, spec).astype(np.float32)
-xb = np.concatenate([x] * 5)[:256]
+model, spec, xb = bench_inputs(name, 256)  # the same random weights and faces as agekit bench
 d = Path(tempfile.mkdtemp())
 rep = export_onnx(LoadedModel(model, name, {}, spec, None, {}), d / f"{name}.onnx", int8=False, atol=1e-3)
 quant_pre_process(str(rep.path), str(d / "pre.onnx"), skip_symbolic_shape=False)

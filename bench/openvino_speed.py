@@ -27,19 +27,13 @@ def main() -> None:
     import openvino as ov
 
     from agekit.checkpoint import LoadedModel
-    from agekit.inference.bench import time_call
-    from agekit.inference.onnx_export import export_onnx, network_inputs, sample_crops
-    from agekit.registry import create_model, model_entry
+    from agekit.inference.bench import bench_inputs, time_call
+    from agekit.inference.onnx_export import export_onnx
 
     core = ov.Core()
     rows = []
     for name in args.models:
-        torch.manual_seed(0)  # the same random weights as agekit bench
-        model = create_model(name).eval()
-        spec = getattr(model, "preprocess", None) or model_entry(name).preprocess
-        crops, _ = sample_crops(spec, 64)
-        x = network_inputs(crops, spec).astype(np.float32)
-        xb = np.concatenate([x] * 5)[:256]
+        model, spec, xb = bench_inputs(name, 256)  # the same random weights and faces as agekit bench
         with torch.no_grad():
             ref = model(torch.from_numpy(xb)).age.numpy()
         with tempfile.TemporaryDirectory() as d:

@@ -99,24 +99,33 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 10) -> float:
     return _median_call(fn, repeats, warmup, time.perf_counter)
 
 
+def bench_inputs(name: str, batch: int = 256) -> tuple[Any, Any, np.ndarray]:
+    """The zoo model ``name`` with seeded random weights (eval mode), its preprocessing spec and a float32 batch of
+    ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the bench/ scripts) time."""
+    from agekit.inference.onnx_export import network_inputs, sample_crops
+    from agekit.registry import create_model, model_entry
+
+    torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
+    model = create_model(name).eval()
+    spec = getattr(model, "preprocess", None) or model_entry(name).preprocess
+    crops, _ = sample_crops(spec, min(batch, 64))
+    x = network_inputs(crops, spec).astype(np.float32)
+    return model, spec, np.concatenate([x] * (batch // len(x) + 1))[:batch]
+
+
 def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 256, int8: bool = True,
                 workdir: str | Path | None = None, batch_threads: int | None = None) -> dict[str, Any]:
     """Batch-1 latency (ms) with ``threads`` and batch throughput (faces/s) with ``batch_threads`` per backend."""
     from agekit.checkpoint import LoadedModel
     from agekit.complexity import complexity
     from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
-    from agekit.inference.onnx_export import export_onnx, network_inputs, read_sidecar, sample_crops
-    from agekit.registry import create_model, model_entry
+    from agekit.inference.onnx_export import export_onnx, read_sidecar
+    from agekit.registry import model_entry
 
     entry = model_entry(name)
-    torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
-    model = create_model(name).eval()
-    spec = getattr(model, "preprocess", None) or entry.preprocess
+    model, spec, xb = bench_inputs(name, batch)
     size = tuple(getattr(model, "input_size", None) or entry.input_size)
     c = complexity(model, size)
-    crops, _ = sample_crops(spec, min(batch, 64))
-    x = network_inputs(crops, spec).astype(np.float32)
-    xb = np.concatenate([x] * (batch // len(x) + 1))[:batch]
     x1 = xb[:1]
     bt = batch_threads or threads
     row: dict[str, Any] = {"model": name, "params": c.params, "macs": c.macs, "input": list(size), "batch": batch,

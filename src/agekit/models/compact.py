@@ -159,28 +159,24 @@ def agenet_s(**kwargs) -> AgeNet:
 class AgeNetEnsemble(nn.Module):
     """k AgeNets trained apart (different seeds) in one network: their mean age distribution and gender probabilities.
 
-    The age is the expectation of the mean distribution, which equals the mean of the members' ages; ``logits``
-    and ``gender_logits`` are the logs of the mean probabilities (their softmax gives those means back), so every
-    decoder and the predictor's uncertainty (the spread of the distribution) work unchanged. Build it from
-    trained members with :meth:`from_members`; it is not trained as a whole (a joint loss on the average would
-    couple the members, and independently trained members are what make an ensemble better than one of them).
+    Each member is the registry model ``member_model`` built with ``member`` (its config). The age is the
+    expectation of the mean distribution, which equals the mean of the members' ages; ``logits`` and
+    ``gender_logits`` are the logs of the mean probabilities (their softmax gives those means back), so every
+    decoder and the predictor's uncertainty (the spread of the distribution) work unchanged. Build it from trained
+    members with :func:`combine_checkpoints`; it is not trained as a whole (a joint loss on the average would couple
+    the members, and independently trained members are what make an ensemble better than one of them).
     """
 
-    def __init__(self, members: int = 2, member: dict | None = None) -> None:
+    def __init__(self, members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> None:
+        from agekit.registry import create_model
+
         super().__init__()
         if int(members) < 1:
             raise ValueError(f"an ensemble needs at least one member, got {members}")
-        self.member_config = dict(member or {})
-        self.members = nn.ModuleList(AgeNet(**self.member_config) for _ in range(int(members)))
+        self.members = nn.ModuleList(create_model(member_model, **(member or {})) for _ in range(int(members)))
+        if not all(isinstance(m, AgeNet) for m in self.members):
+            raise ValueError(f"an ensemble member must be an AgeNet, not {member_model!r}")
         self.input_size = self.members[0].input_size
-
-    @classmethod
-    def from_members(cls, nets: list[AgeNet], member: dict) -> "AgeNetEnsemble":
-        """The ensemble of trained ``nets`` (AgeNets all built with the config ``member``)."""
-        ens = cls(len(nets), member)
-        for dst, src in zip(ens.members, nets):
-            dst.load_state_dict(src.state_dict())
-        return ens
 
     def forward(self, x: Tensor) -> ModelOutput:
         outs = [m(x) for m in self.members]
@@ -195,43 +191,30 @@ class AgeNetEnsemble(nn.Module):
 
 
 @register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
-def agenet_mt_x2(**kwargs) -> AgeNetEnsemble:
+def agenet_mt_x2(members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> AgeNetEnsemble:
     """Two half-size ``agenet_mt`` (widths 12-24-32-44, squeeze 16: 49,595 params each), averaged: 99,190 params."""
-    member = {"widths": (12, 24, 32, 44), "squeeze": 16, "gender_shared": True, **(kwargs.pop("member", None) or {})}
-    return AgeNetEnsemble(kwargs.pop("members", 2), member, **kwargs)
+    return AgeNetEnsemble(members, member_model, member if member is not None else {"widths": (12, 24, 32, 44), "squeeze": 16})
 
 
 def combine_checkpoints(paths: list[str], out: str, name: str = "agenet_mt_x2") -> str:
-    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same config and crops).
-
-    The card lists each member's path, recipe, seed and validation metrics; the method (decoder) is the members'.
+    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same model, config, crops
+    and method). The card lists each member's path, recipe, teacher, EMA decay, epochs, training time and validation
+    metrics; the method (decoder) is the members'.
     """
-    from pathlib import Path
-
     from agekit.checkpoint import load_checkpoint, save_checkpoint
     from agekit.registry import create_model
 
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]
-    if not isinstance(first.model, AgeNet):
-        raise ValueError(f"{paths[0]}: an ensemble member must be an AgeNet, not {first.name!r}")
     for p, m in zip(paths[1:], loaded[1:]):
         if m.name != first.name or m.config != first.config or m.preprocess != first.preprocess or m.method != first.method:
             raise ValueError(f"{p} differs from {paths[0]} in model, config, crops or method: members must match")
-    member = {k: (tuple(v) if isinstance(v, list) else v) for k, v in first.config.items()}
-    if first.name == "agenet_mt":
-        member.setdefault("gender_shared", True)
-    elif first.name == "agenet_gender":
-        member.setdefault("gender_hidden", 16)
-    config = {"members": len(loaded), "member": member}
+    config = {"members": len(loaded), "member_model": first.name, "member": first.config}
     ens = create_model(name, **config)
     for dst, src in zip(ens.members, loaded):
         dst.load_state_dict(src.model.state_dict())
-    card = {
-        "ensemble_of": [{"path": str(p), "recipe": m.card.get("recipe"), "val_metrics": m.card.get("val_metrics"), "teacher": m.card.get("teacher"),
-                         "ema_decay": m.card.get("ema_decay"), "epochs": m.card.get("epochs"),
-                         "train_seconds": m.card.get("train_seconds")} for p, m in zip(paths, loaded)],
-        "data": first.card.get("data"), "protocol": first.card.get("protocol"),
-    }
-    return str(save_checkpoint(Path(out), ens, name=name, config=config, preprocess=first.preprocess,
-                               method=first.method, card=card))
+    keys = ("recipe", "teacher", "ema_decay", "epochs", "train_seconds", "val_metrics")
+    card = {"ensemble_of": [{"path": str(p), **{k: m.card.get(k) for k in keys}} for p, m in zip(paths, loaded)],
+            "data": first.card.get("data"), "protocol": first.card.get("protocol")}
+    return str(save_checkpoint(out, ens, name=name, config=config, preprocess=first.preprocess, method=first.method,
+                               card=card))
