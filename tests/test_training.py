@@ -110,6 +110,12 @@ def test_resume_from_last_ckpt_matches_uninterrupted_run(tiny_cache, tmp_path):
     w1 = _weights(part.final)
     b = train("sephsr_30_10_utkface", tmp_path / "b", overrides=over + ["trainer.max_epochs=3"], resume=True)
     assert part.card["steps"] == 2 and b.card["steps"] == a.card["steps"] == 6
+    # images and times count both parts (3 epochs x 2 batches x 2 faces); resuming the finished run keeps them
+    assert part.card["train_images"] == 4 and b.card["train_images"] == a.card["train_images"] == 12
+    assert b.card["train_seconds"] > part.card["train_seconds"] > 0
+    c = train("sephsr_30_10_utkface", tmp_path / "b", overrides=over + ["trainer.max_epochs=3"], resume=True)
+    assert c.card["train_images"] == 12 and c.card["train_seconds"] >= b.card["train_seconds"]
+    assert c.card["train_images_per_s"] == pytest.approx(b.card["train_images_per_s"], rel=1e-6)
     wa, wb = _weights(a.final), _weights(b.final)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], w1[k]) for k in wa)  # the resumed epochs did train

@@ -128,7 +128,11 @@ def _scalar_metrics(d: dict[str, Any]) -> dict[str, float]:
 
 
 class _Throughput:
-    """Counts training images and the time spent in training batches (validation excluded)."""
+    """Counts training images, the time spent in training batches (validation excluded) and the fit's wall time.
+
+    The counts travel in every ``last.ckpt`` (callback state), so a run resumed after an interruption reports the
+    images, seconds and wall time of all its parts, and resuming a finished run keeps its figures.
+    """
 
     def __init__(self) -> None:
         import lightning as L
@@ -136,6 +140,20 @@ class _Throughput:
         outer = self
 
         class CB(L.Callback):
+            @property
+            def state_key(self) -> str:
+                return "agekit_throughput"
+
+            def state_dict(self):
+                return {"images": outer.images, "seconds": outer.seconds, "fit_seconds": outer.fit_seconds()}
+
+            def load_state_dict(self, state):
+                outer.images, outer.seconds = int(state["images"]), float(state["seconds"])
+                outer.prior_fit_s = float(state.get("fit_seconds", 0.0))
+
+            def on_fit_start(self, trainer, pm):
+                outer._fit_t0 = time.perf_counter()
+
             def on_train_epoch_start(self, trainer, pm):
                 outer._t0 = time.perf_counter()
 
@@ -154,7 +172,12 @@ class _Throughput:
                 outer._t0 = time.perf_counter()
 
         self.images, self.seconds, self._t0 = 0, 0.0, time.perf_counter()
+        self.prior_fit_s, self._fit_t0 = 0.0, time.perf_counter()
         self.callback = CB()
+
+    def fit_seconds(self) -> float:
+        """Wall time of the fit so far, earlier (resumed) parts included."""
+        return self.prior_fit_s + time.perf_counter() - self._fit_t0
 
     @property
     def images_per_s(self) -> float:
@@ -326,9 +349,8 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         logger=loggers,
         callbacks=callbacks,
     )
-    t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
-    fit_s = time.perf_counter() - t0
+    fit_s = speed.fit_seconds()
     if parts and trainer.is_global_zero:
         _merge_logs(out / "logs", parts)
     metrics = {k: v for k, v in _scalar_metrics(trainer.callback_metrics).items() if k.startswith("val/")}
@@ -340,6 +362,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             "steps": int(trainer.global_step),
             "val_metrics": metrics,
             "train_seconds": round(fit_s, 2),
+            "train_images": int(speed.images),
             "train_images_per_s": round(speed.images_per_s, 1),
             "precision": str(t.get("precision")),
             "channels_last": bool(t.get("channels_last", False)),
