@@ -99,14 +99,15 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 10) -> float:
     return _median_call(fn, repeats, warmup, time.perf_counter)
 
 
-def bench_inputs(name: str, batch: int = 256) -> tuple[Any, Any, np.ndarray]:
-    """The zoo model ``name`` with seeded random weights (eval mode), its preprocessing spec and a float32 batch of
-    ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the bench/ scripts) time."""
+def bench_inputs(name: str, batch: int = 256, config: dict[str, Any] | None = None) -> tuple[Any, Any, np.ndarray]:
+    """The zoo model ``name`` (built with ``config``) with seeded random weights (eval mode), its preprocessing spec
+    and a float32 batch of ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the bench/
+    scripts) time."""
     from agekit.inference.onnx_export import network_inputs, sample_crops
     from agekit.registry import create_model, model_entry
 
     torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
-    model = create_model(name).eval()
+    model = create_model(name, **(config or {})).eval()
     spec = getattr(model, "preprocess", None) or model_entry(name).preprocess
     crops, _ = sample_crops(spec, min(batch, 64))
     x = network_inputs(crops, spec).astype(np.float32)
@@ -114,8 +115,10 @@ def bench_inputs(name: str, batch: int = 256) -> tuple[Any, Any, np.ndarray]:
 
 
 def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 256, int8: bool = True,
-                workdir: str | Path | None = None, batch_threads: int | None = None) -> dict[str, Any]:
-    """Batch-1 latency (ms) with ``threads`` and batch throughput (faces/s) with ``batch_threads`` per backend."""
+                workdir: str | Path | None = None, batch_threads: int | None = None,
+                config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Batch-1 latency (ms) with ``threads`` and batch throughput (faces/s) with ``batch_threads`` per backend
+    (``config``: the model's registry configuration overrides, e.g. LRN's ``input_size`` and ``stem``)."""
     from agekit.checkpoint import LoadedModel
     from agekit.complexity import complexity
     from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
@@ -123,19 +126,19 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     from agekit.registry import model_entry
 
     entry = model_entry(name)
-    model, spec, xb = bench_inputs(name, batch)
+    model, spec, xb = bench_inputs(name, batch, config)
     size = tuple(getattr(model, "input_size", None) or entry.input_size)
     c = complexity(model, size)
     x1 = xb[:1]
     bt = batch_threads or threads
-    row: dict[str, Any] = {"model": name, "params": c.params, "macs": c.macs, "input": list(size), "batch": batch,
-                           "threads": threads, "batch_threads": bt}
+    row: dict[str, Any] = {"model": name, **({"config": dict(config)} if config else {}), "params": c.params,
+                           "macs": c.macs, "input": list(size), "batch": batch, "threads": threads, "batch_threads": bt}
     method = load_method(None, name)
     runners: dict[str, Any] = {"torch": (TorchRunner(model, method, threads=threads), TorchRunner(model, method, threads=bt))}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         # random weights: SSR-Net's division by s1 * (1 + delta) can magnify float32 rounding to ~2e-4 years here
         # (trained weights stay within export's 1e-4); the bench checks the graph with a looser bound
-        rep = export_onnx(LoadedModel(model, name, {}, spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8, atol=1e-3)
+        rep = export_onnx(LoadedModel(model, name, dict(config or {}), spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8, atol=1e-3)
         row["parity_fp32"] = rep.parity.get("age", max(rep.parity.values(), default=0.0))
         row["onnx_padded_channels"] = read_sidecar(rep.path)["onnx"].get("padded_channels")
         runners["onnx_fp32"] = (OnnxRunner(rep.path, threads=threads), OnnxRunner(rep.path, threads=bt))
