@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The paper networks that had only smoke-scale runs on UTKFace (issue #6, session 7), each for EPOCHS epochs
-# (default 20) of the full training split on agekit's settled schedule (bench/common.sh's COSINE: AdamW 2e-3,
-# 2 warm-up epochs, cosine to zero) with each recipe's own loss, augmentation and batch, bf16 autocast +
-# channels-last (the bin / expectation layers stay fp32): SSR-Net(3,3,3), HSR(30,10) (backbone padded to 16
-# channels: same parameters and outputs), MobileNetV1(0.25) on margin-0.1 crops, and C3AE full (three-scale
-# context) on the cache's margin-0.4 c3ae_triple view. Test split flip-averaged; OUT/results.md.
+# The paper networks that had only smoke-scale or 3-10-epoch runs on UTKFace (issue #6, session 7), each for EPOCHS
+# epochs (default 20) of the full training split on agekit's settled schedule (bench/common.sh's COSINE: AdamW
+# 2e-3, 2 warm-up epochs, cosine to zero) with each recipe's own loss, augmentation and batch, bf16 autocast +
+# channels-last (the bin / expectation layers stay fp32): SSR-Net(3,3,3) with and without the dynamic range,
+# MobileNetV1(0.25) and HSR(30,10) (backbone padded to 16 channels: same parameters and outputs) on margin-0.1
+# crops; C3AE plain and full (three-scale context) on the margin-0.4 crops of the C3AE paper's context ablation
+# (the cache's single_64_m0.4 and c3ae_triple_64_m0.4 views). Test split flip-averaged; OUT/results.md.
 # Usage: bash bench/papers20.sh CACHE OUT [EPOCHS] [RECIPES]
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (views single_64_m0.1, c3ae_triple_64_m0.4)}; OUT=${2:?output dir}; EP=${3:-20}
-RECIPES=${4:-ssrnet_utkface,mobilenetv1_025_utkface,c3ae_full_utkface,hsr_30_10_utkface}
+CACHE=${1:?prepared UTKFace cache (views single_64_m0.1, single_64_m0.4, c3ae_triple_64_m0.4)}; OUT=${2:?output dir}
+EP=${3:-20}
+RECIPES=${4:-ssrnet_utkface,mobilenetv1_025_utkface,c3ae_full_utkface,hsr_30_10_utkface,ssrnet_no_dr_utkface,c3ae_plain_utkface}
 here=$(dirname "$0")
 source "$here/common.sh"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT" --recipes "$RECIPES" \
-  "${COSINE[@]}" --set trainer.precision=bf16-mixed --set trainer.channels_last=true \
-  --set-for ssrnet_utkface:preprocess.margin=0.1 --set-for mobilenetv1_025_utkface:preprocess.margin=0.1 \
-  --set-for hsr_30_10_utkface:preprocess.margin=0.1 --set-for hsr_30_10_utkface:model.config.pad_channels=16
+  "${COSINE[@]}" --set trainer.precision=bf16-mixed --set trainer.channels_last=true --set preprocess.margin=0.1 \
+  --set-for c3ae_plain_utkface:preprocess.margin=0.4 --set-for c3ae_full_utkface:preprocess.margin=0.4 \
+  --set-for hsr_30_10_utkface:model.config.pad_channels=16
