@@ -6,6 +6,8 @@
 # added: the two-model ensemble of src/agekit/weights plus the last generation (bench/ensemble.py, flip).
 # Session 5, one generation: 2 h on one core next to other runs (about 47 img/s); test 5.22 (flip), the
 # three-model ensemble val 4.850 / test 4.926 (bench/results/lrn_r18/README.md).
+# Session 7, four generations of 5 epochs (`bash bench/lrn_r18.sh caches/utkface runs/s7/lrn4 4 5`): 96 min on one
+# core next to another run; test 7.11 / 6.99 / 6.94 / 7.42 for t = 1..4 (bench/results/lrn_r18_g4_utkface.md).
 # Usage: bash bench/lrn_r18.sh CACHE OUT [GENERATIONS] [EPOCHS]
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; G=${3:-1}; EP=${4:-20}
