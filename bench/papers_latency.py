@@ -29,6 +29,7 @@ ROWS = [  # (row of the README's papers table, registry name, configuration)
     ("LRN ResNet-10-Tiny (64 px, small stem)", "lrn_resnet10_tiny", LRN64),
     ("LRN ResNet-18 (64 px, small stem)", "lrn_resnet18", LRN64),
     ("MobileNetV1(0.25)", "mobilenetv1_025", {}),
+    ("C3AE-wide (agekit, session 2's default)", "c3ae_wide", {}),
     ("AgeNet-MT (agekit, shipped)", "agenet_mt", {}),
 ]
 
