@@ -17,5 +17,7 @@ if [ "$WHAT" != k3 ]; then
   zoo --data "$CACHE" --epochs "$EP" --out "$OUT/single" --recipes sephsr_60_10_utkface,sephsr_90_30_utkface
 fi
 if [ "$WHAT" != single ]; then
-  zoo --data "$KRES" --epochs "$EP3" --out "$OUT/k3" --recipes sephsr_60_10_k3_utkface,sephsr_90_30_k3_utkface,bsephsr_90_30_utkface
+  # runs this short get no warm-up (COSINE's 2 warm-up epochs would leave the learning rate rising to the end)
+  zoo --data "$KRES" --epochs "$EP3" --out "$OUT/k3" --set scheduler.warmup=$(( EP3 >= 8 ? 2 : 0 )) \
+    --recipes sephsr_60_10_k3_utkface,sephsr_90_30_k3_utkface,bsephsr_90_30_utkface
 fi
