@@ -97,3 +97,38 @@ def test_hsr_exports_its_padded_equal(tmp_path):
     crops, _ = sample_crops(lm.preprocess, 5, seed=4)
     x = network_inputs(crops, lm.preprocess)
     np.testing.assert_allclose(OnnxRunner(rep.path, threads=1)(x)["age"], OnnxRunner(raw.path, threads=1)(x)["age"], atol=1e-4)
+
+
+def test_median_decoder_through_card_export_and_shipped_card(tmp_path):
+    """bench/with_decoder.py's median decoder: in the card, through ONNX, and read back from a shipped card."""
+    import importlib.util
+    from pathlib import Path
+
+    from agekit.methods.base import distribution_median
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "with_decoder.py"
+    if not script.is_file():
+        pytest.skip("bench/with_decoder.py is not in this checkout")
+    spec = importlib.util.spec_from_file_location("with_decoder", script)
+    wd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wd)
+    torch.manual_seed(0)
+    cfg = {"student": "dldl", "student_config": {"sigma": 2.0}, "teacher_method": None, "gender_weight": 5.0}
+    src = save_checkpoint(tmp_path / "s.pt", agekit.create_model("agenet_mt"), name="agenet_mt", method="distill",
+                          card={"method_config": cfg})
+    assert wd.with_decoder(str(src), str(tmp_path / "m.pt"), "median")["student_config"] == {"sigma": 2.0, "decoder": "median"}
+    lm = load_checkpoint(tmp_path / "m.pt")
+    rep = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", n_samples=8)  # asserts fp32 parity with torch
+    crops, _ = sample_crops(lm.preprocess, 5, seed=1)
+    x = network_inputs(crops, lm.preprocess)
+    got = OnnxRunner(rep.path, threads=1)(x)
+    med = distribution_median(torch.from_numpy(got["distribution"]), torch.arange(101.0)).numpy()
+    np.testing.assert_allclose(got["age"], med, atol=1e-4)
+    mean = got["distribution"] @ np.arange(101.0)
+    assert np.abs(got["age"] - mean).max() > 1e-3  # the median, not the expectation
+    ref = TorchRunner(lm.model, load_method(lm.method, lm.name, lm.card))(x)
+    np.testing.assert_allclose(got["age"], ref["age"], atol=1e-4)
+    # a shipped card keeps the training card under "training": the predictor's torch backend decodes the same way
+    shipped = {"training": lm.card, "inference": {"flip": True}}
+    m = load_method("distill", "agenet_mt", shipped)
+    assert m.student_method.decoder == "median" and m.gender_weight == 5.0

@@ -355,6 +355,30 @@ def test_dex_and_l1():
     assert total.item() == pytest.approx(4.0)
 
 
+def test_distribution_median_golden_and_median_decoder():
+    from agekit.methods.base import distribution_median
+
+    bins = torch.arange(4.0)
+    # cumsum 0.1 / 0.3 / 0.7 / 1: the median falls in bin 2 (covering 1.5..2.5), 0.2 of its 0.4 in -> 2.0
+    p = torch.tensor([[0.1, 0.2, 0.4, 0.3], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 1.0, 0.0], [0.5, 0.0, 0.0, 0.5]])
+    # uniform over -0.5..3.5 -> 1.5; all mass in bin 2 -> its middle; half in bin 0 -> bin 0's upper edge, 0.5
+    torch.testing.assert_close(distribution_median(p, bins), torch.tensor([2.0, 1.5, 2.0, 0.5]))
+    # uneven bins: widths from the neighbours (20, 15, 10); all mass on the 30-bin -> its middle, 30
+    assert distribution_median(torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([10.0, 30.0, 40.0])).item() == pytest.approx(30.0)
+    out = ModelOutput(logits=torch.tensor([[0.1, 0.2, 0.4, 0.3]]).log())
+    mean = get_method("dex").predict(out)["age"].item()
+    assert mean == pytest.approx(1.9, abs=1e-5)
+    for name in ("dex", "dldl"):
+        res = get_method(name, decoder="median").predict(out)
+        assert res["age"].item() == pytest.approx(2.0, abs=1e-5)
+        assert res["uncertainty"].item() == pytest.approx(math.sqrt(0.89), abs=1e-5)  # the std either way
+    # a distilled student decodes with its own method's decoder
+    d = get_method("distill", student="dldl", student_config={"decoder": "median"}, teacher_method=None)
+    assert d.predict(out)["age"].item() == pytest.approx(2.0, abs=1e-5)
+    with pytest.raises(ValueError, match="decoder"):
+        get_method("dldl", decoder="mode")
+
+
 # ----------------------------------------------------------------------------- registry
 def test_registry_and_defaults():
     expected = {"ssr", "ssr_gender", "hsr", "c3ae", "lrn", "lmtcnn", "levi_hassner_age", "levi_hassner_gender", "dex", "l1", "dldl"}

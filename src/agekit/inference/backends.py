@@ -34,7 +34,9 @@ def load_method(method: str | None, model_name: str, card: dict | None = None) -
     except ImportError:
         return None
     name = method or default_method_for(model_name)
-    cfg = dict((card or {}).get("method_config") or {})
+    card = card or {}
+    # a training checkpoint's card has method_config; a shipped card keeps the training card under "training"
+    cfg = dict(card.get("method_config") or (card.get("training") or {}).get("method_config") or {})
     cfg.pop("generation", None)
     if cfg:
         try:

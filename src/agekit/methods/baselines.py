@@ -20,10 +20,17 @@ class DEX(Method):
     """DEX: cross-entropy on the one-hot age over 101 bins (0..100); age = expectation (DEX Eq. 1).
 
     The bins are ``out.bin_ages`` when the network gives them, else ``bin_start + i``.
-    ``l1_weight`` > 0 adds an L1 term on the expected age (0 = the paper).
+    ``l1_weight`` > 0 adds an L1 term on the expected age (0 = the paper). ``decoder``: "mean" (the paper's
+    expectation) or "median" (the distribution's median, :func:`agekit.methods.base.distribution_median`: the
+    L1-optimal estimate; agekit's option, not the paper's - training is unchanged, only the decoded age).
     """
 
-    defaults = {"bin_start": 0.0, "l1_weight": 0.0}
+    defaults = {"bin_start": 0.0, "l1_weight": 0.0, "decoder": "mean"}
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        if self.decoder not in ("mean", "median"):
+            raise ValueError(f"method {self.name!r}: decoder must be 'mean' or 'median', got {self.decoder!r}")
 
     def _bins(self, out):
         if out.bin_ages is not None:
@@ -45,13 +52,16 @@ class DEX(Method):
         return parts
 
     def predict_age(self, out):
-        """Expectation over the bins; uncertainty = std of the distribution."""
+        """Expectation (or median, ``decoder``) over the bins; uncertainty = std of the distribution."""
         if out.logits is None and out.probs is None:
             return out.age, None
-        from agekit.methods.base import distribution_mean_std
+        from agekit.methods.base import distribution_mean_std, distribution_median
 
         probs = out.probs if out.probs is not None else out.logits.float().softmax(1)
-        return distribution_mean_std(probs, self._bins(out))
+        mean, std = distribution_mean_std(probs, self._bins(out))
+        if self.decoder == "median":
+            return distribution_median(probs, self._bins(out)), std
+        return mean, std
 
 
 @register_method("l1")
@@ -71,10 +81,10 @@ class DLDL(DEX):
     """DLDL-v2 (Gao et al., IJCAI 2018): KL from a Gaussian label distribution (sigma years) + L1 on the expectation (Eq. 9).
 
     Not a method of the five papers: agekit's compact models use it. ``l1_weight`` is the
-    paper's lambda (1); unknown ages are ignored; the decoder is DEX's expectation.
+    paper's lambda (1); unknown ages are ignored; the decoder is DEX's (``decoder``: expectation, or median).
     """
 
-    defaults = {"bin_start": 0.0, "sigma": 2.0, "l1_weight": 1.0}
+    defaults = {"bin_start": 0.0, "sigma": 2.0, "l1_weight": 1.0, "decoder": "mean"}
 
     def age_loss(self, out, batch, model=None, teacher=None):
         """``kl`` to the label distribution and ``l1`` on the expected age."""

@@ -25,15 +25,9 @@ __all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher
 
 def method_for_loaded(loaded: Any) -> Any:
     """The decoding method of a loaded checkpoint, built with its card's method options."""
-    from agekit.methods import default_method_for, get_method
+    from agekit.inference.backends import load_method
 
-    cfg = dict((loaded.card or {}).get("method_config") or {})
-    cfg.pop("generation", None)
-    name = loaded.method or default_method_for(loaded.name)
-    try:
-        return get_method(name, **cfg)
-    except TypeError:
-        return get_method(name)
+    return load_method(loaded.method, loaded.name, loaded.card)
 
 
 def teacher_paths(teacher: str | Path | Sequence[str | Path]) -> list[str]:
