@@ -11,11 +11,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from agekit.checkpoint import load_checkpoint
 from agekit.data.cache import PreparedCache
-from agekit.inference.backends import OnnxRunner
+from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
 from agekit.inference.onnx_export import export_onnx, network_inputs
 from agekit.metrics import mae
 from agekit.training.datamodule import resolve_protocol
@@ -40,10 +39,8 @@ def main() -> None:
         ages = {}
         for key, path in (("onnx_fp32", rep.path), ("onnx_int8", rep.int8_path)):
             ages[key] = OnnxRunner(path, threads=1)(x)["age"].astype(np.float64)
-    with torch.inference_mode():
-        ages["torch_fp32"] = np.concatenate(
-            [loaded.model(torch.from_numpy(x[i : i + 512])).age.double().numpy() for i in range(0, len(x), 512)]
-        )
+    torch_run = TorchRunner(loaded.model, load_method(loaded.method, loaded.name, loaded.card))  # the card's decoder
+    ages["torch_fp32"] = np.concatenate([torch_run(x[i : i + 512])["age"] for i in range(0, len(x), 512)]).astype(np.float64)
     out = {
         "checkpoint": a.checkpoint, "split": a.split, "n": int(len(rows)), "int8_mode": rep.int8_mode,
         **{f"mae_{k}": round(float(mae(v, true)), 4) for k, v in ages.items()},
