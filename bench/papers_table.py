@@ -73,6 +73,17 @@ def load_rows(path: str | Path) -> list[dict]:
     return out
 
 
+def merge_rows(files: list[str | Path]) -> dict[tuple, dict]:
+    """(key, epochs) -> row over ``files`` in order: a later file's run of the same network and length replaces the
+    earlier one and moves to its file's place."""
+    rows: dict[tuple, dict] = {}
+    for f in files:
+        for r in load_rows(f):
+            rows.pop((r["key"], r["epochs"]), None)
+            rows[(r["key"], r["epochs"])] = r
+    return rows
+
+
 def latency(path: str | Path | None) -> dict[str, dict]:
     """model -> papers_latency.json row (params, macs, onnx_fp32_b1_ms)."""
     if not path or not Path(path).is_file():
@@ -110,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", default="bench/results/papers_latency.json", help="bench/papers_latency.py's JSON")
     ap.add_argument("--out", default=None, help="write OUT.md and OUT.json")
     a = ap.parse_args(argv)
-    rows: dict[tuple, dict] = {}
-    for f in a.results:
-        for r in load_rows(f):
-            rows.pop((r["key"], r["epochs"]), None)  # a rerun replaces the row, and moves it to its file's place
-            rows[(r["key"], r["epochs"])] = r
+    rows = merge_rows(a.results)
     order = {k: i for i, k in enumerate(PAPER)}  # grouped by network, the papers' order; files' order within
     ranked = sorted(rows.values(), key=lambda r: order.get(r["key"], len(order)))
     md = markdown(ranked, latency(a.latency))

@@ -44,11 +44,7 @@ def test_papers_table_rows_order_rerun_and_generations(pt, tmp_path):
                                "flip": {"mae": 6.04, "ca3": 0.405, "ca5": 0.561}}]))
     lat = tmp_path / "lat.json"
     lat.write_text(json.dumps({"rows": [{"model": "ssrnet", "params": 1, "macs": 2, "onnx_fp32_b1_ms": 0.42}]}))
-    rows = {}
-    for f in (zoo, kd, rerun):
-        for r in pt.load_rows(f):
-            rows.pop((r["key"], r["epochs"]), None)
-            rows[(r["key"], r["epochs"])] = r
+    rows = pt.merge_rows([zoo, kd, rerun])
     assert [k for k, _ in rows] == ["mobilenetv1_025", "lrn_resnet18", "sephsr_30_10_cosine_kd", "ssrnet"]
     assert rows[("ssrnet", 20)]["mae"] == 6.5 and not rows[("ssrnet", 20)]["flip"]
     assert rows[("sephsr_30_10_cosine_kd", 20)]["mae"] == 6.04 and rows[("sephsr_30_10_cosine_kd", 20)]["flip"]

@@ -58,9 +58,10 @@ class DEX(Method):
         from agekit.methods.base import distribution_mean_std, distribution_median
 
         probs = out.probs if out.probs is not None else out.logits.float().softmax(1)
-        mean, std = distribution_mean_std(probs, self._bins(out))
+        bins = self._bins(out)
+        mean, std = distribution_mean_std(probs, bins)
         if self.decoder == "median":
-            return distribution_median(probs, self._bins(out)), std
+            return distribution_median(probs, bins), std
         return mean, std
 
 
