@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,18 @@ import yaml
 
 from agekit.preprocessing import PreprocessSpec
 from agekit.registry import model_entry
-from agekit.training.recipes import deep_merge, load_recipe
+from agekit.training.recipes import apply_overrides, deep_merge, load_recipe
+
+ENV_OVERRIDES = "AGEKIT_TRAIN_SET"
+
+
+def env_overrides() -> list[str]:
+    """``--set`` items from ``$AGEKIT_TRAIN_SET`` (``;``-separated), applied last to every run of every chain.
+
+    For dry runs of the bench scripts, which call ``agekit train`` in many ways: e.g.
+    ``AGEKIT_TRAIN_SET='trainer.max_epochs=1;trainer.limit_train_batches=2' bash bench/papers.sh OUT``.
+    """
+    return [x.strip() for x in os.environ.get(ENV_OVERRIDES, "").split(";") if x.strip()]
 
 
 @dataclass
@@ -255,6 +267,10 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     from agekit.training.module import AgeModule, load_matching_weights
 
     out.mkdir(parents=True, exist_ok=True)
+    extra = env_overrides()
+    if extra:  # after the stage / generation settings, so they hold for every run
+        r = apply_overrides(r, extra)
+        print(f"{ENV_OVERRIDES}: {extra}")
     final = out / "final.pt"
     last = out / "checkpoints" / "last.ckpt"
     if resume and final.is_file() and not last.is_file():
@@ -280,6 +296,8 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         "teacher": r.get("teacher"),
         "method_config": method_config,
     }
+    if extra:
+        card[ENV_OVERRIDES] = extra  # a dry run's card says so
     module = AgeModule(name, config, spec.to_dict(), method, method_config, r, card, r.get("teacher"))
     if module.method.needs_teacher and module.teacher is None:
         raise ValueError(f"recipe {r.get('name')!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
