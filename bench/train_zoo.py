@@ -139,6 +139,8 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         settings += f"; limit_train_batches {t['limit_train_batches']}"
     if flip:
         settings += "; test: flip averaging"
+    if card.get("AGEKIT_TRAIN_SET"):  # a dry run (agekit.training.engine.env_overrides): not a result
+        settings += f"; DRY RUN {';'.join(card['AGEKIT_TRAIN_SET'])}"
     size = f"{spec.num_crops}x" if spec.num_crops > 1 else ""
     return {
         "recipe": recipe, "model": r["model"]["name"], "method": method_name_for(r), "epochs": card.get("epochs"),
@@ -148,7 +150,8 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         "group_one_off": m.get("age_group_one_off"), "params": cx.get("params"), "macs": cx.get("macs"),
         "train_s": round(sum(x.card.get("train_seconds") or 0 for x in runs), 1), "wall_s": round(wall, 1),
         "train_img_s": card.get("train_images_per_s"),
-        "images_seen": gens * _images_seen(card, batch, t.get("limit_train_batches"), int(card.get("epochs") or 0)),
+        "images_seen": sum(int(x.card.get("train_images") or 0) for x in runs)
+        or gens * _images_seen(card, batch, t.get("limit_train_batches"), int(card.get("epochs") or 0)),
         "train_rows": card.get("data", {}).get("train_rows"), "test_n": rep.get("n_samples"),
         "val_metrics": card.get("val_metrics"), "precision": card.get("precision"),
         "channels_last": card.get("channels_last"), "settings": settings, "notes": "; ".join(notes),
