@@ -33,7 +33,8 @@ def _needs(recipe: str, overrides: list[str]) -> tuple[list, dict[str, set[str]]
     protos: dict[str, set[str]] = {}
     for d in [r["data"]] + [s.get("data", {}) for s in r.get("stages") or []]:
         d = {**r["data"], **d}
-        protos.setdefault(d["protocol"], set()).update(x for x in (d["train_split"], d["val_split"], d["test_split"]) if x)
+        names = (d["train_split"], d["val_split"], d["test_split"])  # "train+val" joins two splits
+        protos.setdefault(d["protocol"], set()).update(p.strip() for x in names if x for p in x.split("+"))
     return [spec], protos
 
 
