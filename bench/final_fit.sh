@@ -13,20 +13,20 @@ here=$(dirname "$0")
 source "$here/common.sh"
 student_setup "$@"
 E=${4:-150}
-lane() {  # lane NAME SPLIT
+lane() {  # lane NAME RECIPE: agenet_mt_distill_tv150_utkface is the ema100 recipe on train + val at 150 epochs
   local run=$OUT/$1_$E
-  agekit train --recipe agenet_mt_distill_ema100_utkface --data "$CACHE" --set "$T" --set trainer.progress_bar=false \
-    --set trainer.max_epochs=$E --set data.train_split=$2 --out "$run" --resume > "$run.log" 2>&1
+  agekit train --recipe "$2" --data "$CACHE" --set "$T" --set trainer.progress_bar=false --set trainer.max_epochs=$E \
+    --out "$run" --resume > "$run.log" 2>&1
   python "$here/with_decoder.py" "$run/final.pt" "$run/median.pt" --decoder median
   for ck in final median; do
     agekit evaluate "$run/$ck.pt" --data "$CACHE" --split test --flip --out "$run/rep_test_$ck" > /dev/null
-    [ "$2" = train ] && agekit evaluate "$run/$ck.pt" --data "$CACHE" --split val --flip --out "$run/rep_val_$ck" > /dev/null
+    [ "$1" = train ] && agekit evaluate "$run/$ck.pt" --data "$CACHE" --split val --flip --out "$run/rep_val_$ck" > /dev/null
   done
   return 0
 }
 mkdir -p "$OUT"
-lane train train & a=$!
-lane trainval train+val & b=$!
+lane train agenet_mt_distill_ema100_utkface & a=$!
+lane trainval agenet_mt_distill_tv150_utkface & b=$!
 wait $a; wait $b
 python - "$OUT" "$E" <<'PY'
 import json, sys

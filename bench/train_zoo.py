@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -83,17 +82,6 @@ def derived_cache(data: str, spec: Any, out: Path, age_groups: str | None) -> tu
     return str(root), note
 
 
-def _images_seen(card: dict, batch: int, limit: Any, epochs: int) -> int:
-    """Training images per run: ``epochs`` x the rows of the (possibly limited) epoch."""
-    n = int(card.get("data", {}).get("train_rows") or 0)
-    per_epoch = n
-    if isinstance(limit, int) and not isinstance(limit, bool) and limit < math.ceil(n / batch):
-        per_epoch = limit * batch
-    elif isinstance(limit, float) and limit < 1.0:
-        per_epoch = min(n, int(limit * math.ceil(n / batch)) * batch)
-    return per_epoch * epochs
-
-
 def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], ten_view: bool = False,
             flip: bool = False) -> dict:
     """Train and evaluate one recipe; a row of the results table."""
@@ -150,8 +138,7 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         "group_one_off": m.get("age_group_one_off"), "params": cx.get("params"), "macs": cx.get("macs"),
         "train_s": round(sum(x.card.get("train_seconds") or 0 for x in runs), 1), "wall_s": round(wall, 1),
         "train_img_s": card.get("train_images_per_s"),
-        "images_seen": sum(int(x.card.get("train_images") or 0) for x in runs)
-        or gens * _images_seen(card, batch, t.get("limit_train_batches"), int(card.get("epochs") or 0)),
+        "images_seen": sum(int(x.card.get("train_images") or 0) for x in runs),  # every generation's faces
         "train_rows": card.get("data", {}).get("train_rows"), "test_n": rep.get("n_samples"),
         "val_metrics": card.get("val_metrics"), "precision": card.get("precision"),
         "channels_last": card.get("channels_last"), "settings": settings, "notes": "; ".join(notes),
