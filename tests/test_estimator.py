@@ -202,6 +202,32 @@ def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
     assert r.threads == 1 and r.chunk == 8  # defaults: measured fastest on the 2-core CPU (see OnnxRunner)
 
 
+def test_onnx_runner_runs_chunks_concurrently_in_order(ckpt, tmp_path):
+    from agekit.inference.backends import OnnxRunner
+    from agekit.inference.estimator import cached_onnx
+    from agekit.inference.onnx_export import network_inputs, sample_crops
+
+    path = cached_onnx(ckpt, tmp_path)
+    x = network_inputs(sample_crops(TINY_SPEC, 37, seed=5)[0], TINY_SPEC)
+    whole = OnnxRunner(path, chunk=0)(x)
+    conc = OnnxRunner(path, threads=3, chunk=2)  # 19 slices over 3 worker threads
+    intra = OnnxRunner(path, threads=3, chunk=2, parallel="intra")
+    assert conc.parallel == "chunks" and intra.parallel == "intra"
+    assert conc.session.get_session_options().intra_op_num_threads == 1
+    assert intra.session.get_session_options().intra_op_num_threads == 3
+    for _ in range(3):  # the pool is reused; the slices come back in input order each time
+        got = conc(x)
+        assert np.abs(np.diff(whole["age"])).min() > 1e-4  # distinct ages: a reordered slice would fail
+        for k in whole:
+            np.testing.assert_allclose(got[k], whole[k], atol=1e-5)
+    np.testing.assert_allclose(intra(x)["age"], whole["age"], atol=1e-5)
+    one = conc(x[:2])  # a batch of at most one slice runs on the caller's thread
+    np.testing.assert_allclose(one["age"], whole["age"][:2], atol=1e-5)
+    assert OnnxRunner(path, threads=2, chunk=0).parallel == "intra"  # nothing to split: intra-op threads
+    with pytest.raises(ValueError, match="parallel"):
+        OnnxRunner(path, parallel="processes")
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_flip_averaging_is_the_mean_of_face_and_mirror(ckpt, tmp_path, backend):
     imgs = faces(4, seed=3)
