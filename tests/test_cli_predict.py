@@ -97,3 +97,16 @@ def test_fast_accurate_and_fallback_options(folder, model, capsys):
     assert main(argv + ["--fast", "--fallback-detector", "cropped"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 1 and rows[0]["detector"] == "cropped" and float(rows[0]["x2"]) == 96.0
+
+
+def test_workers_option(folder, model, capsys):
+    argv = ["predict", str(folder), "--model", model, "--detector", "cropped", "--json", "--backend", "onnx"]
+    assert main(argv + ["--workers", "1"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--workers", "2", "--no-progress"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in one] == [r["source"] for r in two] and len(one) == 4
+    assert [r["faces"][0]["age"] if r["faces"] else None for r in one] == pytest.approx(
+        [r["faces"][0]["age"] if r["faces"] else None for r in two], abs=1e-5)
+    assert main(argv + ["--workers", "0"]) == 2
+    assert "workers" in capsys.readouterr().err

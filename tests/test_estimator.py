@@ -118,6 +118,52 @@ def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
     np.testing.assert_allclose([r["faces"][0]["age"] for r in good[:3]], ref, atol=1e-3)
 
 
+def test_worker_processes_give_the_same_results_in_order(ckpt, tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    imgs = faces(9, seed=6)
+    for i, im in enumerate(imgs):
+        cv2.imwrite(str(d / f"f{i}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    (d / "bad.jpg").write_bytes(b"not an image at all")
+    inputs = [d, tmp_path / "missing.jpg", np.zeros((4, 4), np.uint8), imgs[2], str(d / "f1*.png")]
+    est = agekit.Estimator.from_pretrained(ckpt, backend="onnx", detector="cropped", cache_dir=tmp_path / "c")
+    one = est.predict(inputs, workers=1)
+    cv2.GaussianBlur(np.zeros((1500, 1500, 3), np.uint8), (7, 7), 0)  # OpenCV's thread pool has run here
+    two = est.predict(inputs, workers=3, chunk=4)  # faces reach the networks in groups of 4 while workers go on
+    assert [r["source"] for r in two] == [r["source"] for r in one] and len(one) == 14
+    assert [r["error"] for r in two] == [r["error"] for r in one]
+    assert sum(r["error"] is None for r in one) == 11 and one[-1]["source"].endswith("f1.png")
+    for a, b in zip(one, two):
+        assert [f["age"] for f in a["faces"]] == pytest.approx([f["age"] for f in b["faces"]], abs=1e-5)
+    with pytest.raises(ValueError, match="workers"):
+        est.predict(inputs, workers=0)
+    from agekit.inference.estimator import auto_workers
+
+    assert auto_workers(3) == 1 and auto_workers(100) >= 1
+
+
+def test_process_pool_after_opencv_threads_ran_does_not_hang():
+    from agekit.parallel import process_pool
+
+    big = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    for _ in range(3):
+        cv2.GaussianBlur(big, (7, 7), 0)  # the parent's OpenCV thread pool is running
+    threads = cv2.getNumThreads()
+    pool = process_pool(2)
+    try:
+        assert cv2.getNumThreads() == threads  # restored in the parent
+        got = pool.map_async(_blur_threads, range(4)).get(timeout=120)  # a deadlocked worker would time out
+    finally:
+        pool.terminate()
+        pool.join()
+    assert got == [1, 1, 1, 1]  # one OpenCV thread per worker process
+
+
+def _blur_threads(i: int) -> int:
+    cv2.GaussianBlur(np.zeros((800, 800, 3), np.uint8), (7, 7), 0)
+    return cv2.getNumThreads()
+
+
 def test_age_and_separate_gender_model(ckpt, tmp_path):
     torch.manual_seed(1)
     g = save_checkpoint(tmp_path / "g.pt", agekit.create_model(TINY), name=TINY)

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from agekit import preprocessing as pp
 from agekit.data.cache import PreparedCache, create_view, write_meta, _atomic_json
 from agekit.data.datasets import Sample, get_adapter
 from agekit.data.protocols import make_splits, protocols_for
+from agekit.parallel import process_pool
 from agekit.preprocessing import PreprocessSpec
 
 # Named view specs selectable with --views (a spec's view_key is accepted too).
@@ -118,9 +118,6 @@ _PIPELINE = None
 def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, detector_kwargs: dict,
                  fallback: Any = None) -> None:
     global _PIPELINE
-    import cv2
-
-    cv2.setNumThreads(1)
     from agekit.face.pipeline import FacePipeline
 
     _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, fallback=fallback, **detector_kwargs)
@@ -313,7 +310,7 @@ def prepare(
             results: Iterable = map(_process_chunk, tasks)
             pool = None
         else:
-            pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=init_args)
+            pool = process_pool(workers, _init_worker, init_args)  # one OpenCV thread per worker
             results = pool.imap_unordered(_process_chunk, tasks)
         try:
             for chunk, records, stacked, seconds in results:

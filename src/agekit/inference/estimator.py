@@ -198,6 +198,60 @@ def _face_record(det: Any) -> dict[str, Any]:
     }
 
 
+def _check_workers(workers: Any) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
+    return int(workers)
+
+
+def auto_workers(n_inputs: int, min_inputs: int = 16) -> int:
+    """Worker processes for ``n_inputs`` photos: the cores this process may use (at most 8) when
+    there are at least ``min_inputs``, else 1 (a handful of photos does not pay for the start-up)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8)) if n_inputs >= min_inputs else 1
+
+
+def _process_input(pipeline: Any, obj: Any) -> Any:
+    """The pipeline's ``FaceResult`` for one input, or the reason (a string) it could not be processed."""
+    try:
+        if isinstance(obj, Exception):
+            raise obj
+        return pipeline.process(_check_array(obj)) if isinstance(obj, np.ndarray) else pipeline.process_path(obj)
+    except Exception as e:  # reported per input, never raised for a batch
+        return str(e) if str(e) else type(e).__name__
+
+
+_WORKER_PIPELINE: Any = None
+
+
+def _worker_init(pipeline: Any) -> None:
+    global _WORKER_PIPELINE
+    _WORKER_PIPELINE = pipeline
+
+
+def _worker_process(obj: Any) -> Any:
+    return _process_input(_WORKER_PIPELINE, obj)
+
+
+def _result_record(source: str, fr: Any, pending: list[tuple[dict[str, Any], Any]]) -> dict[str, Any]:
+    """The result dict of one input; its faces are appended to ``pending`` for the networks."""
+    res: dict[str, Any] = {"source": source, "faces": [], "dropped": [], "error": None}
+    if isinstance(fr, str):
+        res["error"] = fr
+        return res
+    res["error"] = fr.error
+    res["dropped"] = [{**(_face_record(d) if d is not None else {}), "reason": why} for d, why in fr.dropped]
+    for face in fr.faces:
+        rec = _face_record(face.detection)
+        rec["detector"] = face.detector or rec["detector"]
+        res["faces"].append(rec)
+        pending.append((rec, face))
+    return res
+
+
 class Estimator:
     """Age (and gender) of every face in photos, with an age model and an optional gender model.
 
@@ -214,6 +268,7 @@ class Estimator:
         multi_face: str = "largest",
         batch_size: int = 64,
         fallback: Any = None,
+        workers: int = 1,
         **detector_kwargs: Any,
     ):
         from agekit.face.pipeline import FacePipeline
@@ -227,6 +282,7 @@ class Estimator:
                                      **detector_kwargs)
         self.batch_size = batch_size
         self.multi_face = multi_face
+        self.workers = _check_workers(workers)
 
     @classmethod
     def from_pretrained(
@@ -241,6 +297,7 @@ class Estimator:
         batch_size: int = 64,
         fallback: Any = None,
         flip: bool | None = None,
+        workers: int = 1,
         **detector_kwargs: Any,
     ) -> "Estimator":
         """Load a shipped weight ("age", "gender", a weight name) or a .pt/.ckpt/.onnx file, plus an optional gender model.
@@ -256,23 +313,57 @@ class Estimator:
             if h is not None:
                 h.flip = flip
         return cls(age, g, detector=detector, multi_face=multi_face, batch_size=batch_size, fallback=fallback,
-                   **detector_kwargs)
+                   workers=workers, **detector_kwargs)
 
     def describe(self) -> str:
         """One line naming the models and backend."""
         parts = [f"{k} {h.name} ({h.backend}, {h.source})" for k, h in (("age", self.age_head), ("gender", self.gender_head)) if h]
         return "; ".join(parts)
 
-    def predict(self, x: Any, chunk: int = 256) -> list[dict[str, Any]]:
+    def predict(self, x: Any, chunk: int = 256, workers: int | None = None,
+                progress: bool = False) -> list[dict[str, Any]]:
         """One result per input image: ``source``, ``faces`` (box, landmarks, age, gender, ...), ``dropped``, ``error``.
 
         ``x``: a path, folder, glob, RGB uint8 array, or a list of them. Bad inputs are
-        reported in ``error`` (a reason string); they never stop the batch.
+        reported in ``error`` (a reason string); they never stop the batch. Faces go through
+        the networks in groups of ``chunk``. ``workers`` (default: the Estimator's): processes
+        that decode, detect and crop the inputs in parallel (in input order) while this one
+        runs the networks; 1 does everything here. ``progress``: a progress bar on stderr
+        (when it is a terminal).
         """
         items = expand_inputs(x)
-        results: list[dict[str, Any]] = []
-        for i in range(0, len(items), chunk):
-            results += self._predict_items(items[i : i + chunk])
+        workers = min(_check_workers(self.workers if workers is None else workers), len(items))
+        from agekit.parallel import process_pool
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), unit="img", desc="predict", disable=None, dynamic_ncols=True)
+        pool = None
+        try:
+            objs = [obj for _, obj in items]
+            if workers > 1:
+                pool = process_pool(workers, _worker_init, (self.pipeline,))
+                frs: Iterable[Any] = pool.imap(_worker_process, objs, chunksize=max(1, min(8, len(objs) // (4 * workers))))
+            else:
+                frs = (_process_input(self.pipeline, obj) for obj in objs)
+            results, pending = [], []
+            for (source, _), fr in zip(items, frs):
+                results.append(_result_record(source, fr, pending))
+                if bar is not None:
+                    bar.update(1)
+                if len(pending) >= chunk:
+                    self._estimate(pending)
+                    pending = []
+            if pending:
+                self._estimate(pending)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+            if bar is not None:
+                bar.close()
         return results
 
     def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
@@ -280,24 +371,8 @@ class Estimator:
         return self._predict_items([(source, image_rgb)])[0]
 
     def _predict_items(self, items: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
-        results, pending = [], []
-        for source, obj in items:
-            res: dict[str, Any] = {"source": source, "faces": [], "dropped": [], "error": None}
-            results.append(res)
-            try:
-                if isinstance(obj, Exception):
-                    raise obj
-                fr = self.pipeline.process(_check_array(obj)) if isinstance(obj, np.ndarray) else self.pipeline.process_path(obj)
-            except Exception as e:  # reported per input, never raised for a batch
-                res["error"] = str(e) if str(e) else type(e).__name__
-                continue
-            res["error"] = fr.error
-            res["dropped"] = [{**(_face_record(d) if d is not None else {}), "reason": why} for d, why in fr.dropped]
-            for face in fr.faces:
-                rec = _face_record(face.detection)
-                rec["detector"] = face.detector or rec["detector"]
-                res["faces"].append(rec)
-                pending.append((rec, face))
+        pending: list[tuple[dict[str, Any], Any]] = []
+        results = [_result_record(source, _process_input(self.pipeline, obj), pending) for source, obj in items]
         if pending:
             self._estimate(pending)
         return results
