@@ -110,3 +110,39 @@ def test_workers_option(folder, model, capsys):
         [r["faces"][0]["age"] if r["faces"] else None for r in two], abs=1e-5)
     assert main(argv + ["--workers", "0"]) == 2
     assert "workers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_out_file_streams_and_resumes(folder, model, capsys, tmp_path, suffix):
+    from agekit.inference.cli import done_sources
+
+    out = tmp_path / f"res{suffix}"
+    base = ["predict", "--model", model, "--detector", "cropped", "--backend", "onnx", "--out", str(out)]
+    assert main(base + [str(folder / "face0.jpg"), str(folder / "broken.jpg")]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and "wrote 2 results (1 with a face, 1 errors)" in cap.err
+    assert done_sources(out) == {str(folder / "face0.jpg"), str(folder / "broken.jpg")}
+    first = out.read_text()
+    assert main(base + [str(folder)]) == 2  # the file exists: neither --resume nor --overwrite
+    assert "--resume" in capsys.readouterr().err and out.read_text() == first
+    with open(out, "a") as f:  # an interrupted write left half a line
+        f.write('{"source": "half' if suffix == ".jsonl" else f"{folder / 'face1.jpg'},,0,1")
+    assert main(base + [str(folder), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "incomplete last line" in err and "2 of 4 inputs already there" in err and "wrote 2 results" in err
+    assert out.read_text().startswith(first)  # the earlier results are kept as they were
+    assert done_sources(out) == {str(p) for p in folder.iterdir()}
+    if suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(out.read_text())))
+        assert len(rows) == 4 and [r["source"] for r in rows].count(str(folder / "face1.jpg")) == 1
+        ages = {r["source"]: float(r["age"]) for r in rows if r["age"]}
+    else:
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert len(lines) == 4
+        ages = {r["source"]: r["faces"][0]["age"] for r in lines if r["faces"]}
+    assert main(["predict", str(folder), "--model", model, "--detector", "cropped", "--json"]) == 0
+    whole = {r["source"]: r["faces"][0]["age"] for r in json.loads(capsys.readouterr().out) if r["faces"]}
+    assert ages == pytest.approx(whole, abs=1e-4)  # resumed in pieces = one run
+    assert main(base + [str(folder), "--overwrite"]) == 0 and done_sources(out) == {str(p) for p in folder.iterdir()}
+    assert main(["predict", str(folder), "--model", model, "--resume"]) == 2  # --resume needs --out
+    assert main(base[:-1] + [str(tmp_path / "res.txt"), str(folder)]) == 2

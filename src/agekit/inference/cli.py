@@ -176,10 +176,15 @@ def _run_predict(args: argparse.Namespace) -> int:
         return 0
     from agekit.inference.estimator import auto_workers, expand_inputs
 
+    if (args.resume or args.overwrite) and not args.out:
+        print("agekit predict: --resume and --overwrite go with --out FILE", file=sys.stderr)
+        return 2
     try:
         workers = auto_workers(len(expand_inputs(args.paths))) if args.workers == "auto" else int(args.workers)
+        if args.out:
+            return _predict_to_file(est, args, workers)
         results = est.predict(args.paths, workers=workers, progress=not args.no_progress)
-    except ValueError as e:
+    except (ValueError, FileExistsError) as e:
         print(f"agekit predict: {e}", file=sys.stderr)
         return 2
     for r in results:
@@ -189,6 +194,75 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.annotate:
         _annotate(results, Path(args.annotate))
     return 0 if any(r["error"] is None and r["faces"] for r in results) else 1
+
+
+OUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def _complete_lines(path: Path) -> str:
+    """The file's text up to its last newline; a partial last line (an interrupted write) is cut off the file."""
+    data = path.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]
+    if len(keep) != len(data):
+        print(f"agekit predict: {path}: dropped an incomplete last line ({len(data) - len(keep)} bytes)", file=sys.stderr)
+        with open(path, "r+b") as f:
+            f.truncate(len(keep))
+    return keep.decode("utf-8")
+
+
+def done_sources(path: Path) -> set[str]:
+    """The sources a results file (``--out``) already holds: what ``--resume`` skips."""
+    fmt = OUT_FORMATS[path.suffix.lower()]
+    text = _complete_lines(path)
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if text and tuple(reader.fieldnames or ()) != CSV_FIELDS:
+            raise ValueError(f"{path} is not an agekit predict CSV (its header differs); choose another --out")
+        return {row["source"] for row in reader}
+    done = set()
+    for i, line in enumerate(text.splitlines(), 1):
+        try:
+            done.add(json.loads(line)["source"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{i} is not an agekit predict result ({e}); choose another --out") from None
+    return done
+
+
+def _predict_to_file(est: Any, args: argparse.Namespace, workers: int) -> int:
+    """Stream results into ``--out`` (CSV or JSON lines) as they come; ``--resume`` skips the sources it holds."""
+    out = Path(args.out)
+    fmt = OUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"--out {out}: the name must end in {', '.join(OUT_FORMATS)}")
+    done: set[str] = set()
+    if out.exists() and out.stat().st_size > 0:
+        if args.resume:
+            done = done_sources(out)
+        elif not args.overwrite:
+            raise FileExistsError(f"{out} exists: --resume skips the inputs it already holds, --overwrite starts again")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from agekit.inference.estimator import expand_inputs
+
+    total = len(expand_inputs(args.paths))
+    if done:
+        print(f"agekit predict: resuming {out}: {len(done)} of {total} inputs already there", file=sys.stderr)
+    n = faces = errors = 0
+    with open(out, "a" if done or args.resume else "w", encoding="utf-8", newline="") as f:
+        if fmt == "csv" and f.tell() == 0:
+            f.write(format_csv([]))
+        for r in est.iter_predict(args.paths, workers=workers, progress=not args.no_progress, skip=done):
+            if r["error"]:
+                print(f"agekit predict: {r['source']}: {r['error']}", file=sys.stderr)
+                errors += 1
+            f.write(format_csv([r]).split("\n", 1)[1] if fmt == "csv" else json.dumps(r) + "\n")
+            f.flush()
+            n += 1
+            faces += bool(r["faces"])
+            if args.annotate:
+                _annotate([r], Path(args.annotate))
+    print(f"agekit predict: wrote {n} results ({faces} with a face, {errors} errors) to {out}"
+          + (f"; {len(done)} were already there" if done else ""), file=sys.stderr)
+    return 0 if faces or (done and not n) else 1
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -244,6 +318,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="processes that decode, detect and crop photos in parallel (default auto: every core, "
                         "at most 8, when there are at least 16 photos; else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal only anyway)")
+    p.add_argument("--out", metavar="FILE", help="write the results into FILE (.csv or .jsonl) as they come, "
+                   "instead of stdout (for big folders)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="with --out: skip the inputs FILE already holds, append the rest")
+    again.add_argument("--overwrite", action="store_true", help="with --out: start FILE again")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads (default $AGEKIT_ORT_THREADS or 1: fastest for batch-1 photos)")
     fmt = p.add_mutually_exclusive_group()

@@ -24,7 +24,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Container, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -329,12 +329,19 @@ class Estimator:
         the networks in groups of ``chunk``. ``workers`` (default: the Estimator's): processes
         that decode, detect and crop the inputs in parallel (in input order) while this one
         runs the networks; 1 does everything here. ``progress``: a progress bar on stderr
-        (when it is a terminal).
+        (when it is a terminal). :meth:`iter_predict` gives the same results as they come.
         """
-        items = expand_inputs(x)
-        workers = min(_check_workers(self.workers if workers is None else workers), len(items))
+        return list(self.iter_predict(x, chunk=chunk, workers=workers, progress=progress))
+
+    def iter_predict(self, x: Any, chunk: int = 256, workers: int | None = None, progress: bool = False,
+                     skip: Container[str] = ()) -> Iterator[dict[str, Any]]:
+        """:meth:`predict`'s results one by one, in input order, each as soon as its faces have been through the
+        networks (at most ``chunk`` faces wait). ``skip``: sources (as :func:`expand_inputs` names them) not to
+        process at all, e.g. those a resumed run already wrote."""
         from agekit.parallel import process_pool
 
+        items = [it for it in expand_inputs(x) if it[0] not in skip]
+        workers = min(_check_workers(self.workers if workers is None else workers), max(1, len(items)))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -348,23 +355,26 @@ class Estimator:
                 frs: Iterable[Any] = pool.imap(_worker_process, objs, chunksize=max(1, min(8, len(objs) // (4 * workers))))
             else:
                 frs = (_process_input(self.pipeline, obj) for obj in objs)
-            results, pending = [], []
+            ready: list[dict[str, Any]] = []
+            pending: list[tuple[dict[str, Any], Any]] = []
             for (source, _), fr in zip(items, frs):
-                results.append(_result_record(source, fr, pending))
+                ready.append(_result_record(source, fr, pending))
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= chunk:
                     self._estimate(pending)
                     pending = []
+                    yield from ready
+                    ready = []
             if pending:
                 self._estimate(pending)
+            yield from ready
         finally:
             if pool is not None:
                 pool.terminate()
                 pool.join()
             if bar is not None:
                 bar.close()
-        return results
 
     def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
         """The result of one RGB uint8 image (video frames, webcam)."""
