@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
+from benchutil import with_malloc_env, write_results
 SHARED = Path(os.environ.get("AGEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
@@ -53,8 +53,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     ap.add_argument("--no-malloc-env", action="store_true")
     args = ap.parse_args()
-    if not args.no_malloc_env and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    with_malloc_env(args.no_malloc_env)
     from agekit.inference.bench import machine_info
     from agekit.inference.estimator import Estimator, expand_inputs
 
@@ -95,10 +94,7 @@ def main() -> int:
            f"{r['photos_per_s']} |" for r in rows]
     text = "\n".join(md)
     print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{args.out}.json").write_text(json.dumps(info, indent=1))
-        Path(f"{args.out}.md").write_text(f"`{info['command']}`\n\n{info['model']}\n\n{text}\n")
+    write_results(args.out, info, f"{info['model']}\n\n{text}")
     return 0
 
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
+from benchutil import MALLOC_ENV, with_malloc_env
 
 
 def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channels_last: bool, bf16: bool,
@@ -113,8 +113,7 @@ def main() -> int:
     ap.add_argument("--no-malloc-env", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    if not args.no_malloc_env and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    with_malloc_env(args.no_malloc_env)
     import torch
 
     torch.set_num_threads(args.threads)

@@ -31,7 +31,7 @@ from typing import Any
 DEFAULT = ("ssrnet_utkface", "ssrnet_gender_utkface", "sephsr_30_10_utkface", "hsr_30_10_utkface",
            "c3ae_plain_utkface", "c3ae_full_utkface", "lrn_resnet10_tiny_64_utkface", "lmtcnn_1_1_utkface",
            "dex_utkface", "mobilenetv1_025_utkface")
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
+from benchutil import with_malloc_env
 
 
 def derived_cache(data: str, spec: Any, out: Path, age_groups: str | None) -> tuple[str, str]:
@@ -207,8 +207,7 @@ def main() -> int:
         return merge(args.merge, Path(args.out))
     if not args.data:
         ap.error("--data is required (unless --merge)")
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    with_malloc_env()
     import torch
 
     torch.set_num_threads(args.threads)

@@ -97,13 +97,19 @@ def test_estimator_matches_network_on_arrays(ckpt, tmp_path, backend):
         assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # exported once, into the cache
 
 
-def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
-    d = tmp_path / "photos"
+def photo_folder(d, n: int, seed: int) -> np.ndarray:
+    """``d`` holding ``n`` generated faces as f0.png, f1.png, ... and an unreadable bad.jpg; returns the faces."""
     d.mkdir()
-    imgs = faces(3, seed=1)
+    imgs = faces(n, seed=seed)
     for i, im in enumerate(imgs):
         cv2.imwrite(str(d / f"f{i}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
     (d / "bad.jpg").write_bytes(b"not an image at all")
+    return imgs
+
+
+def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
+    d = tmp_path / "photos"
+    imgs = photo_folder(d, 3, seed=1)
     (d / "empty.jpg").write_bytes(b"")
     est = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="cropped")
     res = est.predict([d, tmp_path / "missing.jpg", np.zeros((4, 4), np.uint8), str(d / "f*.png")])
@@ -120,11 +126,7 @@ def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
 
 def test_worker_processes_give_the_same_results_in_order(ckpt, tmp_path):
     d = tmp_path / "photos"
-    d.mkdir()
-    imgs = faces(9, seed=6)
-    for i, im in enumerate(imgs):
-        cv2.imwrite(str(d / f"f{i}.png"), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
-    (d / "bad.jpg").write_bytes(b"not an image at all")
+    imgs = photo_folder(d, 9, seed=6)
     inputs = [d, tmp_path / "missing.jpg", np.zeros((4, 4), np.uint8), imgs[2], str(d / "f1*.png")]
     est = agekit.Estimator.from_pretrained(ckpt, backend="onnx", detector="cropped", cache_dir=tmp_path / "c")
     one = est.predict(inputs, workers=1)
