@@ -1,7 +1,9 @@
 """Training engine: every recipe trains a step, exact resume, bf16 keeps the decoder fp32, data path."""
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -428,3 +430,30 @@ def test_env_overrides_apply_last_to_every_run_of_a_chain(tiny_cache, tmp_path, 
     monkeypatch.setenv(ENV_OVERRIDES, "trainer.max_epochs")
     with pytest.raises(ValueError, match="key=value"):
         train("sephsr_30_10_utkface", tmp_path / "bad", overrides=quick("sephsr_30_10_utkface") + [f"data.cache={tiny_cache}"])
+
+
+def test_ddp_on_two_cpu_processes_runs_a_chain(tiny_cache, tmp_path):
+    """``trainer.strategy=ddp`` with two CPU processes (gloo): a 2-generation LRN chain trains as a user runs it
+    (``agekit train``; Lightning re-launches the command for rank 1), generation 2 reads generation 1's
+    final.pt after the barrier, one process reports, and the card counts both ranks' images."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    over = quick("lrn_resnet10_tiny_utkface") + [
+        f"data.cache={tiny_cache}", "trainer.limit_train_batches=2", "trainer.strategy=ddp", "trainer.devices=2",
+        "trainer.accelerator=cpu"]
+    cmd = [sys.executable, "-m", "agekit.cli", "train", "--recipe", "lrn_resnet10_tiny_utkface", "--out", str(out)]
+    for o in over:
+        cmd += ["--set", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(29500 + os.getpid() % 1000)}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    finals = [line for line in p.stdout.splitlines() if ": final " in line]
+    assert [line.split(":")[0] for line in finals] == [str(out / "gen1"), str(out / "gen2")]  # once each
+    for g in ("gen1", "gen2"):
+        card = json.loads((out / g / "card.json").read_text())
+        # 4 train rows: 2 per rank, batch 2 -> one batch per rank; both ranks' images are counted
+        assert card["world_size"] == 2 and card["steps"] == 1 and card["train_images"] == 4
+        assert load_checkpoint(out / g / "final.pt").name == "lrn_resnet10_tiny"
+    assert json.loads((out / "gen2" / "card.json").read_text())["teacher"] == str(out / "gen1" / "final.pt")

@@ -20,7 +20,7 @@ def _train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"agekit train: {e}", file=sys.stderr)
         return 2
-    for r in res.runs or [res]:
+    for r in (res.runs or [res]) if res.is_global_zero else []:  # under DDP, one process reports
         print(f"{r.out_dir}: final {r.final}  val {json.dumps({k: round(v, 4) for k, v in r.metrics.items()})}")
     return 0
 

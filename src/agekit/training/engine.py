@@ -46,6 +46,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
     runs: list["TrainResult"] = field(default_factory=list)
+    is_global_zero: bool = True  # False in the other processes of a DDP run (they write nothing)
 
 
 def resolve_spec(model_name: str, overrides: dict[str, Any] | None, config: dict[str, Any] | None = None) -> PreprocessSpec:
@@ -104,7 +105,7 @@ def train(
         runs.append(res)
         prev = res.final
     last = runs[-1]
-    return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs)
+    return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs, last.is_global_zero)
 
 
 def _train_generations(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
@@ -126,7 +127,7 @@ def _train_generations(r: dict[str, Any], out: Path, resume: bool) -> TrainResul
         runs.append(res)
         teacher = res.final
     last = runs[-1]
-    return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs)
+    return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs, last.is_global_zero)
 
 
 def _scalar_metrics(d: dict[str, Any]) -> dict[str, float]:
@@ -177,7 +178,8 @@ class _Throughput:
                 outer._t0 = time.perf_counter()
 
             def on_train_batch_end(self, trainer, pm, outputs, batch, batch_idx):
-                outer.images += int(batch["image"].shape[0])
+                # every rank trains on an equal share (the sampler pads): count all ranks' images
+                outer.images += int(batch["image"].shape[0]) * int(trainer.world_size)
 
             def on_train_epoch_end(self, trainer, pm):
                 outer.seconds += time.perf_counter() - outer._t0
@@ -383,6 +385,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             "train_images": int(speed.images),
             "train_images_per_s": round(speed.images_per_s, 1),
             "precision": str(t.get("precision")),
+            "world_size": int(trainer.world_size),
             "channels_last": bool(t.get("channels_last", False)),
             "compile": t.get("compile", False) or False,
             "ema_decay": t.get("ema_decay"),
@@ -407,7 +410,9 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             model = model.to(memory_format=torch.contiguous_format)
         save_checkpoint(final, model, name=name, config=config, preprocess=spec, method=method, card=card)
         (out / "card.json").write_text(json.dumps(card, indent=1, default=str))
-    return TrainResult(out, last, final, metrics, card)
+    if trainer.world_size > 1:  # the next run of a chain (another rank's teacher or init) reads final.pt
+        trainer.strategy.barrier("agekit-final-written")
+    return TrainResult(out, last, final, metrics, card, is_global_zero=bool(trainer.is_global_zero))
 
 
 # ------------------------------------------------------------------------------ evaluate
