@@ -1,11 +1,13 @@
-"""Photos/s of ``Estimator.predict`` on a folder with 1, 2, ... worker processes (the shipped age + gender weights).
+"""Photos/s of ``Estimator.predict`` on a folder (and frames/s of a video) with 1, 2, ... worker processes.
 
 Two folders: UTKFace photos (200x200 face crops; default the README's main-job glob) and
 ``--photos N`` generated 640x480 photos, each one UTKFace face (180 px, a different one per
 photo) pasted at a random place on a blurred-noise background. Each worker count is timed
 ``--rounds`` times in interleaved order; a round is one whole ``predict`` call (pool start-up
 included, model loading not). The results of every worker count are checked equal to those of
-the first.
+the first. ``--video-frames N``: also a 640x480 MJPG video of N frames (the generated photos in turn,
+each shown for 5 frames), through ``process_video`` (tracking and smoothing included). Shipped
+age + gender weights.
 
     python bench/predict_folder.py [--workers 1,2] [--rounds 2] [--photos 200] [--out bench/results/predict_folder]
 """
@@ -44,10 +46,23 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> int:
     return n
 
 
+def make_video(path: Path, photos: list[Path], frames: int) -> None:
+    """An MJPG video of ``frames`` 640x480 frames: ``photos`` in turn, each for 5 frames (25 fps)."""
+    import cv2
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (640, 480))
+    if not w.isOpened():
+        raise RuntimeError("OpenCV cannot write an MJPG video here")
+    for i in range(frames):
+        w.write(cv2.imread(str(photos[(i // 5) % len(photos)])))
+    w.release()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--glob", default=str(SHARED / "data" / "utkface" / "UTKFace" / "2?_1_0_2017011*"))
     ap.add_argument("--photos", type=int, default=200, help="generated 640x480 photos (0: none)")
+    ap.add_argument("--video-frames", type=int, default=300, help="frames of the generated video (0: none)")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
@@ -56,6 +71,7 @@ def main() -> int:
     with_malloc_env(args.no_malloc_env)
     from agekit.inference.bench import machine_info
     from agekit.inference.estimator import Estimator, expand_inputs
+    from agekit.inference.video import process_video
 
     workers = [int(w) for w in args.workers.split(",")]
     est = Estimator.from_pretrained("age", gender="gender")
@@ -65,15 +81,22 @@ def main() -> int:
         if args.photos:
             make_photos(Path(tmp) / "photos", args.photos)
             sets[f"{args.photos} generated 640x480 photos"] = str(Path(tmp) / "photos")
+        if args.photos and args.video_frames:
+            video = Path(tmp) / "clip.avi"
+            make_video(video, sorted((Path(tmp) / "photos").iterdir()), args.video_frames)
+            sets[f"{args.video_frames}-frame 640x480 video"] = video
         for label, x in sets.items():
-            n = len(expand_inputs(x))
-            est.predict(expand_inputs(x)[:8], workers=1)  # warm: models loaded, ONNX graphs cached
+            is_video = isinstance(x, Path) and x.suffix == ".avi"
+            run = ((lambda w: list(process_video(est, x, workers=w))) if is_video
+                   else (lambda w: est.predict(x, workers=w)))
+            n = args.video_frames if is_video else len(expand_inputs(x))
+            est.predict(sorted(Path(tmp, "photos").iterdir())[:8] if args.photos else x, workers=1)  # warm-up
             secs: dict[int, list[float]] = {w: [] for w in workers}
             ref = None
             for _ in range(args.rounds):
                 for w in workers:
                     t0 = time.perf_counter()
-                    res = est.predict(x, workers=w)
+                    res = run(w)
                     secs[w].append(time.perf_counter() - t0)
                     ages = [r["faces"][0]["age"] if r["faces"] else None for r in res]
                     if ref is None:
@@ -89,7 +112,7 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
     info = {"command": "python " + " ".join(sys.argv), "machine": machine_info(1), "model": est.describe(),
             "load_average": os.getloadavg(), "rows": rows}
-    md = ["| photos | faces found | workers | seconds per call (rounds) | photos/s (median) |", "|---|---:|---:|---|---:|"]
+    md = ["| photos | faces found | workers | seconds per call (rounds) | photos (frames)/s, median |", "|---|---:|---:|---|---:|"]
     md += [f"| {r['set']} ({r['photos']}) | {r['faces_found']} | {r['workers']} | {', '.join(map(str, r['seconds']))} | "
            f"{r['photos_per_s']} |" for r in rows]
     text = "\n".join(md)

@@ -73,6 +73,47 @@ def test_process_video_every_nth_frame_with_smoothing(tmp_path, smoothing):
     assert one["faces"][0]["age"] == pytest.approx(ages[0], abs=1e-4)
 
 
+def test_process_video_with_worker_processes_matches_one_process(tmp_path):
+    from test_estimator import tiny_checkpoint
+
+    video = tmp_path / "clip.avi"
+    _write_video(video)
+    est = agekit.Estimator.from_pretrained(tiny_checkpoint(tmp_path / "t.pt"), backend="onnx", detector="cropped",
+                                           cache_dir=tmp_path / "c")
+    one = list(process_video(est, video, every=2))
+    two = list(process_video(est, video, every=2, workers=2))
+    assert [r["frame"] for r in two] == [r["frame"] for r in one] == [0, 2, 4, 6, 8]
+    for a, b in zip(one, two):
+        assert a["time_s"] == b["time_s"] and a["faces"][0]["track"] == b["faces"][0]["track"]
+        assert b["faces"][0]["age"] == pytest.approx(a["faces"][0]["age"], abs=1e-5)
+        assert b["faces"][0]["age_smoothed"] == pytest.approx(a["faces"][0]["age_smoothed"], abs=1e-5)
+    assert [r["frame"] for r in process_video(est, video, max_frames=3, workers=2)] == [0, 1, 2]
+
+
+def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
+    from agekit.parallel import ordered_map
+
+    drawn = []
+
+    class Pool:  # a stand-in pool: records how far the input was drawn when each result is taken
+        def apply_async(self, fn, args):
+            class Done:
+                def get(self_inner):
+                    return fn(*args), len(drawn)
+            return Done()
+
+    def items():
+        for i in range(10):
+            drawn.append(i)
+            yield i
+
+    got = list(ordered_map(Pool(), lambda v: v * v, items(), ahead=3))
+    assert [v for v, _ in got] == [i * i for i in range(10)]
+    assert [n for _, n in got] == [3, 4, 5, 6, 7, 8, 9, 10, 10, 10]  # never more than 3 drawn ahead
+    with pytest.raises(ValueError, match="ahead"):
+        list(ordered_map(Pool(), abs, [1], ahead=0))
+
+
 def test_bad_video_and_drawing(tmp_path):
     bad = tmp_path / "bad.avi"
     bad.write_bytes(b"nonsense")

@@ -10,7 +10,7 @@ the workers are spawned and set their own thread count.
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 
 def _spawned_init(initializer: Callable[..., Any] | None, initargs: Sequence[Any]) -> None:
@@ -33,3 +33,22 @@ def process_pool(workers: int, initializer: Callable[..., Any] | None = None, in
         finally:
             cv2.setNumThreads(threads)
     return mp.get_context("spawn").Pool(workers, initializer=_spawned_init, initargs=(initializer, tuple(initargs)))
+
+
+def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """``fn`` over ``items`` in ``pool``, results in input order, at most ``ahead`` tasks in flight.
+
+    Unlike ``Pool.imap``, which reads its whole input at once, the input is drawn only as results
+    come back: a long video's frames are decoded as the workers need them, not into memory.
+    """
+    from collections import deque
+
+    if ahead < 1:
+        raise ValueError(f"ahead must be >= 1, got {ahead}")
+    queue: deque = deque()
+    for x in items:
+        queue.append(pool.apply_async(fn, (x,)))
+        if len(queue) >= ahead:
+            yield queue.popleft().get()
+    while queue:
+        yield queue.popleft().get()

@@ -146,10 +146,14 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.video is not None:
         from agekit.inference.video import process_video
 
+        from agekit.inference.estimator import auto_workers
+
         args.stream = True
         n = 0
         try:
-            for k, res in enumerate(process_video(est, args.video, every=args.every, smoothing=args.smoothing)):
+            workers = auto_workers(1 << 30) if args.workers == "auto" else int(args.workers)  # a video: many frames
+            for k, res in enumerate(process_video(est, args.video, every=args.every, smoothing=args.smoothing,
+                                                  workers=workers)):
                 _emit([res], args, header=k == 0)
                 n += res["error"] is None
         except (FileNotFoundError, ValueError) as e:
@@ -315,8 +319,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="average each face with its mirror image (default: as the model card says)")
     flip.add_argument("--no-flip", dest="flip", action="store_false", help="never flip-average")
     p.add_argument("--workers", default="auto", metavar="N",
-                   help="processes that decode, detect and crop photos in parallel (default auto: every core, "
-                        "at most 8, when there are at least 16 photos; else 1)")
+                   help="processes that decode, detect and crop photos (or find the faces of video frames) in "
+                        "parallel (default auto: every core, at most 8, for a video or at least 16 photos; else 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal only anyway)")
     p.add_argument("--out", metavar="FILE", help="write the results into FILE (.csv or .jsonl) as they come, "
                    "instead of stdout (for big folders)")

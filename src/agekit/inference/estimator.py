@@ -338,8 +338,6 @@ class Estimator:
         """:meth:`predict`'s results one by one, in input order, each as soon as its faces have been through the
         networks (at most ``chunk`` faces wait). ``skip``: sources (as :func:`expand_inputs` names them) not to
         process at all, e.g. those a resumed run already wrote."""
-        from agekit.parallel import process_pool
-
         items = [it for it in expand_inputs(x) if it[0] not in skip]
         workers = min(_check_workers(self.workers if workers is None else workers), max(1, len(items)))
         bar = None
@@ -347,20 +345,38 @@ class Estimator:
             from tqdm import tqdm
 
             bar = tqdm(total=len(items), unit="img", desc="predict", disable=None, dynamic_ncols=True)
-        pool = None
         try:
-            objs = [obj for _, obj in items]
-            if workers > 1:
-                pool = process_pool(workers, _worker_init, (self.pipeline,))
-                frs: Iterable[Any] = pool.imap(_worker_process, objs, chunksize=max(1, min(8, len(objs) // (4 * workers))))
-            else:
-                frs = (_process_input(self.pipeline, obj) for obj in objs)
+            yield from self.iter_items(items, chunk=chunk, workers=workers, on_input=bar.update if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def iter_items(self, items: Iterable[tuple[str, Any]], chunk: int = 256, workers: int | None = None,
+                   on_input: Any = None) -> Iterator[dict[str, Any]]:
+        """Results of (source, path or RGB array or ``Exception``) pairs drawn lazily from ``items`` (video frames),
+        in order; ``workers`` > 1 detect in that many processes with at most ``4 * workers`` inputs in flight.
+        ``on_input(1)`` is called as each input's faces are found (a progress bar's ``update``)."""
+        from agekit.parallel import ordered_map, process_pool
+
+        workers = _check_workers(self.workers if workers is None else workers)
+        pool = process_pool(workers, _worker_init, (self.pipeline,)) if workers > 1 else None
+        try:
+            sources: list[str] = []
+
+            def objs() -> Iterator[Any]:
+                for source, obj in items:
+                    sources.append(source)
+                    yield obj
+
+            frs: Iterable[Any] = (ordered_map(pool, _worker_process, objs(), 4 * workers) if pool is not None
+                                  else (_process_input(self.pipeline, obj) for obj in objs()))
             ready: list[dict[str, Any]] = []
             pending: list[tuple[dict[str, Any], Any]] = []
-            for (source, _), fr in zip(items, frs):
-                ready.append(_result_record(source, fr, pending))
-                if bar is not None:
-                    bar.update(1)
+            for k, fr in enumerate(frs):
+                ready.append(_result_record(sources[k], fr, pending))
+                sources[k] = ""  # drop the reference: a long video's labels need not pile up
+                if on_input is not None:
+                    on_input(1)
                 if len(pending) >= chunk:
                     self._estimate(pending)
                     pending = []
@@ -373,8 +389,6 @@ class Estimator:
             if pool is not None:
                 pool.terminate()
                 pool.join()
-            if bar is not None:
-                bar.close()
 
     def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
         """The result of one RGB uint8 image (video frames, webcam)."""

@@ -115,6 +115,9 @@ class FaceTrackAges:
         return result
 
 
+UNDECODABLE = "undecodable frame"
+
+
 def process_video(
     estimator: Any,
     path: str | Path,
@@ -123,8 +126,14 @@ def process_video(
     alpha: float = 0.3,
     window: int = 15,
     max_frames: int | None = None,
+    workers: int = 1,
 ) -> Iterator[dict[str, Any]]:
-    """Per-frame results of every ``every``-th frame of a video file, with ``track`` and ``age_smoothed`` per face."""
+    """Per-frame results of every ``every``-th frame of a video file, with ``track`` and ``age_smoothed`` per face.
+
+    ``workers`` > 1: that many processes find the faces of the next frames while this one decodes,
+    runs the networks (a few frames' faces at a time) and tracks, in frame order; the results are
+    those of ``workers=1``.
+    """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     path = Path(path)
@@ -135,25 +144,29 @@ def process_video(
         raise ValueError(f"{path}: cannot open as a video")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     tracks = FaceTrackAges(smoothing, alpha, window)
-    done = 0
-    try:
-        i = -1
+
+    def frames() -> Iterator[tuple[str, Any]]:
+        done, i = 0, -1
         while max_frames is None or done < max_frames:
-            ok = cap.grab()
-            if not ok:
+            if not cap.grab():
                 break
             i += 1
             if i % every:
                 continue
             ok, frame = cap.retrieve()
             if not ok or frame is None:
-                yield {"source": f"{path}#{i}", "frame": i, "faces": [], "dropped": [], "error": "undecodable frame"}
+                yield f"{path}#{i}", ValueError(UNDECODABLE)
                 continue
-            res = estimator.predict_image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), source=f"{path}#{i}")
+            done += 1
+            yield f"{path}#{i}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    try:
+        # one frame at a time through the networks when alone; a few frames' faces per batch with workers
+        for res in estimator.iter_items(frames(), chunk=1 if workers <= 1 else 4 * workers, workers=workers):
+            i = int(res["source"].rsplit("#", 1)[1])
             res["frame"] = i
             res["time_s"] = i / fps if fps > 0 else None
-            done += 1
-            yield tracks(res)
+            yield res if res["error"] == UNDECODABLE else tracks(res)  # an unread frame says nothing of the tracks
     finally:
         cap.release()
 
