@@ -276,7 +276,9 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     final = out / "final.pt"
     last = out / "checkpoints" / "last.ckpt"
     if resume and final.is_file() and not last.is_file():
-        return TrainResult(out, None, final)  # a finished stage of a chain whose last.ckpt was removed
+        # a finished stage of a chain whose last.ckpt was removed (under DDP, Lightning's launcher sets the ranks)
+        rank0 = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+        return TrainResult(out, None, final, is_global_zero=rank0)
     t = r["trainer"]
     data = r["data"]
     if not data.get("cache"):
