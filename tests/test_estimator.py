@@ -144,6 +144,33 @@ def test_worker_processes_give_the_same_results_in_order(ckpt, tmp_path):
     assert auto_workers(3) == 1 and auto_workers(100) >= 1
 
 
+def test_a_worker_that_dies_costs_only_its_own_photo(ckpt, tmp_path, monkeypatch):
+    import os
+
+    from agekit.inference import estimator as E
+
+    d = tmp_path / "photos"
+    photo_folder(d, 6, seed=7)
+    est = agekit.Estimator.from_pretrained(ckpt, backend="onnx", detector="cropped", cache_dir=tmp_path / "c")
+    want = est.predict(d, workers=1)
+    real = E._process_input
+
+    def dies_on_f3(pipeline, obj):  # the forked workers inherit this
+        if str(obj).endswith("f3.png"):
+            os._exit(9)
+        return real(pipeline, obj)
+
+    monkeypatch.setattr(E, "_process_input", dies_on_f3)
+    got = est.predict(d, workers=2)
+    assert [r["source"] for r in got] == [r["source"] for r in want]
+    by = {r["source"].rsplit("/", 1)[-1]: r for r in got}
+    assert "worker process died" in by["f3.png"]["error"] and not by["f3.png"]["faces"]
+    for a, b in zip(want, got):
+        if not b["source"].endswith("f3.png"):
+            assert a["error"] == b["error"]
+            assert [f["age"] for f in b["faces"]] == pytest.approx([f["age"] for f in a["faces"]], abs=1e-5)
+
+
 def test_process_pool_after_opencv_threads_ran_does_not_hang():
     from agekit.parallel import process_pool
 

@@ -96,10 +96,10 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
     drawn = []
 
     class Pool:  # a stand-in pool: records how far the input was drawn when each result is taken
-        def apply_async(self, fn, args):
+        def submit(self, fn, x):
             class Done:
-                def get(self_inner):
-                    return fn(*args), len(drawn)
+                def result(self_inner):
+                    return fn(x), len(drawn)
             return Done()
 
     def items():
@@ -112,6 +112,30 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
     assert [n for _, n in got] == [3, 4, 5, 6, 7, 8, 9, 10, 10, 10]  # never more than 3 drawn ahead
     with pytest.raises(ValueError, match="ahead"):
         list(ordered_map(Pool(), abs, [1], ahead=0))
+
+
+def _square_or_die(x: int) -> int:
+    import os
+
+    if x == 5:
+        os._exit(3)  # as a worker killed for memory or by a crash in a native library
+    return x * x
+
+
+def test_ordered_map_survives_a_worker_that_dies():
+    from agekit.parallel import WorkerPool, ordered_map
+
+    pool = WorkerPool(2)
+    try:
+        got = list(ordered_map(pool, _square_or_die, range(12), ahead=4, crashed=lambda x, e: f"died on {x}"))
+        assert got == [i * i for i in range(5)] + ["died on 5"] + [i * i for i in range(6, 12)]  # nothing else lost
+        assert pool.restarts == 2  # once for the batch in flight, once for the input that killed a worker again
+        from concurrent.futures.process import BrokenProcessPool
+
+        with pytest.raises(BrokenProcessPool):
+            list(ordered_map(pool, _square_or_die, [4, 5, 6], ahead=2))
+    finally:
+        pool.close()
 
 
 def test_bad_video_and_drawing(tmp_path):

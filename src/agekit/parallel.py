@@ -35,20 +35,96 @@ def process_pool(workers: int, initializer: Callable[..., Any] | None = None, in
     return mp.get_context("spawn").Pool(workers, initializer=_spawned_init, initargs=(initializer, tuple(initargs)))
 
 
-def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
-    """``fn`` over ``items`` in ``pool``, results in input order, at most ``ahead`` tasks in flight.
+def _noop() -> None:
+    return None
+
+
+class WorkerPool:
+    """``workers`` processes (``concurrent.futures``) whose OpenCV runs on one thread each, restartable after a
+    worker dies: a process killed by the kernel (out of memory) or by a crash in a native library breaks the
+    executor, and :meth:`restart` starts a fresh one (see :func:`ordered_map`)."""
+
+    def __init__(self, workers: int, initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = ()):
+        self.workers, self.initializer, self.initargs = int(workers), initializer, tuple(initargs)
+        self.executor: Any = None
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        import cv2
+        from concurrent.futures import ProcessPoolExecutor
+
+        if "fork" in mp.get_all_start_methods():
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                                    initializer=self.initializer, initargs=self.initargs)
+                self.executor.submit(_noop).result()  # forks every worker now, while OpenCV has one thread
+            finally:
+                cv2.setNumThreads(threads)
+        else:
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                                initializer=_spawned_init, initargs=(self.initializer, self.initargs))
+
+    def submit(self, fn: Callable[[Any], Any], x: Any) -> Any:
+        return self.executor.submit(fn, x)
+
+    def restart(self) -> None:
+        self.close()
+        self.restarts += 1
+        self._start()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+
+def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int,
+                crashed: Callable[[Any, BaseException], Any] | None = None) -> Iterator[Any]:
+    """``fn`` over ``items`` in ``pool`` (a :class:`WorkerPool`), results in input order, at most ``ahead`` tasks
+    in flight.
 
     Unlike ``Pool.imap``, which reads its whole input at once, the input is drawn only as results
     come back: a long video's frames are decoded as the workers need them, not into memory.
+    ``crashed``: when a worker process dies, every task in flight fails with it; the pool is
+    restarted and those inputs are retried one at a time, so only the input that kills a worker
+    again gets ``crashed(input, error)`` in place of its result (without ``crashed`` the error is
+    raised).
     """
     from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
 
     if ahead < 1:
         raise ValueError(f"ahead must be >= 1, got {ahead}")
     queue: deque = deque()
-    for x in items:
-        queue.append(pool.apply_async(fn, (x,)))
-        if len(queue) >= ahead:
-            yield queue.popleft().get()
-    while queue:
-        yield queue.popleft().get()
+    it = iter(items)
+    exhausted = False
+    while True:
+        while not exhausted and len(queue) < ahead:
+            try:
+                x = next(it)
+            except StopIteration:
+                exhausted = True
+                break
+            queue.append((x, pool.submit(fn, x)))
+        if not queue:
+            return
+        x, fut = queue.popleft()
+        try:
+            yield fut.result()
+            continue
+        except BrokenProcessPool as e:
+            if crashed is None:
+                raise
+            first = e
+        suspects = [x] + [y for y, _ in queue]
+        queue.clear()
+        pool.restart()
+        for k, y in enumerate(suspects):
+            try:
+                yield pool.submit(fn, y).result()
+            except BrokenProcessPool as e:
+                pool.restart()
+                yield crashed(y, e if k else first)

@@ -236,6 +236,11 @@ def _worker_process(obj: Any) -> Any:
     return _process_input(_WORKER_PIPELINE, obj)
 
 
+def _worker_died(obj: Any, error: BaseException) -> str:
+    """The error reported for an input on which a worker process died twice (see ``agekit.parallel.ordered_map``)."""
+    return "a worker process died on this input (killed for memory, or a crash in a native library)"
+
+
 def _result_record(source: str, fr: Any, pending: list[tuple[dict[str, Any], Any]]) -> dict[str, Any]:
     """The result dict of one input; its faces are appended to ``pending`` for the networks."""
     res: dict[str, Any] = {"source": source, "faces": [], "dropped": [], "error": None}
@@ -356,10 +361,10 @@ class Estimator:
         """Results of (source, path or RGB array or ``Exception``) pairs drawn lazily from ``items`` (video frames),
         in order; ``workers`` > 1 detect in that many processes with at most ``4 * workers`` inputs in flight.
         ``on_input(1)`` is called as each input's faces are found (a progress bar's ``update``)."""
-        from agekit.parallel import ordered_map, process_pool
+        from agekit.parallel import WorkerPool, ordered_map
 
         workers = _check_workers(self.workers if workers is None else workers)
-        pool = process_pool(workers, _worker_init, (self.pipeline,)) if workers > 1 else None
+        pool = WorkerPool(workers, _worker_init, (self.pipeline,)) if workers > 1 else None
         try:
             sources: list[str] = []
 
@@ -368,7 +373,7 @@ class Estimator:
                     sources.append(source)
                     yield obj
 
-            frs: Iterable[Any] = (ordered_map(pool, _worker_process, objs(), 4 * workers) if pool is not None
+            frs: Iterable[Any] = (ordered_map(pool, _worker_process, objs(), 4 * workers, _worker_died) if pool is not None
                                   else (_process_input(self.pipeline, obj) for obj in objs()))
             ready: list[dict[str, Any]] = []
             pending: list[tuple[dict[str, Any], Any]] = []
@@ -387,8 +392,7 @@ class Estimator:
             yield from ready
         finally:
             if pool is not None:
-                pool.terminate()
-                pool.join()
+                pool.close()
 
     def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
         """The result of one RGB uint8 image (video frames, webcam)."""
