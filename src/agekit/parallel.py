@@ -5,12 +5,19 @@ OpenCV's parallel code, but calling ``cv2.setNumThreads`` there deadlocks once t
 pool has run (measured with opencv-python-headless 4.x). :func:`process_pool` therefore
 sets the parent to one OpenCV thread just while it forks the workers (each then runs OpenCV
 on one thread: one process per core already) and restores it; where ``fork`` does not exist
-the workers are spawned and set their own thread count.
+(or where it is unsafe: macOS) the workers are spawned and set their own thread count.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+
+def _fork_is_safe() -> bool:
+    """Fork on Linux only: macOS's system frameworks are not fork-safe (Python spawns there by default) and
+    Windows has no fork."""
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
 def _spawned_init(initializer: Callable[..., Any] | None, initargs: Sequence[Any]) -> None:
@@ -25,7 +32,7 @@ def process_pool(workers: int, initializer: Callable[..., Any] | None = None, in
     """A ``multiprocessing.Pool`` of ``workers`` processes whose OpenCV runs on one thread each."""
     import cv2
 
-    if "fork" in mp.get_all_start_methods():
+    if _fork_is_safe():
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
@@ -54,7 +61,7 @@ class WorkerPool:
         import cv2
         from concurrent.futures import ProcessPoolExecutor
 
-        if "fork" in mp.get_all_start_methods():
+        if _fork_is_safe():
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
