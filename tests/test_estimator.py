@@ -171,20 +171,19 @@ def test_a_worker_that_dies_costs_only_its_own_photo(ckpt, tmp_path, monkeypatch
             assert [f["age"] for f in b["faces"]] == pytest.approx([f["age"] for f in a["faces"]], abs=1e-5)
 
 
-def test_process_pool_after_opencv_threads_ran_does_not_hang():
-    from agekit.parallel import process_pool
+def test_worker_pool_after_opencv_threads_ran_does_not_hang():
+    from agekit.parallel import WorkerPool
 
     big = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
     for _ in range(3):
         cv2.GaussianBlur(big, (7, 7), 0)  # the parent's OpenCV thread pool is running
     threads = cv2.getNumThreads()
-    pool = process_pool(2)
+    pool = WorkerPool(2)
     try:
         assert cv2.getNumThreads() == threads  # restored in the parent
-        got = pool.map_async(_blur_threads, range(4)).get(timeout=120)  # a deadlocked worker would time out
+        got = [pool.submit(_blur_threads, i).result(timeout=120) for i in range(4)]  # a deadlock would time out
     finally:
-        pool.terminate()
-        pool.join()
+        pool.close()
     assert got == [1, 1, 1, 1]  # one OpenCV thread per worker process
 
 

@@ -142,6 +142,29 @@ def test_resume_after_interruption_gives_the_same_cache(tmp_path):
     _same_cache(full, resumed)
 
 
+def test_a_worker_that_dies_costs_only_its_image(tmp_path, monkeypatch):
+    import os
+
+    from agekit.data import prepare as P
+
+    _toy_utkface(tmp_path / "raw")
+    full = _run(tmp_path / "raw", tmp_path / "full")
+    victim = "24_0_4_20170110000000004.jpg.chip.jpg"
+    real = P._process_item
+
+    def dies_on_victim(index, path, keys):  # the forked workers inherit this
+        if path.endswith(victim):
+            os._exit(9)
+        return real(index, path, keys)
+
+    monkeypatch.setattr(P, "_process_item", dies_on_victim)
+    got = _run(tmp_path / "raw", tmp_path / "hit", workers=2)
+    report = json.loads((tmp_path / "hit" / "report.json").read_text())
+    assert {d["source"]: d["reason"] for d in report["dropped"]}[victim] == P.WORKER_DIED
+    assert len(got) == len(full) - 1  # every other image of the victim's chunk (and of the chunks in flight) kept
+    assert set(got.meta["source"]) == set(full.meta["source"]) - {victim}
+
+
 def test_limit_then_full_run_and_other_settings_refused(tmp_path):
     _toy_utkface(tmp_path / "raw")
     with pytest.raises(PrepareInterrupted):

@@ -2,7 +2,7 @@
 
 OpenCV's thread pool survives ``fork`` only as it was configured: a forked child may run
 OpenCV's parallel code, but calling ``cv2.setNumThreads`` there deadlocks once the parent's
-pool has run (measured with opencv-python-headless 4.x). :func:`process_pool` therefore
+pool has run (measured with opencv-python-headless 4.x). :class:`WorkerPool` therefore
 sets the parent to one OpenCV thread just while it forks the workers (each then runs OpenCV
 on one thread: one process per core already) and restores it; where ``fork`` does not exist
 (or where it is unsafe: macOS) the workers are spawned and set their own thread count.
@@ -26,20 +26,6 @@ def _spawned_init(initializer: Callable[..., Any] | None, initargs: Sequence[Any
     cv2.setNumThreads(1)
     if initializer is not None:
         initializer(*initargs)
-
-
-def process_pool(workers: int, initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = ()) -> Any:
-    """A ``multiprocessing.Pool`` of ``workers`` processes whose OpenCV runs on one thread each."""
-    import cv2
-
-    if _fork_is_safe():
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            return mp.get_context("fork").Pool(workers, initializer=initializer, initargs=tuple(initargs))
-        finally:
-            cv2.setNumThreads(threads)
-    return mp.get_context("spawn").Pool(workers, initializer=_spawned_init, initargs=(initializer, tuple(initargs)))
 
 
 def _noop() -> None:

@@ -29,7 +29,7 @@ from agekit import preprocessing as pp
 from agekit.data.cache import PreparedCache, create_view, write_meta, _atomic_json
 from agekit.data.datasets import Sample, get_adapter
 from agekit.data.protocols import make_splits, protocols_for
-from agekit.parallel import process_pool
+from agekit.parallel import WorkerPool, ordered_map
 from agekit.preprocessing import PreprocessSpec
 
 # Named view specs selectable with --views (a spec's view_key is accepted too).
@@ -175,6 +175,30 @@ def _process_chunk(task: tuple[int, list[tuple[int, str]], list[str]]) -> tuple[
     return chunk, records, stacked, time.perf_counter() - t0
 
 
+def _chunk_item_by_item(pool: WorkerPool, task: tuple[int, list[tuple[int, str]], list[str]]) -> tuple:
+    """A chunk on which a worker process died twice, redone one item per task: the item that kills a worker
+    again is recorded with that error and no crops, the rest of the chunk is kept."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunk, items, keys = task
+    records, stacked, seconds = [], {k: [] for k in keys}, 0.0
+    for index, path in items:
+        try:
+            _, recs, crops, sec = pool.submit(_process_chunk, (chunk, [(index, path)], keys)).result()
+        except BrokenProcessPool:
+            pool.restart()
+            recs, crops, sec = [{"index": index, "hash": None, "error": WORKER_DIED, "faces": 0, "boxes": [],
+                                 "scores": [], "dropped": []}], {k: [] for k in keys}, 0.0
+        records += recs
+        seconds += sec
+        for k in keys:
+            stacked[k].extend(crops[k])
+    return chunk, records, stacked, seconds
+
+
+WORKER_DIED = "a worker process died on this image (killed for memory, or a crash in a native library)"
+
+
 # --- journal -----------------------------------------------------------------------------------
 
 @dataclass
@@ -310,8 +334,9 @@ def prepare(
             results: Iterable = map(_process_chunk, tasks)
             pool = None
         else:
-            pool = process_pool(workers, _init_worker, init_args)  # one OpenCV thread per worker
-            results = pool.imap_unordered(_process_chunk, tasks)
+            pool = WorkerPool(workers, _init_worker, init_args)  # one OpenCV thread per worker
+            results = ordered_map(pool, _process_chunk, tasks, 2 * workers,
+                                  crashed=lambda task, e: _chunk_item_by_item(pool, task))
         try:
             for chunk, records, stacked, seconds in results:
                 work.commit(chunk, records, stacked, seconds)
@@ -326,8 +351,7 @@ def prepare(
                     raise PrepareInterrupted(f"stopped after {committed} chunk(s) as asked")
         finally:
             if pool is not None:
-                pool.terminate()
-                pool.join()
+                pool.close()
     finally:
         if bar is not None:
             bar.close()
