@@ -144,5 +144,7 @@ def test_out_file_streams_and_resumes(folder, model, capsys, tmp_path, suffix):
     whole = {r["source"]: r["faces"][0]["age"] for r in json.loads(capsys.readouterr().out) if r["faces"]}
     assert ages == pytest.approx(whole, abs=1e-4)  # resumed in pieces = one run
     assert main(base + [str(folder), "--overwrite"]) == 0 and done_sources(out) == {str(p) for p in folder.iterdir()}
+    kept = out.read_text()
+    assert main(base + [str(folder), "--overwrite", "--workers", "0"]) == 2 and out.read_text() == kept  # refused first
     assert main(["predict", str(folder), "--model", model, "--resume"]) == 2  # --resume needs --out
     assert main(base[:-1] + [str(tmp_path / "res.txt"), str(folder)]) == 2

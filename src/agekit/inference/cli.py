@@ -185,6 +185,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         return 2
     try:
         workers = auto_workers(len(expand_inputs(args.paths))) if args.workers == "auto" else int(args.workers)
+        if workers < 1:
+            raise ValueError(f"--workers must be a whole number >= 1 or auto, not {args.workers}")
         if args.out:
             return _predict_to_file(est, args, workers)
         results = est.predict(args.paths, workers=workers, progress=not args.no_progress)
