@@ -24,8 +24,10 @@ from benchutil import MALLOC_ENV, with_malloc_env
 
 
 def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channels_last: bool, bf16: bool,
-                    augment: str = "hsr", device: str = "cpu", pad_channels: int = 0, compile: bool = False) -> float:
-    """Images/s of the training step loop (see module doc) for one setting."""
+                    augment: str = "hsr", device: str = "cpu", pad_channels: int = 0, compile: bool = False,
+                    profile: dict | None = None) -> float:
+    """Images/s of the training step loop (see module doc) for one setting; ``profile``: a dict that receives the
+    torch profiler's self CPU time per op over the timed steps (ms per step) and, under ``"_total"``, their sum."""
     import torch
 
     from agekit import create_model
@@ -51,9 +53,16 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
     data = [torch.randint(0, 256, shape, dtype=torch.uint8) for _ in range(4)]  # uint8 batches cross to the device
     ages = (torch.rand(batch) * 90).to(dev)
     t0 = 0.0
+    prof = None
     for i in range(warmup + steps):
         if i == warmup:
             sync()
+            if profile is not None:
+                from torch.profiler import ProfilerActivity
+                from torch.profiler import profile as torch_profile
+
+                prof = torch_profile(activities=[ProfilerActivity.CPU])
+                prof.__enter__()
             t0 = time.perf_counter()
         x = to_network_input(data[i % 4].to(dev, non_blocking=True), spec, aug, channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -64,7 +73,33 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
         loss.backward()
         opt.step()
     sync()
-    return batch * steps / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        for e in prof.key_averages():
+            if e.self_cpu_time_total > 0:
+                profile[e.key] = e.self_cpu_time_total / 1e3 / steps
+        profile["_total"] = sum(v for k, v in profile.items() if k != "_total")
+    return batch * steps / seconds
+
+
+OP_GROUPS = (("convolution", ("convolution", "conv2d", "mkldnn_conv")), ("batch_norm", ("batch_norm",)),
+             ("relu", ("relu", "threshold", "clamp_min")), ("pooling", ("pool",)))
+
+
+def op_groups(profile: dict) -> dict:
+    """Self CPU ms per step grouped by kind of op (``OP_GROUPS``; the rest is ``other``), plus ``total``, and
+    what a step would leave if BatchNorm, ReLU and pooling cost nothing (``convolution_and_other``)."""
+    groups = {name: 0.0 for name, _ in OP_GROUPS} | {"other": 0.0}
+    for op, ms in profile.items():
+        if op == "_total":
+            continue
+        name = next((g for g, keys in OP_GROUPS if any(k in op.lower() for k in keys)), "other")
+        groups[name] += ms
+    groups = {k: round(v, 2) for k, v in groups.items()}
+    groups["total"] = round(profile["_total"], 2)
+    groups["convolution_and_other"] = round(groups["convolution"] + groups["other"], 2)
+    return groups
 
 
 def engine_throughput(recipe: str, batch: int, steps: int, channels_last: bool, bf16: bool, pad_channels: int = 0) -> float:
@@ -110,6 +145,9 @@ def main() -> int:
                          "(HSRNet pad_channels: same parameters and gradients, faster blocked kernels); 0 = as is")
     ap.add_argument("--compile", default="0", help="comma-separated 0/1: also time the network under torch.compile "
                     "(inductor; the warm-up steps include the compilation)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile each setting's timed steps (torch profiler; slows them a little): the ops' "
+                         "share of a step, grouped as convolution / BatchNorm / ReLU / pooling / other")
     ap.add_argument("--no-malloc-env", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -122,10 +160,14 @@ def main() -> int:
     for batch in [int(b) for b in str(args.batch).split(",")]:
         for comp, pad, (cl, bf) in [(bool(int(c)), int(p), v) for c in str(args.compile).split(",")
                                     for p in str(args.pad_channels).split(",") for v in variants]:
+            prof: dict | None = {} if args.profile else None
             row = {"model": args.model, "device": args.device, "batch": batch, "threads": args.threads,
                    "channels_last": cl, "bf16": bf, "pad_channels": pad, "compile": comp,
                    "loop_img_s": round(loop_throughput(args.model, batch, args.steps, args.warmup, cl, bf,
-                                                       device=args.device, pad_channels=pad, compile=comp), 1)}
+                                                       device=args.device, pad_channels=pad, compile=comp,
+                                                       profile=prof), 1)}
+            if prof:
+                row["profile_ms_per_step"] = op_groups(prof)
             if args.engine:
                 row["engine_img_s"] = round(engine_throughput(args.recipe, batch, args.steps, cl, bf, pad), 1)
             rows.append(row)
