@@ -10,6 +10,7 @@ minutes, so the settings are compared within the same round):
 2. Batch-1 latency: ONNX Runtime's sequential executor with one thread (agekit's default), with
    two intra-op threads (spinning), and its parallel executor (``ORT_PARALLEL``, two inter-op
    threads), which could run SSR-Net's two independent streams at once.
+3. One thread's matrix-multiply rate (fp32 and bf16): the ceiling for a network's MACs per second.
 
 The networks have seeded random weights (timings do not depend on them), exported as ``agekit
 export`` does (HSR family padded to 32 channels). The malloc settings of bench/README are applied.
@@ -59,6 +60,27 @@ def _b1_session(path: Path, mode: str, threads: int):
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
+def gemm_peak(threads: int = 1, sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 10) -> dict:
+    """This CPU's matrix-multiply rate on ``threads`` threads (torch, GMAC/s, best over ``sizes``), fp32 and bf16:
+    the ceiling that a batch-1 convolutional network's MACs per second can approach, never pass."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        best = 0.0
+        for n in sizes:
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            for _ in range(3):
+                a @ b
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                a @ b
+            best = max(best, n**3 * repeats / (time.perf_counter() - t0) / 1e9)
+        out[str(dtype).replace("torch.", "")] = round(best, 1)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["ssrnet", "sephsr_30_10", "c3ae_plain", "agenet_mt"])
@@ -104,14 +126,17 @@ def main() -> int:
                     row["b1_ms"] = {k: [round(v, 3) for v in vs] for k, vs in b1.items()}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    peak = gemm_peak(1)
     info = {"command": "python " + " ".join(sys.argv), "machine": machine_info(1, args.threads),
-            "load_average": os.getloadavg(), "rows": rows}
+            "load_average": os.getloadavg(), "gemm_gmacs_one_thread": peak, "rows": rows}
     md = ["| model | graph | faces/s, slices on intra-op threads (rounds) | faces/s, slices concurrent (rounds) | gain (medians) | batch-1 ms: sequential 1 thread / 2 threads / parallel executor |",
           "|---|---|---|---|---:|---|"]
     for r in rows:
         b1 = " / ".join(f"{statistics.median(v):.3f}" for v in r["b1_ms"].values()) if "b1_ms" in r else ""
         md.append(f"| {r['model']} | {r['precision']} | {', '.join(f'{v:,}' for v in r['intra_fps'])} | "
                   f"{', '.join(f'{v:,}' for v in r['chunks_fps'])} | {r['gain']:.2f}x | {b1} |")
+    md.append(f"\nOne thread's matrix-multiply rate (torch, best of 512/1024/2048): fp32 {peak['float32']} GMAC/s, "
+              f"bf16 {peak['bfloat16']} GMAC/s.")
     text = "\n".join(md)
     print(text)
     print(f"load average after the run: {info['load_average']}")
