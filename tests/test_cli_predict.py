@@ -147,4 +147,6 @@ def test_out_file_streams_and_resumes(folder, model, capsys, tmp_path, suffix):
     kept = out.read_text()
     assert main(base + [str(folder), "--overwrite", "--workers", "0"]) == 2 and out.read_text() == kept  # refused first
     assert main(["predict", str(folder), "--model", model, "--resume"]) == 2  # --resume needs --out
+    assert main(["predict", "--video", str(folder / "v.avi"), "--model", model, "--out", str(out)]) == 2  # photos only
+    assert "stream to stdout" in capsys.readouterr().err
     assert main(base[:-1] + [str(tmp_path / "res.txt"), str(folder)]) == 2

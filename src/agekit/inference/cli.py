@@ -131,6 +131,13 @@ def _run_predict(args: argparse.Namespace) -> int:
     if not args.paths and args.video is None and args.webcam is None:
         print("agekit predict: give image paths, --video FILE or --webcam", file=sys.stderr)
         return 2
+    if (args.out or args.resume or args.overwrite) and (args.video is not None or args.webcam is not None):
+        print("agekit predict: --out, --resume and --overwrite are for photos; a video's or webcam's rows stream to "
+              "stdout as they come (e.g. --csv > rows.csv)", file=sys.stderr)
+        return 2
+    if (args.resume or args.overwrite) and not args.out:
+        print("agekit predict: --resume and --overwrite go with --out FILE", file=sys.stderr)
+        return 2
     try:
         detector, detector_kwargs = detector_choice(args)
         est = Estimator.from_pretrained(
@@ -144,9 +151,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(f"# {est.describe()}", file=sys.stderr)
     args.stream = False
     if args.video is not None:
-        from agekit.inference.video import process_video
-
         from agekit.inference.estimator import auto_workers
+        from agekit.inference.video import process_video
 
         args.stream = True
         n = 0
@@ -180,9 +186,6 @@ def _run_predict(args: argparse.Namespace) -> int:
         return 0
     from agekit.inference.estimator import auto_workers, expand_inputs
 
-    if (args.resume or args.overwrite) and not args.out:
-        print("agekit predict: --resume and --overwrite go with --out FILE", file=sys.stderr)
-        return 2
     try:
         workers = auto_workers(len(expand_inputs(args.paths))) if args.workers == "auto" else int(args.workers)
         if workers < 1:
