@@ -123,9 +123,13 @@ def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, de
     _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, fallback=fallback, **detector_kwargs)
 
 
+def _item_record(index: int, error: str | None = None) -> dict[str, Any]:
+    """One image's journal record before processing (or, with ``error``, of an image that gave nothing)."""
+    return {"index": index, "hash": None, "error": error, "faces": 0, "boxes": [], "scores": [], "dropped": []}
+
+
 def _process_item(index: int, path: str, keys: Sequence[str]) -> tuple[dict, dict[str, list[np.ndarray]]]:
-    item: dict[str, Any] = {"index": index, "hash": None, "error": None, "faces": 0, "boxes": [], "scores": [],
-                            "dropped": []}
+    item = _item_record(index)
     crops: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     try:
         item["hash"] = sha1_file(path)
@@ -187,8 +191,7 @@ def _chunk_item_by_item(pool: WorkerPool, task: tuple[int, list[tuple[int, str]]
             _, recs, crops, sec = pool.submit(_process_chunk, (chunk, [(index, path)], keys)).result()
         except BrokenProcessPool:
             pool.restart()
-            recs, crops, sec = [{"index": index, "hash": None, "error": WORKER_DIED, "faces": 0, "boxes": [],
-                                 "scores": [], "dropped": []}], {k: [] for k in keys}, 0.0
+            recs, crops, sec = [_item_record(index, WORKER_DIED)], {k: [] for k in keys}, 0.0
         records += recs
         seconds += sec
         for k in keys:

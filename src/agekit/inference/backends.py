@@ -152,9 +152,9 @@ class OnnxRunner:
     1,335 faces/s in slices of 4-8 vs 888 faces/s as one batch of 256, single-thread CPU
     time); 0 runs the batch whole. ``parallel``: how ``threads`` > 1 are used on a chunked
     batch - ``"chunks"`` (default) runs the slices concurrently, one single-threaded
-    ``session.run`` per worker thread (ONNX Runtime releases the GIL; measured at batch 256
-    with 2 cores, slices of 8: SepHSR(30,10) 4,346 -> 6,148 faces/s fp32 and 1,578 -> 2,721
-    int8, SSR-Net 3,069 -> 3,892, against ``"intra"``); ``"intra"`` gives every slice
+    ``session.run`` per worker thread (ONNX Runtime releases the GIL; 1.10-1.47x the faces/s
+    of ``"intra"`` at batch 256 on 2 cores for every zoo model tried, fp32 and int8:
+    ``bench/ort_parallel.py``); ``"intra"`` gives every slice
     ``threads`` intra-op threads. A batch of at most ``chunk`` faces runs on one thread with
     ``"chunks"``. Both give the same outputs.
     """

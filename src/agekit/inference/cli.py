@@ -151,13 +151,12 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(f"# {est.describe()}", file=sys.stderr)
     args.stream = False
     if args.video is not None:
-        from agekit.inference.estimator import auto_workers
         from agekit.inference.video import process_video
 
         args.stream = True
         n = 0
         try:
-            workers = auto_workers(1 << 30) if args.workers == "auto" else int(args.workers)  # a video: many frames
+            workers = _workers(args, 1 << 30)  # a video: many frames
             for k, res in enumerate(process_video(est, args.video, every=args.every, smoothing=args.smoothing,
                                                   workers=workers)):
                 _emit([res], args, header=k == 0)
@@ -184,15 +183,14 @@ def _run_predict(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         return 0
-    from agekit.inference.estimator import auto_workers, expand_inputs
+    from agekit.inference.estimator import expand_inputs
 
     try:
-        workers = auto_workers(len(expand_inputs(args.paths))) if args.workers == "auto" else int(args.workers)
-        if workers < 1:
-            raise ValueError(f"--workers must be a whole number >= 1 or auto, not {args.workers}")
+        inputs = expand_inputs(args.paths)  # folders and globs listed once
+        workers = _workers(args, len(inputs))
         if args.out:
-            return _predict_to_file(est, args, workers)
-        results = est.predict(args.paths, workers=workers, progress=not args.no_progress)
+            return _predict_to_file(est, args, inputs, workers)
+        results = est.predict(inputs, workers=workers, progress=not args.no_progress)
     except (ValueError, FileExistsError) as e:
         print(f"agekit predict: {e}", file=sys.stderr)
         return 2
@@ -237,7 +235,17 @@ def done_sources(path: Path) -> set[str]:
     return done
 
 
-def _predict_to_file(est: Any, args: argparse.Namespace, workers: int) -> int:
+def _workers(args: argparse.Namespace, n_inputs: int) -> int:
+    """``--workers``: a whole number >= 1, or ``auto`` (see ``auto_workers``) for ``n_inputs`` inputs."""
+    from agekit.inference.estimator import auto_workers
+
+    workers = auto_workers(n_inputs) if args.workers == "auto" else int(args.workers)
+    if workers < 1:
+        raise ValueError(f"--workers must be a whole number >= 1 or auto, not {args.workers}")
+    return workers
+
+
+def _predict_to_file(est: Any, args: argparse.Namespace, inputs: list, workers: int) -> int:
     """Stream results into ``--out`` (CSV or JSON lines) as they come; ``--resume`` skips the sources it holds."""
     out = Path(args.out)
     fmt = OUT_FORMATS.get(out.suffix.lower())
@@ -250,16 +258,13 @@ def _predict_to_file(est: Any, args: argparse.Namespace, workers: int) -> int:
         elif not args.overwrite:
             raise FileExistsError(f"{out} exists: --resume skips the inputs it already holds, --overwrite starts again")
     out.parent.mkdir(parents=True, exist_ok=True)
-    from agekit.inference.estimator import expand_inputs
-
-    total = len(expand_inputs(args.paths))
     if done:
-        print(f"agekit predict: resuming {out}: {len(done)} of {total} inputs already there", file=sys.stderr)
+        print(f"agekit predict: resuming {out}: {len(done)} of {len(inputs)} inputs already there", file=sys.stderr)
     n = faces = errors = 0
     with open(out, "a" if done or args.resume else "w", encoding="utf-8", newline="") as f:
         if fmt == "csv" and f.tell() == 0:
             f.write(format_csv([]))
-        for r in est.iter_predict(args.paths, workers=workers, progress=not args.no_progress, skip=done):
+        for r in est.iter_predict(inputs, workers=workers, progress=not args.no_progress, skip=done):
             if r["error"]:
                 print(f"agekit predict: {r['source']}: {r['error']}", file=sys.stderr)
                 errors += 1

@@ -151,8 +151,18 @@ def load_head(
     return ModelHead(loaded.name, loaded.preprocess, runner, str(p), loaded.card)
 
 
-def expand_inputs(x: Any) -> list[tuple[str, Any]]:
+class Inputs(list):
+    """What :func:`expand_inputs` returns: (source, object) pairs, passed on as they are (folders listed once)."""
+
+
+def expand_inputs(x: Any) -> "Inputs":
     """Inputs as (source label, path or RGB array or ``Exception``): folders list their images, globs expand."""
+    if isinstance(x, Inputs):  # already expanded: do not list the folders again
+        return x
+    return Inputs(_expand(x))
+
+
+def _expand(x: Any) -> list[tuple[str, Any]]:
     if isinstance(x, np.ndarray) and x.ndim == 4:
         return [(f"array[{i}]", a) for i, a in enumerate(x)]
     if isinstance(x, np.ndarray):
@@ -174,7 +184,7 @@ def expand_inputs(x: Any) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
         arrays = 0
         for item in x:
-            for src, obj in expand_inputs(item):
+            for src, obj in _expand(item):
                 if isinstance(obj, np.ndarray):
                     src, arrays = f"array[{arrays}]", arrays + 1
                 out.append((src, obj))
