@@ -1,12 +1,19 @@
-"""``agekit models``: the whole zoo with its complexity figures, as a table or JSON."""
+"""``agekit models``: the whole zoo with its complexity figures, as a table or JSON.
+
+The figures come from ``agekit/models/zoo_table.json``, a committed table that
+``python -m agekit.zoo --write`` recomputes from the registry (``tests/test_zoo.py`` keeps it equal
+to the code), so listing the zoo builds no network.
+"""
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+from pathlib import Path
 from typing import Any
 
-from agekit.complexity import complexity
-from agekit.registry import create_model, list_models, model_entry
+ZOO_TABLE = Path(__file__).resolve().parent / "models" / "zoo_table.json"
+REGENERATE = "python -m agekit.zoo --write"
 
 
 def models_with_weights() -> set[str]:
@@ -18,26 +25,45 @@ def models_with_weights() -> set[str]:
     return {w.get("model") for w in shipped_weights()}
 
 
+def compute_row(name: str) -> dict[str, Any]:
+    """One registered model's row, measured: name, family, paper, description and its complexity figures."""
+    from agekit.complexity import complexity
+    from agekit.registry import create_model, model_entry
+
+    e = model_entry(name)
+    model = create_model(name)
+    size = tuple(getattr(model, "input_size", None) or e.input_size)
+    return {"name": name, "family": e.family, "paper": e.paper, "description": e.description,
+            **complexity(model, size).to_dict()}
+
+
+def compute_table() -> list[dict[str, Any]]:
+    """Every registered model's row, measured (builds each network: a few seconds)."""
+    from agekit.registry import list_models
+
+    return [compute_row(n) for n in list_models()]
+
+
+def write_table(path: Path = ZOO_TABLE) -> Path:
+    """Recompute the zoo table and write it to ``path`` (JSON, one row per model, sorted by name)."""
+    doc = {"generated_by": REGENERATE, "models": compute_table()}
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_table(path: Path = ZOO_TABLE) -> list[dict[str, Any]]:
+    """The committed zoo table's rows."""
+    return json.loads(path.read_text(encoding="utf-8"))["models"]
+
+
 def zoo_rows(pattern: str = "*", family: str | None = None) -> list[dict[str, Any]]:
-    """One dict per registered model: name, family, paper, input size and complexity figures."""
-    rows = []
+    """One dict per registered model matching ``pattern`` (a glob) and ``family``: the table's row plus ``weights``."""
     shipped = models_with_weights()  # read the weight cards once, not once per model
-    for name in list_models(pattern, family):
-        e = model_entry(name)
-        model = create_model(name)
-        size = tuple(getattr(model, "input_size", None) or e.input_size)
-        c = complexity(model, size)
-        rows.append(
-            {
-                "name": name,
-                "family": e.family,
-                "paper": e.paper,
-                "description": e.description,
-                **c.to_dict(),
-                "weights": name in shipped,
-            }
-        )
-    return rows
+    return [
+        {**r, "weights": r["name"] in shipped}
+        for r in load_table()
+        if fnmatch.fnmatch(r["name"], pattern) and (family is None or r["family"] == family)
+    ]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -69,3 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--family", default=None, help="only this family (ssrnet, c3ae, hsr, lrn, lmtcnn, baseline)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_run)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="Recompute the committed zoo table from the registry.")
+    ap.add_argument("--write", action="store_true", help=f"rewrite {ZOO_TABLE.name}")
+    if ap.parse_args().write:
+        print(write_table())

@@ -1,0 +1,37 @@
+"""``agekit models``: the committed zoo table equals the registry's measured figures, and listing builds no network."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from agekit.cli import main
+from agekit.zoo import REGENERATE, compute_table, load_table, zoo_rows
+
+
+def test_committed_zoo_table_equals_the_code():
+    """Every registered model, its family, paper, description, parameters, MACs and bytes; rerun REGENERATE if not."""
+    committed, measured = load_table(), compute_table()
+    assert [r["name"] for r in committed] == [r["name"] for r in measured], REGENERATE
+    for c, m in zip(committed, measured):
+        assert c == m, f"{c['name']}: the zoo table is stale, run `{REGENERATE}`"
+
+
+def test_models_command_filters_and_marks_shipped_weights(capsys):
+    assert main(["models", "sephsr_30_10*", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["sephsr_30_10", "sephsr_30_10_depth3_1", "sephsr_30_10_depth3_2",
+                                         "sephsr_30_10_depth3_3", "sephsr_30_10_k3"]
+    assert rows[0]["params"] == 11_990 and rows[0]["macs_ptflops"] > rows[0]["macs"]  # HSR Table 5: 11.9K
+    assert {r["name"] for r in zoo_rows() if r["weights"]} >= {"agenet_mt"}
+    assert {"lmtcnn_1_1", "lmtcnn_2_1"} <= {r["name"] for r in zoo_rows(family="lmtcnn")} and not zoo_rows("ssr*", "lmtcnn")
+    assert main(["models", "ssrnet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[:4] == ["ssrnet", "ssrnet", "3x64x64", "40,531"] and out[-1].startswith("1 models")
+
+
+def test_listing_the_zoo_builds_no_network():
+    code = ("import sys; from agekit.zoo import zoo_rows; rows = zoo_rows(); "
+            "print(len(rows), any(m.startswith('agekit.models.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) == len(load_table()) >= 100 and out[1:] == ["False"]
