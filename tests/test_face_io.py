@@ -72,7 +72,7 @@ def test_bad_files_give_reasons(tmp_path):
     assert _reason(tmp_path / "zero.jpg") == "zero bytes"
     (tmp_path / "text.jpg").write_text("this is not an image\n")
     assert _reason(tmp_path / "text.jpg") == "not an image"
-    assert _reason(tmp_path) == "not an image"  # a folder
+    assert _reason(tmp_path) == "a folder, not an image file"
 
 
 def test_truncated_jpeg_and_png(tmp_path):

@@ -33,7 +33,6 @@ from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
 from agekit.inference.weights import NoShippedWeightsError, resolve_weights
 from agekit.preprocessing import PreprocessSpec
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
 CHECKPOINT_EXTS = {".pt", ".ckpt", ".pth"}
 BACKENDS = ("onnx", "torch")
 
@@ -162,24 +161,36 @@ def expand_inputs(x: Any) -> "Inputs":
     return Inputs(_expand(x))
 
 
+def _path_items(x: str | os.PathLike) -> list[tuple[str, Any]]:
+    """A path given as an input: a regular file is read whatever its suffix; a folder lists its entries
+    (:func:`agekit.face.io.scan_folder`: every entry is read or named with its reason); a glob expands
+    (each hit judged like a folder entry); anything else is named with its reason."""
+    from agekit.face.io import ImageReadError, entry_reason, scan_folder, stat_reason
+
+    p = Path(x)
+    reason = stat_reason(p)
+    if reason is None:
+        return [(str(p), p)]
+    if os.path.isdir(p):
+        items = [(str(f), f if why is None else ImageReadError(why, f)) for f, why in scan_folder(p)]
+        return items or [(str(p), ImageReadError("empty folder", p))]
+    if reason == "missing" and any(c in str(x) for c in "*?["):
+        hits = sorted(glob.glob(str(x), recursive=True))
+        out: list[tuple[str, Any]] = []
+        for h in hits:
+            why = "a folder (matched by the pattern; not searched)" if os.path.isdir(h) else entry_reason(h)
+            out.append((h, Path(h) if why is None else ImageReadError(why, h)))
+        return out or [(str(x), ImageReadError("no file matches", x))]
+    return [(str(p), ImageReadError(reason, p))]
+
+
 def _expand(x: Any) -> list[tuple[str, Any]]:
     if isinstance(x, np.ndarray) and x.ndim == 4:
         return [(f"array[{i}]", a) for i, a in enumerate(x)]
     if isinstance(x, np.ndarray):
         return [("array[0]", x)]
     if isinstance(x, (str, os.PathLike)):
-        p = Path(x)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-            if not files:
-                return [(str(p), ValueError("folder holds no image files"))]
-            return [(str(f), f) for f in files]
-        if p.exists():
-            return [(str(p), p)]
-        if any(c in str(x) for c in "*?["):
-            hits = sorted(glob.glob(str(x), recursive=True))
-            return [(h, Path(h)) for h in hits] or [(str(x), FileNotFoundError("no file matches"))]
-        return [(str(p), FileNotFoundError("missing"))]
+        return _path_items(x)
     if isinstance(x, Iterable):
         out: list[tuple[str, Any]] = []
         arrays = 0
@@ -225,11 +236,25 @@ def auto_workers(n_inputs: int, min_inputs: int = 16) -> int:
 
 
 def _process_input(pipeline: Any, obj: Any) -> Any:
-    """The pipeline's ``FaceResult`` for one input, or the reason (a string) it could not be processed."""
+    """The pipeline's ``FaceResult`` for one input, or the reason (a string) it could not be processed.
+
+    A path is read with :func:`agekit.face.io.read_image` (regular files only, at most the Estimator's
+    ``max_pixels``, kept on its pipeline, checked from the header)."""
+    from agekit.face.io import ImageReadError, read_image
+
     try:
         if isinstance(obj, Exception):
             raise obj
-        return pipeline.process(_check_array(obj)) if isinstance(obj, np.ndarray) else pipeline.process_path(obj)
+        if isinstance(obj, np.ndarray):
+            return pipeline.process(_check_array(obj))
+        image = read_image(obj, getattr(pipeline, "max_pixels", None))
+        result = pipeline.process(image)
+        result.path = str(obj)
+        return result
+    except ImageReadError as e:
+        return e.reason
+    except MemoryError:
+        return "out of memory"
     except Exception as e:  # reported per input, never raised for a batch
         return str(e) if str(e) else type(e).__name__
 
@@ -284,8 +309,10 @@ class Estimator:
         batch_size: int = 64,
         fallback: Any = None,
         workers: int = 1,
+        max_pixels: int | None = None,
         **detector_kwargs: Any,
     ):
+        from agekit.face.io import check_max_pixels
         from agekit.face.pipeline import FacePipeline
 
         if age is None and gender is None:
@@ -298,6 +325,8 @@ class Estimator:
         self.batch_size = batch_size
         self.multi_face = multi_face
         self.workers = _check_workers(workers)
+        self.max_pixels = check_max_pixels(max_pixels)  # photos with more pixels are refused from their header
+        self.pipeline.max_pixels = self.max_pixels  # read by _process_input, here and in worker processes
 
     @classmethod
     def from_pretrained(
@@ -313,12 +342,15 @@ class Estimator:
         fallback: Any = None,
         flip: bool | None = None,
         workers: int = 1,
+        max_pixels: int | None = None,
         **detector_kwargs: Any,
     ) -> "Estimator":
         """Load a shipped weight ("age", "gender", a weight name) or a .pt/.ckpt/.onnx file, plus an optional gender model.
 
         ``flip``: average each face with its mirror image; ``None`` follows each model card
         (``inference.flip``, set when the card's metrics were measured with flip averaging).
+        ``max_pixels``: photos with more pixels are refused from their header, before decoding
+        (default :data:`agekit.face.io.DEFAULT_MAX_PIXELS`).
         """
         age = load_head(name_or_path, backend, cache_dir, threads) if name_or_path is not None else None
         if gender is not None and age is not None and _same_model(name_or_path, gender):
@@ -328,7 +360,7 @@ class Estimator:
             if h is not None:
                 h.flip = flip
         return cls(age, g, detector=detector, multi_face=multi_face, batch_size=batch_size, fallback=fallback,
-                   workers=workers, **detector_kwargs)
+                   workers=workers, max_pixels=max_pixels, **detector_kwargs)
 
     def describe(self) -> str:
         """One line naming the models and backend."""
