@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +27,12 @@ def _img(path: Path, seed: int = 0, size: int = 24) -> Path:
 
 def _by_source(samples):
     return {s.source: s for s in samples}
+
+
+def _why(bad) -> str:
+    """A bad record's reason without its leading "FILE line N: " (which every row's reason has)."""
+    assert re.match(r"^.+? line \d+(, .+? line \d+)?: ", bad.reason), bad.reason
+    return re.sub(r"^.+? line \d+(, .+? line \d+)?: ", "", bad.reason)
 
 
 def test_registry_lists_every_dataset():
@@ -159,7 +166,9 @@ def test_morph_csv(tmp_path):
     s = _by_source(samples)
     assert (s["Album2/003033_00M21.JPG"].race, s["Album2/003033_00M21.JPG"].subject) == (1, "003033")
     assert (s["Album2/003034_01F35.JPG"].race, s["Album2/003034_01F35.JPG"].gender) == (0, 1)
-    assert sorted(b.reason.split(":")[0] for b in bad) == ["malformed CSV row", "missing"]
+    assert sorted(_why(b).split(":")[0] for b in bad) == ["malformed CSV row", "missing"]
+    assert sorted(b.reason.split(":")[0] for b in bad) == ["MORPH_Album2_Commercial.csv line 4",
+                                                           "MORPH_Album2_Commercial.csv line 5"]
 
 
 # --- MegaAge ------------------------------------------------------------------------------------
@@ -177,7 +186,8 @@ def test_megaage_lists(tmp_path, name):
     samples, bad = get_adapter(name)(tmp_path).scan()
     s = {(x.origin_split, x.source): x.age for x in samples}
     assert s == {("train", "train/1.jpg"): 23.0, ("train", "train/2.jpg"): 70.0, ("test", "test/1.jpg"): 5.0}
-    assert sorted((b.source, b.reason.split(" ")[0]) for b in bad) == [("test/3.jpg", "age"), ("test/9.jpg", "missing")]
+    assert sorted((b.source, _why(b).split(" ")[0]) for b in bad) == [("test/3.jpg", "age"), ("test/9.jpg", "missing")]
+    assert sorted(b.reason.split(":")[0] for b in bad) == ["list/test_name.txt line 2", "list/test_name.txt line 3"]
 
 
 # --- FG-NET ------------------------------------------------------------------------------------
@@ -203,7 +213,7 @@ def test_chalearn_csvs(tmp_path):
     samples, bad = get_adapter("chalearn2015")(tmp_path).scan()
     got = sorted((s.origin_split, s.source, s.age, s.age_std) for s in samples)
     assert got == [("train", "Train/image_1.jpg", 34.5, 4.25), ("val", "Validation/image_3.jpg", 12.0, 2.5)]
-    assert sorted(b.reason.split(":")[0] for b in bad) == ["missing", "not a number"]
+    assert sorted(_why(b) for b in bad) == ["mean 'x' is not a number", "missing"]
 
 
 # --- Adience ------------------------------------------------------------------------------------
@@ -237,7 +247,7 @@ def test_adience_folds(tmp_path):
     assert got == [("fold_0", "30601258@N03", 4, 1, (0.0, 414.0, 1086.0, 1797.0)),
                    ("fold_1", "7153718@N04", 0, 0, (10.0, 20.0, 110.0, 140.0))]
     assert all(math.isnan(s.age) for s in samples)
-    assert sorted(b.reason.split(":")[0] for b in bad) == ["malformed row", "missing"]
+    assert sorted(_why(b).split(":")[0] for b in bad) == ["malformed row", "missing"]
 
 
 # --- All-Age-Faces ----------------------------------------------------------------------------
@@ -253,7 +263,8 @@ def test_all_age_faces(tmp_path):
     got = sorted((s.source, s.age, s.gender, s.origin_split) for s in samples)
     assert got == [("aligned faces/00000A02.jpg", 2.0, 1, "train"), ("aligned faces/07380A25.jpg", 25.0, 1, "val"),
                    ("aligned faces/07381A30.jpg", 30.0, 0, "train"), ("aligned faces/13321A80.jpg", 80.0, 0, "val")]
-    assert sorted(b.reason.split(" ")[0] for b in bad) == ["file", "list"]
+    assert sorted(b.reason.split(" ")[0] for b in bad) == ["file", "image"]
+    assert [_why(b) for b in bad if "line" in b.reason] == ["list gender disagrees with the id range"]
 
 
 # --- generic folder / CSV -----------------------------------------------------------------------
@@ -273,4 +284,4 @@ def test_folder_regex_and_csv(tmp_path):
     got = [(s.source, s.age, s.gender, s.origin_split) for s in samples]
     assert got[0] == ("p/person7_age33_f.jpg", 33.0, 0, "test")
     assert got[1][0] == "p/holiday.jpg" and math.isnan(got[1][1]) and got[1][2] == 1
-    assert sorted(b.reason.split(" ")[0] for b in bad) == ["age", "malformed", "missing"]
+    assert sorted(_why(b).split(" ")[0] for b in bad) == ["age", "missing", "unknown"]

@@ -47,6 +47,8 @@ def normalize_meta(meta: dict[str, Any], n: int | None = None) -> dict[str, np.n
     for col, dtype in META_COLUMNS.items():
         if col in meta:
             a = np.asarray(meta[col])
+            if dtype is not np.str_ and np.issubdtype(dtype, np.integer) and a.size:
+                _check_fits(col, a, dtype)
             out[col] = a.astype(str) if dtype is np.str_ else a.astype(dtype)
         elif col in _FILL:
             out[col] = np.full(n, _FILL[col], dtype=str if dtype is np.str_ else dtype)
@@ -61,6 +63,20 @@ def normalize_meta(meta: dict[str, Any], n: int | None = None) -> dict[str, np.n
         if a.dtype == object:
             raise ValueError(f"meta column {col!r} has dtype object; use numbers or str")
     return out
+
+
+def _check_fits(col: str, a: np.ndarray, dtype: Any) -> None:
+    """ValueError naming the first row of ``a`` that ``dtype`` cannot hold exactly (no wrap-around, no rounding)."""
+    info = np.iinfo(dtype)
+    try:
+        v = a.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"meta column {col!r} is not numeric ({a.dtype})") from None
+    bad = ~np.isfinite(v) | (v < info.min) | (v > info.max) | (v != np.round(v))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"meta column {col!r}: row {i} holds {a.reshape(-1)[i].item()!r}, not an integer in "
+                         f"[{info.min}, {info.max}]")
 
 
 def _atomic_json(path: Path, obj: Any) -> None:

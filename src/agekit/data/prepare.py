@@ -363,7 +363,7 @@ def prepare(
     items = {r["index"]: r for c in sorted(done) for r in done[c]}
     cache = _consolidate(out, work, adapter.name, samples, items, specs, n_chunks)
     report = _report(adapter.name, root, out, settings, samples, bad, items, cache, run_items, run_faces,
-                     run_seconds, resumed_items, time.perf_counter() - t_start)
+                     run_seconds, resumed_items, time.perf_counter() - t_start, getattr(adapter, "notices", []))
     _atomic_json(out / "report.json", report)
     cache.info.update({k: report[k] for k in ("dataset", "settings", "counts", "duplicates_summary")})
     _atomic_json(out / "info.json", cache.info)
@@ -482,7 +482,7 @@ def split_leaks(cache: PreparedCache) -> dict[str, int]:
 
 
 def _report(dataset, root, out, settings, samples, bad, items, cache, run_items, run_faces, run_seconds,
-            resumed_items, total_seconds) -> dict[str, Any]:
+            resumed_items, total_seconds, notices=()) -> dict[str, Any]:
     dropped = [{"source": samples[i].source, "reason": r["error"]} for i, r in sorted(items.items()) if r["error"]]
     face_drops = Counter(reason_kind(d) for r in items.values() for d in r["dropped"])
     dup = duplicate_report(samples, items)
@@ -490,6 +490,7 @@ def _report(dataset, root, out, settings, samples, bad, items, cache, run_items,
     counts = {
         "records": len(samples) + len(bad),
         "bad_records": len(bad),
+        "notices": len(notices),
         "images_processed": len(items),
         "images_kept": kept_images,
         "images_dropped": len(dropped),
@@ -511,6 +512,7 @@ def _report(dataset, root, out, settings, samples, bad, items, cache, run_items,
         "dropped_by_reason": dict(Counter(reason_kind(d["reason"]) for d in dropped).most_common()),
         "faces_not_kept_by_reason": dict(face_drops.most_common()),
         "bad_records": [{"source": b.source, "reason": b.reason} for b in bad],
+        "notices": [{"source": n.source, "message": n.message} for n in notices],
         "dropped": dropped,
         "duplicates_summary": {k: v for k, v in dup.items() if k != "conflict_groups"},
         "duplicates": dup,
@@ -529,6 +531,9 @@ def _report(dataset, root, out, settings, samples, bad, items, cache, run_items,
     }
 
 
+SHOWN_NOTICES = 10  # notices printed by format_summary (all are in report.json)
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """A few lines for the terminal: counts, reasons, duplicates, splits, speed."""
     c, t = report["counts"], report["timing"]
@@ -540,6 +545,11 @@ def format_summary(report: dict[str, Any]) -> str:
                        ("faces not kept", "faces_not_kept_by_reason")):
         if report[key]:
             lines.append(f"  {title}: " + "; ".join(f"{k} x{v}" for k, v in report[key].items()))
+    notes = report.get("notices") or []
+    for n in notes[:SHOWN_NOTICES]:
+        lines.append(f"  notice: {n['message']}")
+    if len(notes) > SHOWN_NOTICES:
+        lines.append(f"  ... {len(notes) - SHOWN_NOTICES} more notices in report.json")
     d = report["duplicates_summary"]
     lines.append(f"  duplicates: {d['groups']} groups ({d['files_in_groups']} files), {d['distinct_contents']} "
                  f"distinct contents; label conflicts: {d['age_conflicts']} age, {d['gender_conflicts']} gender")

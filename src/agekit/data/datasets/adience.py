@@ -7,11 +7,11 @@ aligned faces LMTCNN uses) or ``faces/{user_id}/coarse_tilt_aligned_face.{face_i
 """
 from __future__ import annotations
 
-import csv
+import math
 import re
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, parse_gender
+from agekit.data.datasets.base import BadRecord, CSVRow, DatasetAdapter, Record, parse_gender, parse_number
 
 # The 8 age groups (LMTCNN Table 1 / Levi and Hassner): index = age_group label.
 AGE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
@@ -66,22 +66,28 @@ class Adience(DatasetAdapter):
             f = self.root / f"fold_{fold}_data.txt"
             if not f.exists():
                 continue
-            with open(f, newline="") as fh:
-                for i, row in enumerate(csv.DictReader(fh, delimiter="\t"), 2):
-                    where = f"{self.rel(f)}:{i}"
-                    try:
-                        user, image, face_id = row["user_id"].strip(), row["original_image"].strip(), row["face_id"].strip()
-                        group = adience_age_group(row["age"])
-                        gender = parse_gender(row["gender"])
-                        x, y, dx, dy = (float(row[k]) for k in ("x", "y", "dx", "dy"))
-                    except (KeyError, ValueError, TypeError, AttributeError) as e:
-                        yield BadRecord(where, f"malformed row: {e}")
-                        continue
-                    path = self.root / folder / user / f"{prefix}.{face_id}.{image}"
-                    if not path.exists():
-                        yield BadRecord(self.rel(path), "missing")
-                        continue
-                    yield self.sample(
-                        path, age_group=group, gender=gender, subject=user, origin_split=f"fold_{fold}",
-                        box=(x, y, x + dx, y + dy), extra={"face_id": face_id, "age_label": row["age"].strip()},
-                    )
+            for row in self.csv_rows(f, delimiter="\t", required=("user_id", "original_image", "face_id", "age",
+                                                                 "gender", "x", "y", "dx", "dy")):
+                if not isinstance(row, CSVRow):
+                    yield row
+                    continue
+                where = row.where
+                try:
+                    user, image, face_id = row.get("user_id"), row.get("original_image"), row.get("face_id")
+                    group = adience_age_group(row.get("age"))
+                    gender = parse_gender(row.get("gender"))
+                    x, y, dx, dy = (parse_number(row.get(k)) for k in ("x", "y", "dx", "dy"))
+                    if not all(map(math.isfinite, (x, y, dx, dy))):
+                        raise ValueError(f"face box {x:g}, {y:g}, {dx:g}, {dy:g} is not finite")
+                except ValueError as e:
+                    yield BadRecord(where, f"{where}: malformed row: {e}")
+                    continue
+                path = self.root / folder / user / f"{prefix}.{face_id}.{image}"
+                s = self.image_at(path, where)
+                if isinstance(s, BadRecord):
+                    yield s
+                    continue
+                s.age_group, s.gender, s.subject, s.origin_split = group, gender, user, f"fold_{fold}"
+                s.box = (x, y, x + dx, y + dy)
+                s.extra.update(face_id=face_id, age_label=row.get("age"))
+                yield s

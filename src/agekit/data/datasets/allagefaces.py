@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, list_images
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record, list_images
 
 _NAME = re.compile(r"^(\d{5})A(\d{2})(\.jpe?g)?$", re.IGNORECASE)
 LAST_FEMALE_ID = 7380  # serial numbers 00000-07380 are female, 07381-13321 male (dataset README)
@@ -33,24 +33,31 @@ class AllAgeFaces(DatasetAdapter):
             images = next((d for d in ("aligned faces", "original images") if (self.root / d).is_dir()), ".")
         self.image_dir = self.root / images
 
-    def _list_splits(self) -> tuple[dict[str, str], list[BadRecord]]:
+    def _list_splits(self) -> tuple[dict[str, str], list[BadRecord | Notice]]:
         split, bad = {}, []
         sets = self.root / "image sets"
         for name in ("train", "val"):
             f = sets / f"{name}.txt"
             if not f.exists():
                 continue
-            for i, line in enumerate(f.read_text().splitlines(), 1):
-                if not line.strip():
+            for line in self.lines(f):
+                if isinstance(line, Notice):
+                    bad.append(line)
                     continue
-                parts = line.split()
+                if not line.text.strip():
+                    continue
+                parts = line.text.split()
                 m = _NAME.match(parts[0]) if parts else None
                 if not m or len(parts) != 2 or parts[1] not in ("0", "1"):
-                    bad.append(BadRecord(f"{self.rel(f)}:{i}", f"malformed list row {line!r}"))
+                    bad.append(BadRecord(line.where, f"{line.where}: malformed list row {line.text!r}"))
                     continue
                 stem = f"{m.group(1)}A{m.group(2)}"
                 if (1 - int(parts[1])) != gender_from_id(int(m.group(1))):
-                    bad.append(BadRecord(f"{self.rel(f)}:{i}", "list gender disagrees with the id range"))
+                    bad.append(BadRecord(line.where, f"{line.where}: list gender disagrees with the id range"))
+                if split.get(stem, name) != name:
+                    bad.append(BadRecord(line.where, f"{line.where}: {stem} is in both train and val; kept in "
+                                                     f"{split[stem]}"))
+                    continue
                 split[stem] = name
         return split, bad
 

@@ -6,11 +6,10 @@ rows ``image,mean,std`` (``;`` also accepted, header optional). 2,476 / 1,136 / 
 """
 from __future__ import annotations
 
-import csv
-from pathlib import Path
+import math
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, parse_number
+from agekit.data.datasets.base import BadRecord, CSVRow, DatasetAdapter, Notice, Record, Sample, parse_age
 
 SPLITS = {"train": ("Train", ("Train.csv", "train.csv")),
           "val": ("Validation", ("Validation.csv", "Reference.csv", "validation.csv", "valid.csv")),
@@ -30,24 +29,33 @@ class ChaLearn2015(DatasetAdapter):
             if csv_path is None:
                 continue
             image_dir = self.root / folder if (self.root / folder).is_dir() else self.root
-            text = csv_path.read_text()
+            lines = [x for x in self.lines(csv_path)]
+            text = "\n".join(x.text for x in lines if not isinstance(x, Notice))
             delim = ";" if text.count(";") > text.count(",") else ","
-            for i, row in enumerate(csv.reader(text.splitlines(), delimiter=delim), 1):
-                if not row or not "".join(row).strip():
+            first = True
+            for row in self.csv_rows(csv_path, delimiter=delim, header=False):
+                if not isinstance(row, CSVRow):
+                    yield row
                     continue
-                where = f"{self.rel(csv_path)}:{i}"
-                if len(row) < 3:
-                    yield BadRecord(where, f"expected image,mean,std, got {row!r}")
+                where, fields = row.where, row.fields
+                is_first, first = first, False
+                if len(fields) < 3:
+                    yield BadRecord(where, f"{where}: expected image,mean,std, got {fields!r}")
                     continue
                 try:
-                    mean, std = parse_number(row[1]), parse_number(row[2])
+                    mean, std = parse_age(fields[1], "mean"), parse_age(fields[2], "std")
+                    if math.isnan(mean):
+                        raise ValueError("mean is empty")
                 except ValueError as e:
-                    if i == 1:
+                    if is_first:
                         continue  # a header row
-                    yield BadRecord(where, str(e))
+                    yield BadRecord(where, f"{where}: {e}")
                     continue
-                path = image_dir / Path(row[0].strip()).name
-                if not path.exists():
-                    yield BadRecord(self.rel(path), "missing")
+                name = fields[0].strip().replace("\\", "/").rpartition("/")[2]
+                if not name:
+                    yield BadRecord(where, f"{where}: empty image name")
                     continue
-                yield self.sample(path, age=mean, age_std=std, origin_split=split)
+                s = self.image_at(image_dir / name, where)
+                if isinstance(s, Sample):
+                    s.age, s.age_std, s.origin_split = mean, std, split
+                yield s

@@ -1,13 +1,13 @@
 """Any other data: a folder whose file names carry the labels (regex) or a CSV of paths and labels."""
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Iterator
 
 from agekit.data.datasets.base import (
-    BadRecord, DatasetAdapter, Record, finite_or_nan, list_images, parse_gender,
+    MAX_AGE_GROUP, BadRecord, CSVRow, DatasetAdapter, Record, Sample, list_images, parse_age, parse_code,
+    parse_gender, parse_race, read_csv_rows,
 )
 
 DEFAULT_PATTERN = r"^(?P<age>\d+)_(?P<gender>[01mfMF])"
@@ -49,7 +49,15 @@ class Folder(DatasetAdapter):
 
 class CSVList(DatasetAdapter):
     """A CSV with a header: ``path`` (relative to the CSV's folder or absolute) and any of
-    ``age, age_std, gender, race, age_group, subject, split``."""
+    ``age, age_std, gender, race, age_group, subject, split``.
+
+    Read line by line (:func:`~agekit.data.datasets.base.read_csv_rows`): a UTF-8 byte-order mark
+    is dropped, a line that is not UTF-8 is read as Windows-1252 with a notice, and a malformed row
+    (a quote left open, a wrong field count), a label out of range (race 0-4, gender 0/1/m/f,
+    age a finite number within the adapter's range) or a missing image costs only that row,
+    with a reason naming the file and line. An image listed twice is kept once when its labels
+    agree, and dropped with a reason when they disagree (see :meth:`DatasetAdapter.scan`).
+    """
 
     name = "csv"
     description = "a CSV of image paths and labels (path, age, gender, ...)"
@@ -67,31 +75,28 @@ class CSVList(DatasetAdapter):
         self.csv_path = Path(csv_path)
 
     def records(self) -> Iterator[Record]:
-        with open(self.csv_path, newline="") as f:
-            reader = csv.DictReader(f)
-            if "path" not in (reader.fieldnames or []):
-                raise ValueError(f"{self.csv_path}: needs a 'path' column, has {reader.fieldnames}")
-            for i, row in enumerate(reader, 2):
-                where = f"{self.csv_path.name}:{i}"
-                raw = (row.get("path") or "").strip()
-                if not raw:
-                    yield BadRecord(where, "empty path")
-                    continue
-                path = Path(raw) if Path(raw).is_absolute() else self.root / raw
-                try:
-                    age_text = (row.get("age") or "").strip()
-                    age = float(age_text) if age_text else float("nan")
-                    s = self.sample(
-                        path, age=age, age_std=finite_or_nan(row.get("age_std")),
-                        gender=parse_gender(row.get("gender") or ""),
-                        race=int(row["race"]) if (row.get("race") or "").strip() else -1,
-                        age_group=int(row["age_group"]) if (row.get("age_group") or "").strip() else -1,
-                        subject=(row.get("subject") or "").strip(), origin_split=(row.get("split") or "").strip(),
-                    )
-                except ValueError as e:
-                    yield BadRecord(where, f"malformed row: {e}")
-                    continue
-                if not path.exists():
-                    yield BadRecord(s.source, "missing")
-                    continue
-                yield s
+        for row in read_csv_rows(self.csv_path, required=("path",), name=self.csv_path.name):
+            if not isinstance(row, CSVRow):
+                yield row
+                continue
+            where = row.where
+            raw = row.get("path")
+            if not raw:
+                yield BadRecord(where, f"{where}: empty path")
+                continue
+            try:
+                labels = dict(
+                    age=parse_age(row.get("age")), age_std=parse_age(row.get("age_std"), "age_std"),
+                    gender=parse_gender(row.get("gender")), race=parse_race(row.get("race")),
+                    age_group=parse_code(row.get("age_group"), "age_group", MAX_AGE_GROUP),
+                    subject=row.get("subject"), origin_split=row.get("split"),
+                )
+            except ValueError as e:
+                yield BadRecord(where, f"{where}: {e}")
+                continue
+            path = Path(raw) if Path(raw).is_absolute() else self.root / raw
+            s = self.image_at(path, where)
+            if isinstance(s, Sample):
+                for k, v in labels.items():
+                    setattr(s, k, v)
+            yield s

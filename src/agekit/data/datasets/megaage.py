@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, parse_number
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record, Sample, parse_age
 
 MEGAAGE_ASIAN_TEST_SIZE = 3945
 
@@ -27,22 +27,35 @@ class MegaAge(DatasetAdapter):
             names_f, ages_f = lists / f"{split}_name.txt", lists / f"{split}_age.txt"
             if not names_f.exists():
                 continue
-            names = [n.strip() for n in names_f.read_text().splitlines() if n.strip()]
-            ages = [a.strip() for a in ages_f.read_text().splitlines() if a.strip()] if ages_f.exists() else []
+            notices: list[Notice] = []
+
+            def lines(f):
+                out = []
+                for x in self.lines(f):
+                    if isinstance(x, Notice):
+                        notices.append(x)
+                    elif x.text.strip():
+                        out.append(x)
+                return out
+
+            names = lines(names_f)
+            ages = lines(ages_f) if ages_f.exists() else []
+            yield from notices
             if len(ages) != len(names):
-                yield BadRecord(self.rel(ages_f), f"{len(ages)} ages for {len(names)} names: list files misaligned")
+                yield BadRecord(self.rel(ages_f), f"{self.rel(ages_f)}: {len(ages)} ages for {len(names)} names: "
+                                                  "list files misaligned, none of them used")
                 continue
             for name, age in zip(names, ages):
-                path = self.root / split / name
+                where = name.where if name.number == age.number else f"{name.where}, {age.where}"
                 try:
-                    a = parse_number(age)
+                    a = parse_age(age.text)
                 except ValueError as e:
-                    yield BadRecord(self.rel(path), str(e))
+                    yield BadRecord(where, f"{where}: {e}")
                     continue
-                if not path.exists():
-                    yield BadRecord(self.rel(path), "missing")
-                    continue
-                yield self.sample(path, age=a, origin_split=split)
+                s = self.image_at(self.root / split / name.text.strip(), where)
+                if isinstance(s, Sample):
+                    s.age, s.origin_split = a, split
+                yield s
 
 
 class MegaAgeAsian(MegaAge):

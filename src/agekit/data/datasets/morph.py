@@ -6,12 +6,14 @@ facial_hair, age, age_diff, glasses, photo`` where ``photo`` is the image path (
 """
 from __future__ import annotations
 
-import csv
+import math
 import re
 from pathlib import Path
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, list_images, parse_gender
+from agekit.data.datasets.base import (
+    BadRecord, CSVRow, DatasetAdapter, Record, list_images, parse_age, parse_gender,
+)
 
 _NAME = re.compile(r"^(\d+)_(\d+)([MF])(\d{2})\.jpe?g$", re.IGNORECASE)
 # MORPH race letters -> project race codes (0 White, 1 Black, 2 Asian, 3 Indian, 4 Others);
@@ -44,8 +46,11 @@ class Morph2(DatasetAdapter):
 
     def _find(self, photo: str, by_name: dict[str, Path]) -> Path | None:
         p = self.root / photo.replace("\\", "/")
-        if p.exists():
-            return p
+        try:
+            if p.is_file():
+                return p
+        except (OSError, ValueError):  # a name too long or with a NUL byte: no such file
+            return None
         return by_name.get(Path(photo.replace("\\", "/")).name.lower())
 
     def records(self) -> Iterator[Record]:
@@ -58,20 +63,27 @@ class Morph2(DatasetAdapter):
                     yield BadRecord(self.rel(p), str(e))
             return
         by_name = {p.name.lower(): p for p in images}
-        with open(self.csv_path, newline="") as f:
-            for i, row in enumerate(csv.DictReader(f), 2):
-                where = f"{self.rel(self.csv_path)}:{i}"
-                try:
-                    photo = row["photo"].strip()
-                    age = float(row["age"])
-                    gender = parse_gender(row["gender"])
-                    subject = str(int(row["id_num"])).zfill(6)
-                except (KeyError, ValueError, TypeError, AttributeError) as e:
-                    yield BadRecord(where, f"malformed CSV row: {e}")
-                    continue
-                path = self._find(photo, by_name)
-                if path is None:
-                    yield BadRecord(photo, "missing: listed in the CSV, no such file")
-                    continue
-                race = MORPH_RACE.get(str(row.get("race", "")).strip().upper()[:1], -1)
-                yield self.sample(path, age=age, gender=gender, race=race, subject=subject)
+        for row in self.csv_rows(self.csv_path, required=("photo", "age", "gender", "id_num")):
+            if not isinstance(row, CSVRow):
+                yield row
+                continue
+            where = row.where
+            try:
+                photo = row.get("photo")
+                age = parse_age(row.get("age"))
+                if math.isnan(age):
+                    raise ValueError("age is empty")
+                gender = parse_gender(row.get("gender"))
+                subject = str(int(row.get("id_num"))).zfill(6)
+            except ValueError as e:
+                yield BadRecord(where, f"{where}: malformed CSV row: {e}")
+                continue
+            if not photo:
+                yield BadRecord(where, f"{where}: empty photo path")
+                continue
+            path = self._find(photo, by_name)
+            if path is None:
+                yield BadRecord(photo, f"{where}: missing: listed in the CSV, no such file")
+                continue
+            race = MORPH_RACE.get(row.get("race").upper()[:1], -1)
+            yield self.sample(path, age=age, gender=gender, race=race, subject=subject, extra={"where": where})
