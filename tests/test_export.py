@@ -100,23 +100,15 @@ def test_hsr_exports_its_padded_equal(tmp_path):
 
 
 def test_median_decoder_through_card_export_and_shipped_card(tmp_path):
-    """bench/with_decoder.py's median decoder: in the card, through ONNX, and read back from a shipped card."""
-    import importlib.util
-    from pathlib import Path
-
+    """agekit.evaluation.decoders.with_decoder's median decoder: in the card, through ONNX, and read back from a shipped card."""
+    from agekit.evaluation.decoders import with_decoder
     from agekit.methods.base import distribution_median
 
-    script = Path(__file__).resolve().parents[1] / "bench" / "with_decoder.py"
-    if not script.is_file():
-        pytest.skip("bench/with_decoder.py is not in this checkout")
-    spec = importlib.util.spec_from_file_location("with_decoder", script)
-    wd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(wd)
     torch.manual_seed(0)
     cfg = {"student": "dldl", "student_config": {"sigma": 2.0}, "teacher_method": None, "gender_weight": 5.0}
     src = save_checkpoint(tmp_path / "s.pt", agekit.create_model("agenet_mt"), name="agenet_mt", method="distill",
                           card={"method_config": cfg})
-    assert wd.with_decoder(str(src), str(tmp_path / "m.pt"), "median")["student_config"] == {"sigma": 2.0, "decoder": "median"}
+    assert with_decoder(src, tmp_path / "m.pt", "median")["student_config"] == {"sigma": 2.0, "decoder": "median"}
     lm = load_checkpoint(tmp_path / "m.pt")
     rep = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", n_samples=8)  # asserts fp32 parity with torch
     crops, _ = sample_crops(lm.preprocess, 5, seed=1)

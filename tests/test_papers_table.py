@@ -1,23 +1,9 @@
-"""bench/papers_table.py: the README's papers table assembled from train_zoo.py and compact_table.py result files."""
+"""agekit.evaluation.papers_table: the papers table assembled from train_zoo.py and compact_table.py result files."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "papers_table.py"
-
-
-@pytest.fixture(scope="module")
-def pt():
-    if not _PATH.is_file():
-        pytest.skip(f"{_PATH} is not in this checkout")
-    spec = importlib.util.spec_from_file_location("papers_table", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from agekit.evaluation import papers_table as pt
 
 
 def _zoo_row(recipe, model, mae, epochs, **kw):
@@ -26,7 +12,7 @@ def _zoo_row(recipe, model, mae, epochs, **kw):
             "settings": "batch 50; test: flip averaging", **kw}
 
 
-def test_papers_table_rows_order_rerun_and_generations(pt, tmp_path):
+def test_papers_table_rows_order_rerun_and_generations(tmp_path):
     zoo = tmp_path / "zoo.json"
     zoo.write_text(json.dumps({"rows": [
         _zoo_row("mobilenetv1_025_utkface", "mobilenetv1_025", 7.96, 20),
@@ -49,9 +35,8 @@ def test_papers_table_rows_order_rerun_and_generations(pt, tmp_path):
     assert rows[("ssrnet", 20)]["mae"] == 6.5 and not rows[("ssrnet", 20)]["flip"]
     assert rows[("sephsr_30_10_cosine_kd", 20)]["mae"] == 6.04 and rows[("sephsr_30_10_cosine_kd", 20)]["flip"]
 
-    out = tmp_path / "table"
-    assert pt.main([str(zoo), str(kd), str(rerun), "--latency", str(lat), "--out", str(out)]) == 0
-    lines = [ln for ln in out.with_suffix(".md").read_text().splitlines() if ln.startswith("| ")][1:]
+    ranked = pt.assemble([zoo, kd, rerun])
+    lines = [ln for ln in pt.markdown(ranked, pt.latency(lat)).splitlines() if ln.startswith("| ")][1:]
     # grouped in the papers' order: SSR-Net, SepHSR, LRN ResNet-18, MobileNet; the skipped row is left out
     assert [ln.split(" | ")[0] for ln in lines] == ["| SSR-Net(3,3,3)", "| SepHSR(30,10) distilled (ensemble teacher)",
                                                    "| LRN ResNet-18 (64 px, small stem)", "| MobileNetV1(0.25)"]
@@ -63,5 +48,4 @@ def test_papers_table_rows_order_rerun_and_generations(pt, tmp_path):
     assert kd_cells[4] == "- ms" and kd_cells[6] == "6.04 (0.405 / 0.561), flip" and kd_cells[8] == "-"
     lrn = lines[2].split(" | ")
     assert lrn[6] == "7.42 (0.250 / 0.500), flip; t = 1..4: 7.11 / 6.99 / 6.94 / 7.42" and lrn[7] == "5 x 4 gen."
-    saved = json.loads(out.with_suffix(".json").read_text())
-    assert [r["key"] for r in saved] == ["ssrnet", "sephsr_30_10_cosine_kd", "lrn_resnet18", "mobilenetv1_025"]
+    assert [r["key"] for r in ranked] == ["ssrnet", "sephsr_30_10_cosine_kd", "lrn_resnet18", "mobilenetv1_025"]

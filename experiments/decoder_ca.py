@@ -3,10 +3,9 @@
 The window decoder returns argmax_a P(|age - a| <= k) under the predicted distribution (each one-year bin's mass
 spread over its width; candidates every 0.1 year), the estimate that maximises the expected CA(k); "mix" averages
 it with the median. Each face's two views (plain, mirrored) are decoded apart and averaged, as ``--flip`` does.
-Session 9 on the shipped weights (validation; median: MAE 4.806, CA(5) 0.652): window k = 3..6 CA(5) 0.641-0.653 at
-MAE 5.03-5.16; mixed CA(5) 0.651-0.655 at MAE 4.86-4.93.
+The window decoder is ``agekit.evaluation.decoders.window_decode``.
 
-    python bench/decoder_ca.py src/agekit/weights/agenet_mt_distill_ema100_utkface.pt --data caches/utkface --split val
+    python experiments/decoder_ca.py src/agekit/weights/agenet_mt_distill_ema100_utkface.pt --data caches/utkface --split val
 """
 from __future__ import annotations
 
@@ -39,16 +38,8 @@ def view_probs(ckpt: str, data: str, split: str) -> tuple[np.ndarray, np.ndarray
     return torch.cat(probs).numpy(), np.asarray(cache.meta["age"])[rows], bins
 
 
-def window_decode(p: np.ndarray, bins: np.ndarray, k: float, step: float = 0.1) -> np.ndarray:
-    """argmax_a P(|age - a| <= k) for each row of ``p`` (unit-width bins centred on ``bins``)."""
-    edges = np.concatenate([bins - 0.5, bins[-1:] + 0.5])
-    cdf = np.concatenate([np.zeros((len(p), 1)), p.cumsum(1)], 1)
-    grid = np.arange(bins[0], bins[-1] + step / 2, step)
-    at = lambda x: np.stack([np.interp(x, edges, c) for c in cdf])  # noqa: E731
-    return grid[(at(grid + k) - at(grid - k)).argmax(1)]
-
-
 def main(argv: list[str] | None = None) -> int:
+    from agekit.evaluation.decoders import window_decode
     from agekit.methods.base import distribution_mean_std, distribution_median
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
