@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# glibc's allocator otherwise returns freed memory to the OS after every step (bench/README.md)
+# glibc's allocator otherwise returns freed memory to the OS after every step (experiments/README.md)
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
 
 

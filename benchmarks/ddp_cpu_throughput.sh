@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# SepHSR(30,10) training images/s through `agekit train` on this CPU: one process with two threads against
+# SepHSR(30,10) training images/s through `agekit train` on the CPU: one process with two threads against
 # DDP with two one-thread processes (gloo), at the paper's global batch 50 (25 per rank) and at 50 per rank.
 # FAST_HSR settings (bf16 + channels-last + padded channels), 2 epochs of 120 batches; ROUNDS interleaved rounds.
-#   bash bench/ddp_cpu_throughput.sh CACHE OUT [ROUNDS=2]
+#   bash benchmarks/ddp_cpu_throughput.sh CACHE OUT [ROUNDS=2]
 set -euo pipefail
 CACHE=${1:?cache}; OUT=${2:?out}; ROUNDS=${3:-2}
-source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/../experiments/common.sh"
 mkdir -p "$OUT"
 F=("${FAST_HSR[@]}" --set trainer.max_epochs=2 --set trainer.limit_train_batches=120 --set trainer.limit_val_batches=2
    --set trainer.progress_bar=false)

@@ -1,6 +1,6 @@
 """Time the face pipeline (dlib HOG + 5-point landmarks + similarity alignment + one 64 px crop), single thread.
 
-Usage: python bench/face_speed.py [--utkface DIR] [--n 50] [--upsample 1] [--max-side 320] [--grey 0 1]
+Usage: python benchmarks/face_speed.py [--utkface DIR] [--n 50] [--upsample 1] [--max-side 320] [--grey 0 1]
                                  [--cascade]
 
 Two inputs: UTKFace's 200x200 photos as they are, and 640x480 photos made by pasting a

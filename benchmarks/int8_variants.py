@@ -3,9 +3,9 @@
 Exports the model as ``agekit bench`` does (seeded random weights, padded fp32 graph), then quantises it
 statically (per-channel int8 weights, calibrated on 64 sample crops) five ways: all of it; all but the
 depthwise convolutions; all but the depthwise convolutions and the pools; QOperator format; int8
-activations instead of uint8. Session 6: none comes near fp32 (`README.md`, Speed).
+activations instead of uint8. Result: docs/results/speed.md.
 
-    python bench/int8_variants.py [sephsr_30_10]
+    python benchmarks/int8_variants.py [sephsr_30_10]
 """
 import sys
 import tempfile

@@ -1,4 +1,4 @@
-"""OpenVINO against the numbers of ``agekit bench``: is another CPU runtime a way to the speed targets of issue #5?
+"""OpenVINO against the numbers of ``agekit bench``: is another CPU runtime faster?
 
 OpenVINO is not a dependency of agekit (install it yourself: ``pip install openvino``). This script exports each
 zoo model the way ``agekit bench`` does (seeded random weights, ``agekit export``'s ONNX graph) and times it in
@@ -6,7 +6,7 @@ OpenVINO on the CPU with ``INFERENCE_PRECISION_HINT`` f32 and bf16 (on CPUs with
 runs fp32 models in bf16 by default): batch-1 latency on one thread and batch-256 throughput on two, with the
 largest age difference from PyTorch fp32 on the same crops.
 
-    python bench/openvino_speed.py ssrnet sephsr_30_10 agenet_mt [--json out.json]
+    python benchmarks/openvino_speed.py ssrnet sephsr_30_10 agenet_mt [--json out.json]
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """How ONNX Runtime should use both cores: batch slices run concurrently vs intra-op threads, and SSR-Net's two streams.
 
-Two questions, each timed A/B in interleaved rounds (this shared VM drifts by 10-40 % between
+Two questions, each timed A/B in interleaved rounds (a shared machine drifts by 10-40 % between
 minutes, so the settings are compared within the same round):
 
 1. Batch throughput (faces/s at ``--batch``): ``OnnxRunner(threads=N, parallel="intra")`` (every
-   slice of 8 faces gets N intra-op threads; agekit up to session 9) against
+   slice of 8 faces gets N intra-op threads; ``OnnxRunner``'s former default) against
    ``parallel="chunks"`` (the slices run concurrently, one single-threaded ``session.run`` per
-   worker thread; agekit's default since session 10), fp32 and int8.
+   worker thread; ``OnnxRunner``'s default), fp32 and int8.
 2. Batch-1 latency: ONNX Runtime's sequential executor with one thread (agekit's default), with
    two intra-op threads (spinning), and its parallel executor (``ORT_PARALLEL``, two inter-op
    threads), which could run SSR-Net's two independent streams at once.
@@ -15,7 +15,7 @@ minutes, so the settings are compared within the same round):
 The networks have seeded random weights (timings do not depend on them), exported as ``agekit
 export`` does (HSR family padded to 32 channels). The malloc settings of bench/README are applied.
 
-    python bench/ort_parallel.py [--models ssrnet sephsr_30_10 c3ae_plain agenet_mt] [--rounds 3] [--out bench/results/ort_parallel]
+    python benchmarks/ort_parallel.py [--models ssrnet sephsr_30_10 c3ae_plain agenet_mt] [--rounds 3] [--out benchmarks/results/ort_parallel]
 """
 from __future__ import annotations
 

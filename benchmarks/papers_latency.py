@@ -5,7 +5,7 @@ Each network is built as its UTKFace run built it (LRN at 64x64 with the small s
 bench``: median batch-1 latency with one thread for torch eager and ONNX Runtime, and ONNX faces/s at batch 64.
 
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000 \\
-        python bench/papers_latency.py --out bench/results/papers_latency
+        python benchmarks/papers_latency.py --out benchmarks/results/papers_latency
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ ROWS = [  # (row of the README's papers table, registry name, configuration)
     ("LRN ResNet-10-Tiny (64 px, small stem)", "lrn_resnet10_tiny", LRN64),
     ("LRN ResNet-18 (64 px, small stem)", "lrn_resnet18", LRN64),
     ("MobileNetV1(0.25)", "mobilenetv1_025", {}),
-    ("C3AE-wide (agekit, session 2's default)", "c3ae_wide", {}),
+    ("C3AE-wide (agekit, an earlier shipped age model)", "c3ae_wide", {}),
     ("AgeNet-MT (agekit, shipped)", "agenet_mt", {}),
 ]
 
@@ -37,7 +37,7 @@ ROWS = [  # (row of the README's papers table, registry name, configuration)
 def markdown(info: dict, rows: list[dict]) -> str:
     s = (f"# Paper networks: size and CPU speed\n\n- CPU: {info.get('cpu')}; one thread; batch 1 and {rows[0]['batch']}\n"
          f"- torch {info.get('torch')}, onnxruntime {info.get('onnxruntime')}; environment {info.get('env')}\n"
-         f"- command: `python bench/papers_latency.py {info.get('args', '')}`\n\n"
+         f"- command: `python benchmarks/papers_latency.py {info.get('args', '')}`\n\n"
          f"| network | registry name | params | MACs (M) | torch b1 ms | ONNX b1 ms | ONNX faces/s (batch {rows[0]['batch']}) |\n"
          "|---|---|---:|---:|---:|---:|---:|\n")
     for r in rows:

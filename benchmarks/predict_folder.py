@@ -9,7 +9,7 @@ the first. ``--video-frames N``: also a 640x480 MJPG video of N frames (the gene
 each shown for 5 frames), through ``process_video`` (tracking and smoothing included). Shipped
 age + gender weights.
 
-    python bench/predict_folder.py [--workers 1,2] [--rounds 2] [--photos 200] [--out bench/results/predict_folder]
+    python benchmarks/predict_folder.py [--workers 1,2] [--rounds 2] [--photos 200] [--out benchmarks/results/predict_folder]
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training throughput (images/s) of SepHSR(30,10) on this CPU, with and without channels-last / bf16.
+"""Training throughput (images/s) of SepHSR(30,10) on the CPU (or a GPU), with and without channels-last / bf16.
 
 Each variant runs the whole training data path of ``agekit train``: a uint8 batch, HSR
 augmentation (kornia, on the batch), normalisation, forward, the HSR L1 loss (float32,
@@ -9,7 +9,7 @@ glibc's allocator returns freed memory to the OS after every step unless told no
 script re-executes itself with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000
 MALLOC_TOP_PAD_=1000000000 (``--no-malloc-env`` keeps the environment as it is).
 
-    python bench/train_throughput.py [--batch 50] [--steps 30] [--threads 2] [--engine] [--json out.json]
+    python benchmarks/train_throughput.py [--batch 50] [--steps 30] [--threads 2] [--engine] [--json out.json]
 """
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The papers' ablations on UTKFace (issue #6), as short bench/train_zoo.py runs, exactly as published in
-# bench/results/ablations_utkface.md:
-#   a: SSR-Net with / without the dynamic range (SSR-Net Sec. 4.4), 3 epochs, margin-0.4 crops (session 2)
-#   b: C3AE plain with / without cascade training (C3AE Fig. 5), 10 epochs, margin-0.4 crops (session 2)
+# The papers' ablations on UTKFace as short experiments/train_zoo.py runs, results in
+# experiments/results/ablations_utkface.json (docs/results/papers-on-utkface.md):
+#   a: SSR-Net with / without the dynamic range (SSR-Net Sec. 4.4), 3 epochs, margin-0.4 crops
+#   b: C3AE plain with / without cascade training (C3AE Fig. 5), 10 epochs, margin-0.4 crops
 #   c: SepHSR(30,10) Depth(3,1) (HSR-Net Table 9; Depth(3,3) is sephsr_30_10 itself, the sephsr_30_10_m0.1
-#      row of bench/results/distill_utkface.md), 20 epochs of the HSR recipe, margin 0.1, bf16 autocast,
-#      flip-averaged test (session 4); `c2` adds Depth(3,2) (not run yet)
-#   d: Depth(3,1) on bench/sephsr_kd.sh's settled schedule (AdamW, cosine over 20 epochs), to compare with
-#      that script's `alone` run (Depth(3,3)) (session 4); `d2` is Depth(3,2) on the same schedule (session 5)
-# LRN's generations t = 1..4 (LRN Table 3) come from bench/lrn_teacher.sh.
-# Usage: bash bench/ablations.sh CACHE OUT [a b c c2 d d2]   (default: a b c d; two at a time, one thread each)
-# Time on the 2-core CPU with two runs side by side: a 11 min, b 18 min, c and d about 38 min each.
+#      row of experiments/results/distill_utkface.json), 20 epochs of the HSR recipe, margin 0.1, bf16 autocast,
+#      flip-averaged test; `c2` adds Depth(3,2) on that schedule (no published result)
+#   d: Depth(3,1) on experiments/sephsr_kd.sh's settled schedule (AdamW, cosine over 20 epochs), to compare with
+#      that script's `alone` run (Depth(3,3)); `d2` is Depth(3,2) on the same schedule
+# LRN's generations t = 1..4 (LRN Table 8) come from experiments/lrn_teacher.sh.
+# Usage: bash experiments/ablations.sh CACHE OUT [a b c c2 d d2]   (default: a b c d; two at a time, one thread each)
+# Measured on a 2-core CPU with two runs side by side: a 11 min, b 18 min, c and d about 38 min each.
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
 parts=("${@:-a b c d}"); parts=(${parts[*]})

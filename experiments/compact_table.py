@@ -3,10 +3,10 @@
 Each RUN is an ``agekit train`` output directory evaluated twice on the test split:
   agekit evaluate RUN/final.pt --data CACHE --split test --out RUN/rep_test
   agekit evaluate RUN/final.pt --data CACHE --split test --flip --out RUN/rep_test--flip
-(``bench/compact.sh`` does the same through ``bench/train_zoo.py``.)
+(``experiments/compact.sh`` does the same through ``experiments/train_zoo.py``.)
 
-    python bench/compact_table.py runs/agenet runs/c3ae_wide_cosine ... [--out bench/results/compact_utkface]
-    python bench/compact_table.py gen2=runs/c/agenet_mt_distill_utkface ...   (LABEL=RUN names a row)
+    python experiments/compact_table.py runs/agenet runs/c3ae_wide_cosine ... [--out experiments/results/compact_utkface]
+    python experiments/compact_table.py gen2=runs/c/agenet_mt_distill_utkface ...   (LABEL=RUN names a row)
 """
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Distillation from precomputed teacher outputs on the CPU (issue #6, session 3): no teacher forward passes.
-#   teacher: the two models shipped in session 2 - age_c3ae_wide_cosine_utkface + gender_agenet_utkface -
+# Distillation from precomputed teacher outputs on the CPU: no teacher forward passes.
+#   teacher: the two earlier shipped models - age_c3ae_wide_cosine_utkface + gender_agenet_utkface -
 #            as an ensemble (mean flip-averaged age, AgeNet's 101-bin distribution): val 4.828 / test 4.936
 #   a, b: AgeNet-MT and C3AE-wide students, 60 epochs (same recipes, seed and epochs as the students trained
-#         alone in bench/compact.sh: agenet_mt_utkface, c3ae_wide_cosine_utkface)
+#         alone in experiments/compact.sh: agenet_mt_utkface, c3ae_wide_cosine_utkface)
 #   c, d: SepHSR(30,10) alone and distilled (HSR recipe, margin-0.1 crops, 20 epochs each)
 #   e:    a second generation: AgeNet-MT taught by the teachers and the two round-1 students (4 members)
-#   f:    AgeNet-MT with gently age-balanced epochs (data.balance 0.25), the first teacher - shipped in session 3
-#         as agenet_mt_distill_balanced_utkface (best validation MAE of the AgeNet-MT students)
-# Usage: bash bench/distill_npz.sh CACHE OUT [WEIGHTS_DIR]   (WEIGHTS_DIR: where the two teacher .pt files are;
-#        default src/agekit/weights). About 2 h on the 2-core CPU (two runs side by side, one thread each).
+#   f:    AgeNet-MT with gently age-balanced epochs (data.balance 0.25), the first teacher -
+#         agenet_mt_distill_balanced_utkface (best validation MAE of the AgeNet-MT students)
+# Usage: bash experiments/distill.sh CACHE OUT [WEIGHTS_DIR]   (WEIGHTS_DIR: where the two teacher .pt files are;
+#        default src/agekit/weights). About 2 h on a 2-core CPU (two runs side by side, one thread each).
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; W=${3:-src/agekit/weights}
 here=$(dirname "$0")

@@ -5,8 +5,8 @@ learns from (mean of the members' decoded ages; mean 101-bin distribution). For 
 writes ``OUT/rep_SPLIT[--flip]/report.json`` with the usual plots, and ``OUT/card.json``: the
 members, their summed parameters and MACs, and the metrics.
 
-    python bench/ensemble.py RUN_A/final.pt RUN_B/final.pt RUN_C/final.pt --data CACHE \
-        --splits val test --flip --out bench/results/teacher_ensemble
+    python experiments/ensemble.py RUN_A/final.pt RUN_B/final.pt RUN_C/final.pt --data CACHE \
+        --splits val test --flip --out experiments/results/teacher_ensemble
 """
 from __future__ import annotations
 

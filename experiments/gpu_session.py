@@ -5,7 +5,7 @@ processes on one GPU, each with a wall-time guard (``trainer.max_time``), inside
 seconds; then every ``final.pt`` is evaluated on the validation and test splits (flip-averaged)
 and the results are packed for the trip back.
 
-1. ``bench/train_throughput.py --device cuda``: SepHSR(30,10) training images/s, the step loop at
+1. ``benchmarks/train_throughput.py --device cuda``: SepHSR(30,10) training images/s, the step loop at
    batch 50 / 256 / 1024 and the Lightning engine at batch 50 (the GPU alone, nothing else running).
 2. Phase A: the teachers - LRN ResNet-18 and ResNet-10-Tiny (small stem, 64 px), four refinery
    generations each (LRN generations t = 1..4), and agekit's AgeNet + gender head - next to the
@@ -22,7 +22,7 @@ Epoch counts come from the measured engine throughput and an assumed slow-down f
 processes sharing the GPU (``--contention``); every figure written says how many epochs a run
 had. Usage, on the GPU machine from the repository root:
 
-    python bench/gpu_session.py --packed PACKED.npz --work /tmp/gpu --out $OUT [--budget 560]
+    python experiments/gpu_session.py --packed PACKED.npz --work /tmp/gpu --out $OUT [--budget 560]
 
 (``agekit pack-cache caches/utkface PACKED.npz --views single_64_m0.1 --codec webp`` makes the
 packed cache: 39 MB for UTKFace.)
@@ -100,9 +100,9 @@ def finals(run_dir: Path) -> list[Path]:
 
 
 def probe(out: Path, cache: Path, device: str = "cuda") -> dict:
-    """bench/train_throughput.py on the GPU (loop at 50/256/1024, engine at 50), alone."""
+    """benchmarks/train_throughput.py on the GPU (loop at 50/256/1024, engine at 50), alone."""
     res: dict = {}
-    cmd = [sys.executable, "bench/train_throughput.py", "--device", device, "--batch", "50,256,1024", "--steps", "40",
+    cmd = [sys.executable, "benchmarks/train_throughput.py", "--device", device, "--batch", "50,256,1024", "--steps", "40",
            "--warmup", "10", "--threads", "4", "--json", str(cache.parent / "throughput_loop.json")]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
@@ -110,7 +110,7 @@ def probe(out: Path, cache: Path, device: str = "cuda") -> dict:
         res["loop"] = json.loads((cache.parent / "throughput_loop.json").read_text())
     except Exception as e:  # the session goes on without it
         log(f"throughput loop failed: {e!r}", out)
-    cmd = [sys.executable, "bench/train_throughput.py", "--device", device, "--batch", "50", "--steps", "150",
+    cmd = [sys.executable, "benchmarks/train_throughput.py", "--device", device, "--batch", "50", "--steps", "150",
            "--warmup", "10", "--threads", "4", "--engine", "--variants", "best", "--json",
            str(cache.parent / "throughput_engine.json")]
     try:

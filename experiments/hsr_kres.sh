@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# HSR's k-resolution setting on UTKFace (issue #6; HSR-Net Sec. III-E, Table 6: SepHSR(30,10) 3.202 single ->
-# 2.963 with three resolutions on MORPH II), session 5: SepHSR(30,10) on three crops of ratios 1.0 / 1.45 /
+# HSR's k-resolution setting on UTKFace (HSR-Net Sec. III-E, Table 6: SepHSR(30,10) 3.202 single ->
+# 2.963 with three resolutions on MORPH II): SepHSR(30,10) on three crops of ratios 1.0 / 1.45 /
 # 1.85 around the aligned face with agekit's margin 0.1 (the cache view kres_64_m0.1), trained exactly as the
-# single-resolution `alone` run of bench/sephsr_kd.sh (AdamW 2e-3, cosine over 20 epochs, batch 50, HSR
+# single-resolution `alone` run of experiments/sephsr_kd.sh (AdamW 2e-3, cosine over 20 epochs, batch 50, HSR
 # augmentation, bf16; test 6.34, flip) so the two compare. The backbone runs padded to 32 channels with
-# channels-last (common.sh's FAST_HSR: the same network and gradients, about 2x faster on this CPU).
+# channels-last (common.sh's FAST_HSR: the same network and gradients, about 2x faster on a CPU with AVX-512).
 # The paper's 0.4 margin would put the 1.85 crop mostly outside UTKFace's 200x200 face photos.
-# Usage: bash bench/hsr_kres.sh KRES_CACHE OUT [EPOCHS]
+# Usage: bash experiments/hsr_kres.sh KRES_CACHE OUT [EPOCHS]
 #   KRES_CACHE: agekit prepare utkface --root ../shared/data/utkface/UTKFace --out caches/utk_kres01 \
-#               --views kres_64_m0.1 --workers 2      (about 6 min here)
-#   64 min on one core of this 2-core CPU next to another run (session 5).
+#               --views kres_64_m0.1 --workers 2      (about 6 min on 2 cores)
+#   64 min on one core next to another run.
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache with view kres_64_m0.1}; OUT=${2:?output dir}; EP=${3:-20}
 here=$(dirname "$0")

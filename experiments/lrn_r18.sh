@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# LRN ResNet-18 on the CPU (issue #6), session 5: the recipe lrn_resnet18_64_g4_utkface (small stem, 64-px
+# LRN ResNet-18 on the CPU: the recipe lrn_resnet18_64_g4_utkface (small stem, 64-px
 # margin-0.1 crops, bf16 autocast + channels-last, batch 128) for GENERATIONS refinery generations (default 1)
 # of EPOCHS epochs (default 20) on agekit's schedule (AdamW 2e-3, 2 warm-up epochs, cosine to zero; the recipe's
 # SGD 0.02 from scratch stalled for ResNet-10-Tiny, see lrn_teacher.sh), then the distillation teacher with it
-# added: the two-model ensemble of src/agekit/weights plus the last generation (bench/ensemble.py, flip).
-# Session 5, one generation: 2 h on one core next to other runs (about 47 img/s); test 5.22 (flip), the
-# three-model ensemble val 4.850 / test 4.926 (bench/results/lrn_r18/README.md).
-# Session 7, four generations of 5 epochs (`bash bench/lrn_r18.sh caches/utkface runs/s7/lrn4 4 5`): 96 min on one
-# core next to another run; test 7.11 / 6.99 / 6.94 / 7.42 for t = 1..4 (bench/results/lrn_r18_g4_utkface.md).
-# Usage: bash bench/lrn_r18.sh CACHE OUT [GENERATIONS] [EPOCHS]
+# added: the two-model ensemble of src/agekit/weights plus the last generation (experiments/ensemble.py, flip).
+# One generation: 2 h on one core next to other runs (about 47 img/s); test 5.22 (flip), the three-model ensemble
+# val 4.850 / test 4.926 (experiments/results/lrn_r18/). Four generations of 5 epochs (`bash experiments/lrn_r18.sh
+# caches/utkface runs/lrn4 4 5`): 96 min on one core next to another run; test 7.11 / 6.99 / 6.94 / 7.42 for t = 1..4
+# (experiments/results/lrn_r18_g4_utkface.json).
+# Usage: bash experiments/lrn_r18.sh CACHE OUT [GENERATIONS] [EPOCHS]
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; G=${3:-1}; EP=${4:-20}
 here=$(dirname "$0")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's papers table from a clean clone (issue #6): prepares the two UTKFace caches if they are missing,
-# runs every bench script that feeds the table in two lanes side by side (one thread each), then assembles the
-# table with bench/papers_table.py into OUT/papers_table.md. Each script is resumable only as far as it is itself
+# The papers table (docs/results/papers-on-utkface.md) from a clean clone: prepares the two UTKFace caches if they are missing,
+# runs every experiment script that feeds the table in two lanes side by side (one thread each), then assembles the
+# table with experiments/papers_table.py into OUT/papers_table.md. Each script is resumable only as far as it is itself
 # (train_zoo.py restarts a recipe that was cut off); rerun a lane's script by hand after an interruption.
 #   lane 1: papers20.sh (SSR-Net +- dynamic range, C3AE plain/full, HSR(30,10), MobileNetV1(0.25); 20 epochs, ~95 min)
 #           -> hsr_family.sh single (SepHSR(60,10), (90,30); 10 epochs, ~40 min)
@@ -12,9 +12,9 @@
 #           -> hsr_kres.sh (3-res. SepHSR(30,10), 20 epochs; ~65 min)
 #           -> hsr_family.sh k3 (3-res. SepHSR(60,10), (90,30), BSepHSR(90,30); EPOCHS3 epochs, ~25-40 min each per 5)
 #           -> lrn_r18.sh 4 x 5 epochs (~100 min) and 1 x 20 epochs (~120 min)
-# About 8 hours of wall time on this 2-core CPU (lane 2 is the longer), plus ~12 min for the two caches; the
-# params/MACs/latency columns come from bench/papers_latency.py (~3 min, run last, on a quiet machine).
-# Usage: bash bench/papers.sh OUT [UTKFACE_DIR] [EPOCHS3]
+# About 8 hours of wall time on a 2-core CPU (lane 2 is the longer), plus ~12 min for the two caches; the
+# params/MACs/latency columns come from benchmarks/papers_latency.py (~3 min, run last, on a quiet machine).
+# Usage: bash experiments/papers.sh OUT [UTKFACE_DIR] [EPOCHS3]
 #   UTKFACE_DIR default ../shared/data/utkface/UTKFace; EPOCHS3 (3-resolution runs) default 5
 set -euo pipefail
 OUT=${1:?output dir}; UTK=${2:-../shared/data/utkface/UTKFace}; EP3=${3:-5}
@@ -45,7 +45,7 @@ lane2() {
 lane1 > "$OUT/lane1.log" 2>&1 &
 lane2 > "$OUT/lane2.log" 2>&1 &
 wait
-python "$here/papers_latency.py" --out "$OUT/papers_latency"
+python "$here/../benchmarks/papers_latency.py" --out "$OUT/papers_latency"
 python "$here/papers_table.py" "$OUT/papers20/results.json" "$OUT/ablations/results.json" "$OUT/sephsr_kd/sephsr_kd.json" \
   "$OUT/lrn_teacher/skd_lrn/results.json" "$OUT/hsr_family/single/results.json" "$OUT/hsr_kres/kres.json" \
   "$OUT/hsr_family/k3/results.json" "$OUT/lrn_teacher/lrn/results.json" "$OUT/lrn_r18/r18/results.json" \

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The paper networks that had only smoke-scale or 3-10-epoch runs on UTKFace (issue #6, session 7), each for EPOCHS
-# epochs (default 20) of the full training split on agekit's settled schedule (bench/common.sh's COSINE: AdamW
+# The paper networks that had only smoke-scale or 3-10-epoch runs on UTKFace, each for EPOCHS
+# epochs (default 20) of the full training split on agekit's settled schedule (experiments/common.sh's COSINE: AdamW
 # 2e-3, 2 warm-up epochs, cosine to zero) with each recipe's own loss, augmentation and batch, bf16 autocast +
 # channels-last (the bin / expectation layers stay fp32): SSR-Net(3,3,3) with and without the dynamic range,
 # MobileNetV1(0.25) and HSR(30,10) (backbone padded to 16 channels: same parameters and outputs) on margin-0.1
 # crops; C3AE plain and full (three-scale context) on the margin-0.4 crops of the C3AE paper's context ablation
 # (the cache's single_64_m0.4 and c3ae_triple_64_m0.4 views). Test split flip-averaged; OUT/results.md.
-# Usage: bash bench/papers20.sh CACHE OUT [EPOCHS] [RECIPES]
+# Usage: bash experiments/papers20.sh CACHE OUT [EPOCHS] [RECIPES]
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (views single_64_m0.1, single_64_m0.4, c3ae_triple_64_m0.4)}; OUT=${2:?output dir}
 EP=${3:-20}

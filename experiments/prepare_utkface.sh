@@ -5,7 +5,7 @@
 #   3. optionally (REF=1) an uninterrupted run into $OUT.ref, and a comparison of the two caches;
 #      REF_LIMIT=N makes that reference run only the first N samples (a prefix of the cache: rows,
 #      metadata and crops are compared, splits are not, as they depend on the whole set).
-# Usage: bench/prepare_utkface.sh [UTKFACE_DIR] [OUT]    (env: KILL_AFTER=300 WORKERS=2 REF=0 REF_LIMIT=)
+# Usage: experiments/prepare_utkface.sh [UTKFACE_DIR] [OUT]    (env: KILL_AFTER=300 WORKERS=2 REF=0 REF_LIMIT=)
 set -u
 UTK=${1:-../shared/data/utkface/UTKFace}
 OUT=${2:-/tmp/utk_cache}
@@ -32,5 +32,5 @@ if [ "${REF:-0}" = 1 ]; then
   [ -n "${REF_LIMIT:-}" ] && LIMIT=(--limit "$REF_LIMIT")
   /usr/bin/time -v agekit prepare utkface --root "$UTK" --out "$OUT.ref" --detector dlib --workers "$WORKERS" \
     "${LIMIT[@]}" --quiet 2> "$OUT.ref.time.txt"
-  bench/compare_caches.py "$OUT" "$OUT.ref"
+  tools/compare_caches.py "$OUT" "$OUT.ref"
 fi

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# SepHSR(30,10) alone vs distilled (issue #6, "Beat it": the HSR paper's future work), session 4:
+# SepHSR(30,10) alone vs distilled (the HSR paper's future work):
 # the same student, seed and data with and without the teacher, on a schedule that ends settled -
 # AdamW 2e-3 (wd 1e-4), 2 warm-up epochs, cosine to zero over EPOCHS (default 20) - instead of the HSR
-# recipe's SGD 0.002 + ReduceLROnPlateau over 160 epochs, which 20 epochs leave mid-flight (session 3:
+# recipe's SGD 0.002 + ReduceLROnPlateau over 160 epochs, which 20 epochs leave mid-flight (there:
 # distilled 7.81 vs alone 7.45 after a bad last epoch). Otherwise sephsr_30_10_utkface: batch 50, HSR
 # augmentation, margin-0.1 crops, bf16 autocast.
-# Teacher: the precomputed outputs (`agekit teacher-outputs`) of session 2's two shipped models, as written by
-# bench/distill_npz.sh into OUT/teachers (val 4.828 / test 4.936 as an ensemble).
-# Usage: bash bench/sephsr_kd.sh CACHE OUT TEACHER_DIR [EPOCHS]
-#   ~40 min per run on one core of this 2-core CPU (next to another single-thread run); the two run in turn.
+# Teacher: the precomputed outputs (`agekit teacher-outputs`) of the two earlier shipped models (age_c3ae_wide_cosine_utkface, gender_agenet_utkface), as written by
+# experiments/distill.sh into OUT/teachers (val 4.828 / test 4.936 as an ensemble).
+# Usage: bash experiments/sephsr_kd.sh CACHE OUT TEACHER_DIR [EPOCHS]
+#   ~40 min per run on one core (next to another single-thread run); the two run in turn.
 set -euo pipefail
 CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
 EP=${4:-20}

@@ -12,7 +12,7 @@ from the 64x64 crops); the table says so. Recipes with ``data.age_groups`` also 
 derived Adience groups written into that derived cache's metadata, so the test report has
 the age-group accuracies.
 
-    python bench/train_zoo.py --data /tmp/utk_cache --epochs 3 --out runs/zoo \
+    python experiments/train_zoo.py --data /tmp/utk_cache --epochs 3 --out runs/zoo \
         [--recipes sephsr_30_10_utkface,hsr_30_10_utkface] [--set trainer.limit_train_batches=100] \
         [--set-for c3ae_plain_utkface:trainer.precision=bf16-mixed]
 """
@@ -31,7 +31,15 @@ from typing import Any
 DEFAULT = ("ssrnet_utkface", "ssrnet_gender_utkface", "sephsr_30_10_utkface", "hsr_30_10_utkface",
            "c3ae_plain_utkface", "c3ae_full_utkface", "lrn_resnet10_tiny_64_utkface", "lmtcnn_1_1_utkface",
            "dex_utkface", "mobilenetv1_025_utkface")
-from benchutil import with_malloc_env
+
+# glibc's allocator otherwise returns freed memory to the OS after every step, which slows CPU training markedly
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
+
+
+def with_malloc_env() -> None:
+    """Re-execute this script with :data:`MALLOC_ENV` unless it is set already."""
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
 
 
 def derived_cache(data: str, spec: Any, out: Path, age_groups: str | None) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compare two prepared caches: equal, or the second one equals a prefix of the first (a --limit run).
 
-Usage: bench/compare_caches.py FULL_CACHE OTHER_CACHE
+Usage: tools/compare_caches.py FULL_CACHE OTHER_CACHE
 """
 import sys
 
