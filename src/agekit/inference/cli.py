@@ -37,14 +37,16 @@ def _fmt(v: Any, nd: int = 1) -> str:
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    """A fixed-width table: one line per face, errors inline."""
+    """A fixed-width table: one line per face, errors inline (names and reasons printed safely: see ``safe_name``)."""
+    from agekit.face.io import safe_name
+
     head = f"{'source':<40} {'face':>4} {'box (x1,y1,x2,y2)':<22} {'age':>6} {'+-':>5} {'gender':<7} {'P(f)':>5}"
     lines = [head, "-" * len(head)]
     for row in _rows(results):
-        src = str(row["source"])
+        src = safe_name(row["source"])
         src = src if len(src) <= 40 else "..." + src[-37:]
         if row["face"] is None:
-            lines.append(f"{src:<40} {'-':>4} error: {row['error']}")
+            lines.append(f"{src:<40} {'-':>4} error: {safe_name(row['error'])}")
             continue
         box = ",".join(f"{row[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))
         age = row["age_smoothed"] if row.get("age_smoothed") is not None else row.get("age")
@@ -56,12 +58,16 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def format_csv(results: list[dict[str, Any]]) -> str:
-    """CSV with :data:`CSV_FIELDS`."""
+    """CSV with :data:`CSV_FIELDS`, one line per row: sources and reasons are written with ``safe_name`` (control
+    characters, newlines and bytes that are not UTF-8 escaped), so the file is valid UTF-8 and safe to print."""
+    from agekit.face.io import safe_name
+
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     w.writeheader()
     for row in _rows(results):
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+        w.writerow({k: ("" if row.get(k) is None else safe_name(row[k]) if isinstance(row.get(k), str) else row[k])
+                    for k in CSV_FIELDS})
     return buf.getvalue()
 
 
@@ -82,19 +88,53 @@ def _gender_model(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _annotate(results: list[dict[str, Any]], out_dir: Path) -> None:
-    import cv2
+def _say(source: Any, reason: Any) -> None:
+    """One reason line on stderr naming the input (printed safely)."""
+    from agekit.face.io import safe_name
 
-    from agekit.face.io import read_image
-    from agekit.inference.video import draw_faces
+    print(f"agekit predict: {safe_name(source)}: {safe_name(reason)}", file=sys.stderr)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, r in enumerate(results):
-        if not r["faces"] or r["source"].startswith("array["):
-            continue
-        src = Path(r["source"])
-        img = draw_faces(read_image(src), r["faces"])
-        cv2.imwrite(str(out_dir / f"{src.stem}.annotated.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+class Annotator:
+    """``--annotate DIR``: each photo with faces, drawn, as its own file in DIR (names from ``annotation_names``).
+
+    An existing file is kept unless ``overwrite`` (a line says so); a symlink is never followed; when DIR cannot
+    be written (read-only, full) one line says so and no more images are tried (``failed`` is set)."""
+
+    def __init__(self, out_dir: str | Path, sources: list[str], overwrite: bool = False, max_pixels: int | None = None):
+        from agekit.inference.writers import OutputError, annotation_names, os_error_text
+
+        self.out_dir = Path(out_dir)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot write into {self.out_dir}: {os_error_text(e)}") from None
+        self.names = annotation_names([s for s in sources if not s.startswith("array[")])
+        self.overwrite, self.max_pixels = overwrite, max_pixels
+        self.failed = False
+
+    def __call__(self, r: dict[str, Any]) -> None:
+        import cv2
+
+        from agekit.face.io import ImageReadError, read_image, safe_name
+        from agekit.inference.video import draw_faces
+        from agekit.inference.writers import os_error_text, write_new_file
+
+        name = self.names.get(r["source"])
+        if self.failed or not r["faces"] or name is None:
+            return
+        try:
+            img = draw_faces(read_image(r["source"], self.max_pixels), r["faces"])
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            write_new_file(self.out_dir, name, buf.tobytes(), self.overwrite)
+        except ImageReadError as e:
+            _say(r["source"], f"not annotated: {e.reason}")
+        except FileExistsError:
+            _say(self.out_dir / name, "exists, kept (--overwrite replaces it)")
+        except OSError as e:
+            print(f"agekit predict: cannot write into {safe_name(self.out_dir)}: {os_error_text(e)}; "
+                  "no more annotated images are written", file=sys.stderr)
+            self.failed = True
 
 
 def _emit(results: list[dict[str, Any]], args: argparse.Namespace, header: bool = True) -> None:
@@ -135,15 +175,19 @@ def _run_predict(args: argparse.Namespace) -> int:
         print("agekit predict: --out, --resume and --overwrite are for photos; a video's or webcam's rows stream to "
               "stdout as they come (e.g. --csv > rows.csv)", file=sys.stderr)
         return 2
-    if (args.resume or args.overwrite) and not args.out:
-        print("agekit predict: --resume and --overwrite go with --out FILE", file=sys.stderr)
+    if (args.resume and not args.out) or (args.overwrite and not (args.out or args.annotate)):
+        print("agekit predict: --resume goes with --out FILE, --overwrite with --out FILE or --annotate DIR",
+              file=sys.stderr)
+        return 2
+    if args.max_pixels is not None and args.max_pixels < 1:
+        print(f"agekit predict: --max-pixels must be >= 1, not {args.max_pixels}", file=sys.stderr)
         return 2
     try:
         detector, detector_kwargs = detector_choice(args)
         est = Estimator.from_pretrained(
             args.model, backend=args.backend, detector=detector, multi_face=args.multi_face,
             gender=_gender_model(args), threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
-            **detector_kwargs,
+            max_pixels=args.max_pixels, **detector_kwargs,
         )
     except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:
         print(f"agekit predict: {e}", file=sys.stderr)
@@ -184,43 +228,61 @@ def _run_predict(args: argparse.Namespace) -> int:
             pass
         return 0
     from agekit.inference.estimator import expand_inputs
+    from agekit.inference.writers import OutputError
 
     try:
         inputs = expand_inputs(args.paths)  # folders and globs listed once
         workers = _workers(args, len(inputs))
+        annotate = (Annotator(args.annotate, [s for s, _ in inputs], args.overwrite, est.max_pixels)
+                    if args.annotate else None)
         if args.out:
-            return _predict_to_file(est, args, inputs, workers)
+            return _predict_to_file(est, args, inputs, workers, annotate)
         results = est.predict(inputs, workers=workers, progress=not args.no_progress)
     except (ValueError, FileExistsError) as e:
         print(f"agekit predict: {e}", file=sys.stderr)
         return 2
+    except OutputError as e:
+        print(f"agekit predict: {e}", file=sys.stderr)
+        return 1
     for r in results:
         if r["error"]:
-            print(f"agekit predict: {r['source']}: {r['error']}", file=sys.stderr)
-    _emit(results, args)
-    if args.annotate:
-        _annotate(results, Path(args.annotate))
+            _say(r["source"], r["error"])
+    try:
+        _emit(results, args)
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        sys.stderr.close()
+        return 0
+    except OSError as e:
+        print(f"agekit predict: cannot write the results to stdout: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if annotate is not None:
+        for r in results:
+            annotate(r)
+        if annotate.failed:
+            return 1
     return 0 if any(r["error"] is None and r["faces"] for r in results) else 1
 
 
 OUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-def _complete_lines(path: Path) -> str:
-    """The file's text up to its last newline; a partial last line (an interrupted write) is cut off the file."""
-    data = path.read_bytes()
-    keep = data[: data.rfind(b"\n") + 1]
-    if len(keep) != len(data):
-        print(f"agekit predict: {path}: dropped an incomplete last line ({len(data) - len(keep)} bytes)", file=sys.stderr)
-        with open(path, "r+b") as f:
-            f.truncate(len(keep))
-    return keep.decode("utf-8")
+def _complete_lines(path: Path, csv_format: bool = False) -> str:
+    """The file's text up to its last complete photo; an interrupted write is cut off the file (see
+    ``agekit.inference.writers.cut_incomplete_tail``)."""
+    from agekit.face.io import safe_name
+    from agekit.inference.writers import cut_incomplete_tail
+
+    text, note = cut_incomplete_tail(path, csv_format)
+    if note:
+        print(f"agekit predict: {safe_name(path)}: {note}", file=sys.stderr)
+    return text
 
 
 def done_sources(path: Path) -> set[str]:
-    """The sources a results file (``--out``) already holds: what ``--resume`` skips."""
+    """The sources a results file (``--out``) already holds: what ``--resume`` skips (a CSV holds them as
+    ``safe_name`` wrote them; JSON lines hold them exactly)."""
     fmt = OUT_FORMATS[path.suffix.lower()]
-    text = _complete_lines(path)
+    text = _complete_lines(path, fmt == "csv")
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
         if text and tuple(reader.fieldnames or ()) != CSV_FIELDS:
@@ -245,38 +307,54 @@ def _workers(args: argparse.Namespace, n_inputs: int) -> int:
     return workers
 
 
-def _predict_to_file(est: Any, args: argparse.Namespace, inputs: list, workers: int) -> int:
-    """Stream results into ``--out`` (CSV or JSON lines) as they come; ``--resume`` skips the sources it holds."""
+def _predict_to_file(est: Any, args: argparse.Namespace, inputs: list, workers: int,
+                     annotate: Annotator | None = None) -> int:
+    """Stream results into ``--out`` (CSV or JSON lines) as they come, each photo's rows as one unit
+    (``ResultsFile``); ``--resume`` skips the sources the file holds. A write that fails (full disk,
+    read-only) ends the run with one line; what was written stays valid for ``--resume``."""
+    from agekit.face.io import safe_name
+    from agekit.inference.writers import OutputError, ResultsFile
+
     out = Path(args.out)
     fmt = OUT_FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise ValueError(f"--out {out}: the name must end in {', '.join(OUT_FORMATS)}")
     done: set[str] = set()
-    if out.exists() and out.stat().st_size > 0:
-        if args.resume:
-            done = done_sources(out)
-        elif not args.overwrite:
-            raise FileExistsError(f"{out} exists: --resume skips the inputs it already holds, --overwrite starts again")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if done:
-        print(f"agekit predict: resuming {out}: {len(done)} of {len(inputs)} inputs already there", file=sys.stderr)
+    try:
+        exists = out.exists() and out.stat().st_size > 0
+        if exists and args.resume:
+            done = {safe_name(s) for s in done_sources(out)}
+    except OSError as e:
+        raise OutputError(f"cannot read {out}: {e.strerror or e}") from None
+    if exists and not (args.resume or args.overwrite):
+        raise FileExistsError(f"{out} exists: --resume skips the inputs it already holds, --overwrite starts again")
+    skip = {s for s, _ in inputs if safe_name(s) in done}
+    if skip:
+        print(f"agekit predict: resuming {safe_name(out)}: {len(skip)} of {len(inputs)} inputs already there",
+              file=sys.stderr)
     n = faces = errors = 0
-    with open(out, "a" if done or args.resume else "w", encoding="utf-8", newline="") as f:
-        if fmt == "csv" and f.tell() == 0:
-            f.write(format_csv([]))
-        for r in est.iter_predict(inputs, workers=workers, progress=not args.no_progress, skip=done):
-            if r["error"]:
-                print(f"agekit predict: {r['source']}: {r['error']}", file=sys.stderr)
-                errors += 1
-            f.write(format_csv([r]).split("\n", 1)[1] if fmt == "csv" else json.dumps(r) + "\n")
-            f.flush()
-            n += 1
-            faces += bool(r["faces"])
-            if args.annotate:
-                _annotate([r], Path(args.annotate))
-    print(f"agekit predict: wrote {n} results ({faces} with a face, {errors} errors) to {out}"
-          + (f"; {len(done)} were already there" if done else ""), file=sys.stderr)
-    return 0 if faces or (done and not n) else 1
+    try:
+        with ResultsFile(out, append=bool(args.resume)) as f:
+            if fmt == "csv" and f.size == 0:
+                f.write(format_csv([]))
+            for r in est.iter_predict(inputs, workers=workers, progress=not args.no_progress, skip=skip):
+                if r["error"]:
+                    _say(r["source"], r["error"])
+                    errors += 1
+                f.write(format_csv([r]).split("\n", 1)[1] if fmt == "csv" else json.dumps(r) + "\n")
+                n += 1
+                faces += bool(r["faces"])
+                if annotate is not None:
+                    annotate(r)
+    except OutputError as e:
+        print(f"agekit predict: {e}; the {n} results before it are complete in the file (--resume continues)",
+              file=sys.stderr)
+        return 1
+    print(f"agekit predict: wrote {n} results ({faces} with a face, {errors} errors) to {safe_name(out)}"
+          + (f"; {len(skip)} were already there" if skip else ""), file=sys.stderr)
+    if annotate is not None and annotate.failed:
+        return 1
+    return 0 if faces or (skip and not n) else 1
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -336,13 +414,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "instead of stdout (for big folders)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="with --out: skip the inputs FILE already holds, append the rest")
-    again.add_argument("--overwrite", action="store_true", help="with --out: start FILE again")
+    again.add_argument("--overwrite", action="store_true",
+                       help="with --out: start FILE again; with --annotate: replace images already in DIR")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads (default $AGEKIT_ORT_THREADS or 1: fastest for batch-1 photos)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--annotate", metavar="DIR", help="write each image with boxes and ages into DIR")
+    p.add_argument("--annotate", metavar="DIR",
+                   help="write each image with boxes and ages into DIR (existing files are kept unless --overwrite)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse photos with more than N pixels, checked from the header before decoding "
+                        "(default 80000000)")
     p.add_argument("--video", metavar="FILE", help="a video file: per-frame results with smoothed ages per tracked face")
     p.add_argument("--webcam", nargs="?", type=int, const=0, default=None, metavar="INDEX", help="camera index (default 0)")
     p.add_argument("--every", type=int, default=1, help="video/webcam: process every Nth frame")
