@@ -225,13 +225,14 @@ def test_shipped_weights_registry_and_card(ckpt, tmp_path):
     assert card["complexity"]["macs"] == 8 * 15 * 15 * 27 + 8 * 11 + 8 * 2 + 8 * 11  # conv + the three linear calls
     w = tmp_path / "weights"
     w.mkdir()
-    (w / "tiny.pt").write_bytes(ckpt.read_bytes())
-    js, md = write_card(w / "tiny.pt", card)
+    (w / "tiny.safetensors").write_bytes(ckpt.read_bytes())
+    (w / "other.pt").write_bytes(ckpt.read_bytes())  # a .pt is not a shipped weight (and has no card)
+    js, md = write_card(w / "tiny.safetensors", card)
     text = md.read_text()
     assert "non-commercial" in text and "channels BGR" in text and "5.5" in text
     entries = shipped_weights(w)
     assert [(e["name"], e["model"]) for e in entries] == [("tiny", TINY)]
-    assert resolve_weights("age", w)["path"] == w / "tiny.pt"
+    assert resolve_weights("age", w)["path"] == w / "tiny.safetensors"
 
 
 def test_real_faces_utkface(ckpt, utkface_dir, tmp_path):

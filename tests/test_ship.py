@@ -29,10 +29,10 @@ def test_ship_checkpoint_writes_weights_and_card(tmp_path):
     out = tmp_path / "weights"
     card = ship_checkpoint(ckpt, "age_test", data=cache, aliases=["age"], out_dir=out)
 
-    for ext in (".pt", ".onnx", ".json", ".md"):
+    for ext in (".safetensors", ".onnx", ".json", ".md"):
         assert (out / f"age_test{ext}").is_file(), ext
     # the card's metrics are those of the 4 test rows, recomputed here from the shipped weights
-    pred = load_checkpoint(out / "age_test.pt").model(spec.normalize(views[spec.view_key][8:12])).age.detach().numpy()
+    pred = load_checkpoint(out / "age_test.safetensors").model(spec.normalize(views[spec.view_key][8:12])).age.detach().numpy()
     assert card["metrics"]["n"] == 4
     assert abs(card["metrics"]["mae"] - float(np.abs(pred - ages[8:12]).mean())) < 1e-3
     assert card["complexity"]["params"] == 36089 and card["aliases"] == ["age"]
@@ -40,7 +40,11 @@ def test_ship_checkpoint_writes_weights_and_card(tmp_path):
     assert "non-commercial" in card["licence"]
     assert json.loads((out / "age_test.json").read_text())["metrics"]["n"] == 4
     assert "CA(5)" in (out / "age_test.md").read_text()
-    assert load_checkpoint(out / "age_test.pt").card["metrics"]["n"] == 4
+    assert load_checkpoint(out / "age_test.safetensors").card["metrics"]["n"] == 4
+    # the card states the size of the file that carries it
+    assert card["file_bytes"] == (out / "age_test.safetensors").stat().st_size
+    assert load_checkpoint(out / "age_test.safetensors").card["file_bytes"] == card["file_bytes"]
+    assert not (out / "age_test.pt").exists()
     entry = resolve_weights("age", out)
     assert entry["name"] == "age_test" and entry["onnx"] is not None
     assert [w["name"] for w in shipped_weights(out)] == ["age_test"]

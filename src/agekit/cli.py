@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "trust_pickle", False):  # --trust-pickle: old pickled checkpoints load in full, on purpose
+        from agekit.checkpoint import trusted_pickles
+
+        with trusted_pickles():
+            return int(args.func(args) or 0)
     return int(args.func(args) or 0)
 
 

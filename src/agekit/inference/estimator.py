@@ -33,7 +33,7 @@ from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
 from agekit.inference.weights import NoShippedWeightsError, resolve_weights
 from agekit.preprocessing import PreprocessSpec
 
-CHECKPOINT_EXTS = {".pt", ".ckpt", ".pth"}
+CHECKPOINT_EXTS = {".safetensors", ".pt", ".ckpt", ".pth"}
 BACKENDS = ("onnx", "torch")
 
 

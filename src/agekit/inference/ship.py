@@ -3,8 +3,9 @@
 ``ship_checkpoint`` evaluates the checkpoint with :func:`agekit.training.engine.evaluate` on
 a prepared cache split (the card's metrics are exactly what ``agekit evaluate`` prints),
 exports it to ONNX with the parity check, measures batch-1 latency (ONNX Runtime and torch
-eager, single thread, median), and writes ``<name>.pt``, ``<name>.onnx``, ``<name>.json``
-and ``<name>.md`` into the weights folder. ``bench/ship_weights.py`` is the command.
+eager, single thread, median), and writes ``<name>.safetensors`` (data only, see
+:mod:`agekit.weightfile`), ``<name>.onnx``, ``<name>.json`` and ``<name>.md`` into the weights
+folder. ``bench/ship_weights.py`` is the command.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from agekit.checkpoint import load_checkpoint, save_checkpoint
-from agekit.inference.weights import WEIGHTS_DIR
+from agekit.inference.weights import WEIGHT_SUFFIX, WEIGHTS_DIR
 
 
 def measure_latency(loaded, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def ship_checkpoint(
         shutil.copyfile(exp.path if hasattr(exp, "path") else Path(tmp) / f"{name}.onnx", onnx_path)
         parity = getattr(exp, "parity", None)
     latency = measure_latency(loaded, onnx_path)
-    pt = save_checkpoint(out_dir / f"{name}.pt", loaded.model, name=loaded.name, config=loaded.config,
+    pt = save_checkpoint(out_dir / f"{name}{WEIGHT_SUFFIX}", loaded.model, name=loaded.name, config=loaded.config,
                          preprocess=loaded.preprocess, method=loaded.method, card=loaded.card)
     training = dict(loaded.card or {})
     card = build_card(
@@ -93,8 +94,13 @@ def ship_checkpoint(
         evaluated_with=f"agekit evaluate {checkpoint} --data {data} --split {split}{' --flip' if flip else ''}",
     )
     card["inference"] = {"flip": bool(flip)}
-    # The checkpoint carries its card too, so load_checkpoint(...).card is the same document.
-    save_checkpoint(pt, loaded.model, name=loaded.name, config=loaded.config, preprocess=loaded.preprocess,
-                    method=loaded.method, card=card)
+    # The checkpoint carries its card too, so load_checkpoint(...).card is the same document; its file_bytes
+    # is the size of the file that holds it (rewritten until the size no longer changes: at most a few digits).
+    for _ in range(4):
+        save_checkpoint(pt, loaded.model, name=loaded.name, config=loaded.config, preprocess=loaded.preprocess,
+                        method=loaded.method, card=card)
+        if card.get("file_bytes") == pt.stat().st_size:
+            break
+        card["file_bytes"] = pt.stat().st_size
     write_card(pt, card, title)
     return card

@@ -1,7 +1,7 @@
 """The registry of weights shipped inside the package (``src/agekit/weights``).
 
-Each shipped weight is three files with one stem ``<name>``: ``<name>.pt`` (an agekit
-checkpoint), ``<name>.json`` (its machine-readable model card, see
+Each shipped weight is three files with one stem ``<name>``: ``<name>.safetensors`` (an
+agekit checkpoint: data only, see :mod:`agekit.weightfile`), ``<name>.json`` (its machine-readable model card, see
 :mod:`agekit.inference.cards`) and ``<name>.md`` (the same card for people). An optional
 ``<name>.onnx`` is used as is by the ONNX backend. A card's ``aliases`` (for example
 ``["age"]`` or ``["gender"]``) make the short names of :meth:`Estimator.from_pretrained` work.
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHT_SUFFIX = ".safetensors"
 
 HOW_TO_GET_WEIGHTS = (
     "Train a model and point at its checkpoint instead, for example:\n"
@@ -20,7 +21,8 @@ HOW_TO_GET_WEIGHTS = (
     "  agekit train --recipe src/agekit/recipes/<recipe>.yaml --out runs/age\n"
     "  agekit predict --model runs/age/final.pt PHOTOS...\n"
     "or convert the authors' released weights with `agekit convert`. A trained checkpoint "
-    f"becomes a shipped weight when its .pt, .json and .md card are placed in {WEIGHTS_DIR}."
+    f"becomes a shipped weight when its .safetensors, .json and .md card are placed in {WEIGHTS_DIR} "
+    "(`agekit.inference.ship.ship_checkpoint` writes all of them)."
 )
 
 
@@ -29,14 +31,14 @@ class NoShippedWeightsError(LookupError):
 
 
 def shipped_weights(weights_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every shipped weight: ``name``, ``model`` (registry name), ``path`` (.pt), ``card``, ``onnx`` (or None).
+    """Every shipped weight: ``name``, ``model`` (registry name), ``path`` (.safetensors), ``card``, ``onnx`` (or None).
 
-    A ``.pt`` without its ``.json`` card is not listed: weights never ship without a card.
+    A weight file without its ``.json`` card is not listed: weights never ship without a card.
     """
     root = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     out = []
     for card_path in sorted(root.glob("*.json")):
-        pt = card_path.with_suffix(".pt")
+        pt = card_path.with_suffix(WEIGHT_SUFFIX)
         if not pt.is_file():
             continue
         card = json.loads(card_path.read_text())
