@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,19 @@ def normalize_meta(meta: dict[str, Any], n: int | None = None) -> dict[str, np.n
     return out
 
 
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """``name`` when it is safe as one file name in a cache folder (a view key, a protocol, a split, a meta
+    column): 1-200 of ``A-Z a-z 0-9 _ . + -``, not starting with ``.`` or ``-`` and without ``..``, so no
+    separator, no parent folder, no absolute path, no NUL; else ValueError naming it."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{what} {str(name)[:80]!r} is not a safe name (letters, digits, _ . + -; no '..', "
+                         f"no separators)")
+    return name
+
+
 def _check_fits(col: str, a: np.ndarray, dtype: Any) -> None:
     """ValueError naming the first row of ``a`` that ``dtype`` cannot hold exactly (no wrap-around, no rounding)."""
     info = np.iinfo(dtype)
@@ -108,6 +122,7 @@ def write_meta(root: str | Path, meta: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def create_view(root: str | Path, key: str, shape: tuple[int, ...]) -> np.memmap:
     """A writable uint8 ``views/{key}.npy`` of ``shape`` (N, ...), to be filled in place (large caches)."""
+    check_name(key, "view key")
     d = Path(root) / "views"
     d.mkdir(parents=True, exist_ok=True)
     return np.lib.format.open_memmap(d / f"{key}.npy", mode="w+", dtype=np.uint8, shape=tuple(shape))
@@ -121,6 +136,7 @@ def write_cache(root, meta: dict[str, np.ndarray], views: dict[str, np.ndarray],
     n = len(cols["hash"])
     (root / "views").mkdir(parents=True, exist_ok=True)
     for key, arr in views.items():
+        check_name(key, "view key")
         a = np.asarray(arr)
         if a.dtype != np.uint8:
             raise ValueError(f"view {key!r} must be uint8, got {a.dtype}")
@@ -189,9 +205,11 @@ class PreparedCache:
 
     def write_splits(self, protocol: str, splits: dict[str, np.ndarray]) -> None:
         """Write ``splits/{protocol}.json``; indices must be valid rows."""
+        check_name(protocol, "protocol")
         n = len(self)
         out = {}
         for name, idx in splits.items():
+            check_name(name, "split name")
             a = np.asarray(idx, dtype=np.int64).reshape(-1)
             if a.size and (a.min() < 0 or a.max() >= n):
                 raise ValueError(f"split {protocol}/{name} has row indices outside [0, {n})")

@@ -95,8 +95,9 @@ def _unpack(args: argparse.Namespace) -> int:
     from agekit.data.portable import unpack_cache
 
     try:
-        cache = unpack_cache(args.packed, args.out, views=args.views.split(",") if args.views else None)
-    except (FileNotFoundError, KeyError, ValueError) as e:
+        cache = unpack_cache(args.packed, args.out, views=args.views.split(",") if args.views else None,
+                             max_bytes=int(args.max_gb * 1e9), overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         print(f"agekit unpack-cache: {e}", file=sys.stderr)
         return 2
     print(cache)
@@ -119,4 +120,9 @@ def register_portable(subparsers) -> None:
     u.add_argument("packed", help="file written by agekit pack-cache")
     u.add_argument("out", help="cache folder to write")
     u.add_argument("--views", default=None, help="only these view keys")
+    u.add_argument("--max-gb", type=float, default=256.0,
+                   help="refuse a pack that would unpack to more than this many GB (default %(default)s); the free "
+                        "space next to OUT is checked too, before anything is decompressed")
+    u.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty OUT (only once the new cache is complete)")
     u.set_defaults(func=_unpack)
