@@ -163,9 +163,14 @@ class EpochShuffleSampler(Sampler[int]):
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, int(seed), shuffle, rank, world_size
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, indices) already trained on, from a checkpoint
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def skip_next(self, epoch: int, count: int) -> None:
+        """The next iteration over ``epoch`` leaves out its first ``count`` indices (a resumed epoch)."""
+        self._skip = (int(epoch), int(count))
 
     def __iter__(self) -> Iterator[int]:
         if self.shuffle and self.weights is not None:  # n draws with replacement, P(i) ~ weights[i]
@@ -179,10 +184,49 @@ class EpochShuffleSampler(Sampler[int]):
         if self.world_size > 1:  # pad to a multiple of world_size, like DistributedSampler
             order += order[: (-len(order)) % self.world_size]
             order = order[self.rank :: self.world_size]
+        if self._skip is not None:
+            epoch, count = self._skip
+            self._skip = None
+            if epoch == self.epoch:
+                order = order[count:]
         return iter(order)
 
     def __len__(self) -> int:
         return -(-self.n // self.world_size)
+
+
+class ResumableLoader(DataLoader):
+    """A training loader whose place in the epoch travels in ``last.ckpt`` (Lightning's stateful-loader protocol).
+
+    ``consumed`` counts the batches trained on in the current epoch (the data module counts them as they
+    reach the device, so batches Lightning has only prefetched do not count); a run resumed from a
+    mid-epoch checkpoint skips them, since the epoch's order depends only on (seed, epoch).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumed, self._fresh, self._resumed = 0, True, None
+
+    def __iter__(self) -> Any:
+        self.consumed, self._fresh = 0, True
+        return super().__iter__()
+
+    def note_trained_batch(self) -> None:
+        """Count one batch trained on (called once per training step, after the batch reaches the device)."""
+        if self._fresh:  # the first batch of this iteration: a resumed epoch counts the batches it skipped
+            self._fresh = False
+            if self._resumed is not None and self._resumed[0] == self.sampler.epoch:
+                self.consumed = self._resumed[1]
+            self._resumed = None
+        self.consumed += 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches": int(self.consumed)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        self.sampler.skip_next(epoch, batches * int(self.batch_size))
+        self._resumed = (epoch, batches)
 
 
 def age_balance_weights(age: np.ndarray, power: float, bin_years: float = 5.0) -> np.ndarray:
@@ -240,6 +284,7 @@ class AgeDataModule(L.LightningDataModule):
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
         self.cache = None
         self.splits: dict[str, CacheSplit] = {}
+        self._train_loader: ResumableLoader | None = None
 
     def _open(self) -> None:
         if self.cache is not None:
@@ -289,7 +334,7 @@ class AgeDataModule(L.LightningDataModule):
             weights = torch.from_numpy(age_balance_weights(ds.labels["age"].numpy(), self.balance))
         sampler = EpochShuffleSampler(len(ds), self.seed, shuffle=train, rank=rank, world_size=world, weights=weights)
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return DataLoader(
+        loader = (ResumableLoader if train else DataLoader)(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
@@ -297,7 +342,11 @@ class AgeDataModule(L.LightningDataModule):
             collate_fn=_batch_identity,
             num_workers=0,
             pin_memory=pin,
+            generator=torch.Generator().manual_seed(self.seed),  # the loader never draws from the global RNG
         )
+        if train:
+            self._train_loader = loader
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -310,6 +359,8 @@ class AgeDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
         training = self.trainer is not None and self.trainer.training
+        if training and self._train_loader is not None:
+            self._train_loader.note_trained_batch()
         if training and self.reseed:
             # Augmentation and dropout draw from the global RNG: seed it from (seed, step, rank) so that
             # a run resumed from last.ckpt continues exactly like an uninterrupted one.

@@ -1,7 +1,8 @@
 """``train(recipe)`` and ``evaluate(ckpt, data, split)``: the library behind ``agekit train/evaluate``.
 
-A run directory holds ``checkpoints/last.ckpt`` (Lightning, written every epoch, what
-``--resume`` continues from), ``logs/metrics.csv`` (CSVLogger; TensorBoard events too when
+A run directory holds ``checkpoints/last.ckpt`` (Lightning; written atomically at every epoch's end
+and every ``trainer.checkpoint_every_n_steps`` steps, what ``--resume`` continues from, in mid-epoch
+too: see :mod:`agekit.training.resume`), ``logs/metrics.csv`` (CSVLogger; TensorBoard events too when
 installed), ``recipe.yaml`` (the recipe as run) and ``final.pt`` (an agekit checkpoint with
 its model card). Chains write one such directory per stage (``stages``) or generation
 (``generations``) under the run directory.
@@ -261,12 +262,13 @@ def _merge_logs(logs: Path, parts: list[Path]) -> None:
 
 def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
 
     from agekit.checkpoint import save_checkpoint
     from agekit.training.datamodule import AgeDataModule
     from agekit.training.module import AgeModule, load_matching_weights
+    from agekit.training.resume import AtomicCheckpointIO, LastCheckpoint, RngState, remove_stale_temporaries
 
     out.mkdir(parents=True, exist_ok=True)
     extra = env_overrides()
@@ -279,6 +281,9 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         # a finished stage of a chain whose last.ckpt was removed (under DDP, Lightning's launcher sets the ranks)
         rank0 = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
         return TrainResult(out, None, final, is_global_zero=rank0)
+    remove_stale_temporaries(last.parent)  # left by a process killed while it saved
+    if resume and not last.is_file():
+        print(f"--resume: no checkpoint {last}: {r.get('name')} starts from the beginning")
     t = r["trainer"]
     data = r["data"]
     if not data.get("cache"):
@@ -341,9 +346,9 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         loggers.append(TensorBoardLogger(str(out), name="", version="tb"))
     except ImportError:
         pass
-    ckpt_cb = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
+    ckpt_cb = LastCheckpoint(last.parent, int(t.get("checkpoint_every_n_steps", 500)))
     speed = _Throughput()
-    callbacks = [ckpt_cb, speed.callback, LearningRateMonitor("epoch")]
+    callbacks = [ckpt_cb, speed.callback, RngState(), LearningRateMonitor("epoch")]
     ema = _ema_callback(float(t["ema_decay"]), bool(t.get("ema_warmup", True))) if t.get("ema_decay") else None
     if ema is not None:  # validation and final.pt use the exponential moving average of the weights
         callbacks.append(ema)
@@ -370,6 +375,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         use_distributed_sampler=False,  # AgeDataModule shards its own (seed, epoch) permutation
         logger=loggers,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
     fit_s = speed.fit_seconds()
