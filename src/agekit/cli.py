@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "agekit.training.cli",  # train, evaluate
     "agekit.inference.cli",  # predict, export, bench
     "agekit.convert",  # convert
+    "agekit.serve.cli",  # serve
 )
 
 

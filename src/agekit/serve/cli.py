@@ -1,0 +1,82 @@
+"""``agekit serve``: the HTTP API and the web page (needs ``pip install "agekit[serve]"``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agekit.serve.engine import ServeConfig, usable_cores
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    return ServeConfig(
+        model=args.model, gender_model=args.gender_model, backend=args.backend, detector=args.detector,
+        fallback=args.fallback_detector, threads=args.threads, workers=args.workers, max_batch=args.max_batch,
+        max_queue=args.max_queue, max_queue_pixels=int(args.max_queue_mp * 1e6), timeout_s=args.timeout,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), max_images=args.max_images,
+        max_pixels=int(args.max_mp * 1e6), extra_models=tuple(args.serve_model or ()),
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from agekit.serve.app import create_app
+    except ImportError as e:
+        print(f"agekit serve: {e.name or e} is not installed: pip install \"agekit[serve]\"", file=sys.stderr)
+        return 2
+    from agekit.inference.weights import NoShippedWeightsError
+
+    if args.host not in LOOPBACK:
+        print(f"agekit serve: listening on {args.host}: other machines can reach this service; it has no "
+              "authentication (put it behind a proxy that has)", file=sys.stderr)
+    try:
+        cfg = config_from_args(args)
+        app = create_app(cfg)
+        engine = app.state.engine
+        engine.estimator(engine.key())  # the default models load here, once; a wrong name fails before binding
+    except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:
+        print(f"agekit serve: {e}", file=sys.stderr)
+        return 2
+    # limit_concurrency: connections beyond it are answered 503 by uvicorn before any body is read
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+                limit_concurrency=args.max_connections, timeout_keep_alive=5)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``serve``."""
+    p = sub.add_parser("serve", help="HTTP API (POST /v1/predict) and a web page for photos (agekit[serve])",
+                       description="Serves POST /v1/predict (the records of agekit predict --json), GET /v1/models, "
+                                   "GET /healthz, /openapi.json and a web page at /. Binds 127.0.0.1 unless told "
+                                   "otherwise; requests never name a file on this machine.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", default="age", help="default age model: shipped name or .pt/.ckpt/.onnx file")
+    p.add_argument("--gender-model", default="auto", help="default gender model: name or file, 'none', or auto")
+    p.add_argument("--serve-model", action="append", metavar="NAME_OR_FILE",
+                   help="a further model requests may choose by this exact string (repeatable); shipped weights "
+                        "are always offered")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+    p.add_argument("--detector", default="cascade", help="face detector (as agekit predict; default cascade)")
+    p.add_argument("--fallback-detector", default=None, metavar="NAME",
+                   help="detector to run when the detector finds no face, e.g. cropped")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model (default 1)")
+    p.add_argument("--workers", type=int, default=usable_cores(),
+                   help="inference threads (default: the cores this process may use)")
+    p.add_argument("--max-batch", type=int, default=8,
+                   help="photos of concurrent requests run through the networks together (1: no batching)")
+    p.add_argument("--max-queue", type=int, default=32,
+                   help="photos queued or running at once; a request beyond it gets 503 (default 32)")
+    p.add_argument("--max-queue-mp", type=float, default=64.0, help="decoded megapixels queued at once (default 64)")
+    p.add_argument("--max-connections", type=int, default=128,
+                   help="concurrent connections; beyond it uvicorn answers 503 (default 128)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request, queue included; then 504")
+    p.add_argument("--max-body-mb", type=float, default=25.0, help="request body cap in MiB; over it 413")
+    p.add_argument("--max-images", type=int, default=16, help="photos per request; more: 413")
+    p.add_argument("--max-mp", type=float, default=16.0, help="megapixels per photo, read from its header; more: 413")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=_run)
