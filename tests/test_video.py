@@ -1,6 +1,8 @@
 """Video: every Nth frame, IoU tracking and per-track smoothing (EMA and running median)."""
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -149,3 +151,66 @@ def test_bad_video_and_drawing(tmp_path):
     tracks = FaceTrackAges(alpha=1.0)
     r = tracks({"faces": [{"box": [0, 0, 9, 9], "age": 30.0, "gender_female": 0.2}]})
     assert r["faces"][0]["track"] == 0 and r["faces"][0]["age_smoothed"] == 30.0
+
+
+def _jpeg_starts(data: bytes) -> list[int]:
+    return [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+
+
+def test_corrupt_frame_is_named_and_the_video_goes_on(tmp_path, capfd):
+    from test_estimator import tiny_checkpoint
+
+    video = tmp_path / "clip.avi"
+    _write_video(video, n=12)
+    data = bytearray(video.read_bytes())
+    s = _jpeg_starts(bytes(data))[5]
+    data[s:s + 200] = bytes(200)  # frame 5 holds no JPEG any more
+    (tmp_path / "corrupt.avi").write_bytes(bytes(data))
+    est = agekit.Estimator.from_pretrained(tiny_checkpoint(tmp_path / "t.pt"), backend="torch", detector="cropped")
+    res = list(process_video(est, tmp_path / "corrupt.avi"))
+    assert [r["frame"] for r in res] == list(range(12))
+    assert res[5]["error"] == "undecodable frame" and not res[5]["faces"]
+    assert all(r["error"] is None and r["faces"] for r in res if r["frame"] != 5)
+    assert "mjpeg" not in capfd.readouterr().err  # the decoder's own message is dropped: the reason replaces it
+
+
+def test_truncated_video_ends_with_a_reason(tmp_path):
+    from agekit.inference.video import open_video, read_frames
+
+    video = tmp_path / "clip.avi"
+    _write_video(video, n=12)
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: _jpeg_starts(data)[6] + 50])  # frames 0-5 whole, 6 cut inside
+    got = list(read_frames(open_video(cut), "cut"))
+    assert [s for s, _ in got[:-1]] == [f"cut#{i}" for i in range(len(got) - 1)] and 5 <= len(got) - 1 <= 6
+    last_source, last = got[-1]
+    assert isinstance(last, ValueError) and str(last).startswith("video ends early") and "of 12" in str(last)
+    fifo = tmp_path / "pipe.avi"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="FIFO"):
+        open_video(fifo)  # refused from stat: opening it would block
+    head = tmp_path / "head.avi"
+    head.write_bytes(data[:3000])
+    with pytest.raises(ValueError, match="cannot open as a video"):
+        open_video(head)
+
+
+def test_cli_names_a_cut_video(tmp_path, capfd):
+    from test_estimator import tiny_checkpoint
+
+    from agekit.cli import main
+
+    video = tmp_path / "clip.avi"
+    _write_video(video, n=12)
+    data = video.read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: _jpeg_starts(data)[6] + 50])
+    model = str(tiny_checkpoint(tmp_path / "t.pt"))
+    assert main(["predict", "--video", str(tmp_path / "cut.avi"), "--model", model, "--detector", "cropped",
+                 "--json"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("video ends early") == 1 and "cut.avi#" in err and "mjpeg" not in err
+    (tmp_path / "head.avi").write_bytes(data[:3000])
+    assert main(["predict", "--video", str(tmp_path / "head.avi"), "--model", model, "--detector", "cropped"]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len([x for x in err if not x.startswith("#")]) == 1 and "cannot open as a video" in err[-1]

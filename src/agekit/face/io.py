@@ -23,7 +23,9 @@ import errno
 import io
 import os
 import stat
-import unicodedata
+import sys
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -64,6 +66,50 @@ DEFAULT_MAX_PIXELS = 80_000_000
 
 # Our own cap replaces Pillow's decompression-bomb warning (it would go to stderr with no file name).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+class NativeStderr:
+    """What native libraries (OpenCV's video readers, FFmpeg) print on file descriptor 2 inside ``with`` blocks is
+    captured instead of reaching the terminal: after each block ``text`` holds it, so a broken file gets one line
+    of our own (and the capture tells that the decoder complained). One block at a time in the process (a lock);
+    Python's own messages are kept outside the blocks."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._saved = -1
+        self.text = ""
+
+    def __enter__(self) -> "NativeStderr":
+        _STDERR_LOCK.acquire()
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        try:
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except OSError:  # no fd 2 to capture
+            self._saved = -1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._saved >= 0:
+                os.dup2(self._saved, 2)
+                os.close(self._saved)
+                self._saved = -1
+        finally:
+            _STDERR_LOCK.release()
+        self._file.seek(0)
+        self.text = self._file.read(65536).decode("utf-8", "replace").strip()
+        self._file.seek(0)
+        self._file.truncate()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class ImageReadError(Exception):

@@ -197,17 +197,33 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.video is not None:
         from agekit.inference.video import process_video
 
+        from agekit.face.io import safe_name
+        from agekit.inference.video import is_read_error
+
         args.stream = True
-        n = 0
+        n = read = 0
         try:
             workers = _workers(args, 1 << 30)  # a video: many frames
             for k, res in enumerate(process_video(est, args.video, every=args.every, smoothing=args.smoothing,
                                                   workers=workers)):
+                if is_read_error(res["error"]):
+                    _say(res["source"], res["error"])  # a frame that could not be read: named, the video goes on
+                else:
+                    read += 1
                 _emit([res], args, header=k == 0)
                 n += res["error"] is None
         except (FileNotFoundError, ValueError) as e:
-            print(f"agekit predict: {e}", file=sys.stderr)
+            print(f"agekit predict: {safe_name(e)}", file=sys.stderr)
             return 1
+        except BrokenPipeError:
+            sys.stderr.close()
+            return 0
+        except OSError as e:
+            print(f"agekit predict: cannot write the results to stdout: {e.strerror or e}", file=sys.stderr)
+            return 1
+        if not read:
+            print(f"agekit predict: {safe_name(args.video)}: no frame could be read (truncated, corrupt or not a video)",
+                  file=sys.stderr)
         return 0 if n else 1
     if args.webcam is not None:
         from agekit.inference.video import run_webcam
@@ -384,6 +400,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict``, ``export`` and ``bench``."""
+    from agekit.weightfile import add_trust_pickle_argument
+
     p = sub.add_parser("predict", help="ages (and genders) of the faces in photos, a video or a webcam")
     p.add_argument("paths", nargs="*", help="image files, folders or globs")
     p.add_argument("--model", default="age", help="shipped weight name or .pt/.ckpt/.onnx file (default: age)")
@@ -430,6 +448,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--webcam", nargs="?", type=int, const=0, default=None, metavar="INDEX", help="camera index (default 0)")
     p.add_argument("--every", type=int, default=1, help="video/webcam: process every Nth frame")
     p.add_argument("--smoothing", choices=("ema", "median"), default="ema", help="per-track age smoothing")
+    add_trust_pickle_argument(p)
     p.set_defaults(func=_run_predict)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX with a parity check (and int8)")
@@ -443,6 +462,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--pad-channels", type=int, default=16, metavar="N",
                    help="export HSR-family networks with channels zero-padded to a multiple of N, an equal network "
                         "that ONNX Runtime's blocked kernels run 2-3x faster (default 16; 0: as trained)")
+    add_trust_pickle_argument(e)
     e.set_defaults(func=_run_export)
 
     b = sub.add_parser(

@@ -116,6 +116,84 @@ class FaceTrackAges:
 
 
 UNDECODABLE = "undecodable frame"
+ENDS_EARLY = "video ends early"
+#: Consecutive frames that may fail to read before the rest of the video is given up.
+MAX_BAD_FRAMES = 25
+
+
+def is_read_error(error: str | None) -> bool:
+    """Whether a frame result's error says the frame could not be read (not, e.g., "no face")."""
+    return bool(error) and (error.startswith(UNDECODABLE) or error.startswith(ENDS_EARLY))
+
+
+def open_video(path: str | Path) -> Any:
+    """An opened ``cv2.VideoCapture`` of a regular file; raises ``FileNotFoundError`` or ``ValueError`` with one line."""
+    from agekit.face.io import NativeStderr, stat_reason
+
+    path = Path(path)
+    reason = stat_reason(path)  # a FIFO or device would block or never end
+    if reason == "missing":
+        raise FileNotFoundError(f"{path}: missing")
+    if reason is not None:
+        raise ValueError(f"{path}: {reason}")
+    noise = NativeStderr()
+    try:
+        with noise:
+            cap = cv2.VideoCapture(str(path))
+    finally:
+        noise.close()
+    if not cap.isOpened():
+        cap.release()
+        raise ValueError(f"{path}: cannot open as a video (truncated, corrupt or an unsupported format)")
+    return cap
+
+
+def read_frames(cap: Any, label: str, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[str, Any]]:
+    """``(f"{label}#{i}", RGB frame)`` for every ``every``-th frame; a frame that cannot be read gives
+    ``ValueError("undecodable frame")`` and reading goes on; a video that stops before its declared frame
+    count (or after :data:`MAX_BAD_FRAMES` bad frames in a row) ends with ``ValueError("video ends early ...")``.
+    What the decoders print is captured: a frame they complained about counts as undecodable (FFmpeg hands
+    back the previous picture for a corrupt MJPEG frame), and the reason replaces their lines."""
+    from agekit.face.io import NativeStderr
+
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    noise = NativeStderr()
+    try:
+        yield from _frames(cap, label, every, max_frames, total, noise)
+    finally:
+        noise.close()
+
+
+def _frames(cap: Any, label: str, every: int, max_frames: int | None, total: int, noise: Any
+            ) -> Iterator[tuple[str, Any]]:
+    done, i, bad = 0, -1, []
+    while max_frames is None or done < max_frames:
+        i += 1
+        with noise:
+            grabbed = cap.grab()
+            ok, frame = cap.retrieve() if grabbed and i % every == 0 else (grabbed, None)
+        if grabbed and noise.text and i % every == 0 and (total <= 0 or i < total):
+            done += 1  # read, but the decoder reported an error: the picture cannot be trusted
+            yield f"{label}#{i}", ValueError(UNDECODABLE)
+            continue
+        if not grabbed or (i % every == 0 and (not ok or frame is None)):
+            bad.append(i)
+            if len(bad) < MAX_BAD_FRAMES and (total <= 0 or i + 1 < total):
+                continue
+            if total > 0 and bad[0] < total:
+                yield f"{label}#{bad[0]}", ValueError(
+                    f"{ENDS_EARLY}: frames {bad[0]} to {total - 1} of {total} could not be read (truncated or corrupt)")
+            elif total <= 0 and len(bad) >= MAX_BAD_FRAMES and done == 0:
+                yield f"{label}#{bad[0]}", ValueError(f"{ENDS_EARLY}: no frame could be read (truncated or corrupt)")
+            return
+        for j in bad:  # bad frames followed by a good one: each is named, the video goes on
+            if j % every == 0:
+                yield f"{label}#{j}", ValueError(UNDECODABLE)
+        bad = []
+        if i % every:
+            continue
+        done += 1
+        yield f"{label}#{i}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 def process_video(
@@ -132,41 +210,23 @@ def process_video(
 
     ``workers`` > 1: that many processes find the faces of the next frames while this one decodes,
     runs the networks (a few frames' faces at a time) and tracks, in frame order; the results are
-    those of ``workers=1``.
+    those of ``workers=1``. A frame that cannot be read is a result with ``error`` "undecodable frame"
+    and the video goes on; a video cut short ends with a result whose ``error`` starts "video ends early".
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"{path}: cannot open as a video")
+    cap = open_video(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     tracks = FaceTrackAges(smoothing, alpha, window)
-
-    def frames() -> Iterator[tuple[str, Any]]:
-        done, i = 0, -1
-        while max_frames is None or done < max_frames:
-            if not cap.grab():
-                break
-            i += 1
-            if i % every:
-                continue
-            ok, frame = cap.retrieve()
-            if not ok or frame is None:
-                yield f"{path}#{i}", ValueError(UNDECODABLE)
-                continue
-            done += 1
-            yield f"{path}#{i}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
     try:
         # one frame at a time through the networks when alone; a few frames' faces per batch with workers
-        for res in estimator.iter_items(frames(), chunk=1 if workers <= 1 else 4 * workers, workers=workers):
+        frames = read_frames(cap, str(path), every, max_frames)
+        for res in estimator.iter_items(frames, chunk=1 if workers <= 1 else 4 * workers, workers=workers):
             i = int(res["source"].rsplit("#", 1)[1])
             res["frame"] = i
             res["time_s"] = i / fps if fps > 0 else None
-            yield res if res["error"] == UNDECODABLE else tracks(res)  # an unread frame says nothing of the tracks
+            yield res if is_read_error(res["error"]) else tracks(res)  # an unread frame says nothing of the tracks
     finally:
         cap.release()
 
