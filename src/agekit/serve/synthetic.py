@@ -20,7 +20,9 @@ def drawn_face(width: int = 640, height: int = 480, seed: int = 0, scale: float 
     g = np.linspace(0, 1, height)[:, None, None]
     top, bottom = rng.uniform(170, 235, 3), rng.uniform(90, 180, 3)
     img[:] = top * (1 - g) + bottom * g
-    skin = np.array([rng.uniform(150, 235), rng.uniform(110, 190), rng.uniform(85, 160)], np.float32)
+    red = rng.uniform(120, 240)
+    green = red * rng.uniform(0.68, 0.85)
+    skin = np.array([red, green, green * rng.uniform(0.72, 0.9)], np.float32)
     hair = tuple(float(v) for v in rng.uniform(20, 90, 3))
     ax, ay = int(95 * s), int(125 * s)
     k = lambda v: max(1, int(round(v * s)))  # noqa: E731 - a length at this scale

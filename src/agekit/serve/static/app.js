@@ -47,6 +47,14 @@ async function loadModels() {
   }
 }
 
+// Show a photo at most 340 x 340 px (and no wider than the window), keeping its shape.
+function fit(img) {
+  if (!img.naturalWidth) return;
+  const s = Math.min(1, Math.min(340, window.innerWidth - 40) / img.naturalWidth, 340 / img.naturalHeight);
+  img.style.width = (img.naturalWidth * s) + "px";
+  img.style.height = (img.naturalHeight * s) + "px";
+}
+
 function gender(f) {
   return f.gender === "female" ? "F" : f.gender === "male" ? "M" : "";
 }
@@ -145,6 +153,7 @@ async function runOne(item) {
   const { file, index, fig, img, layer, caption } = item;
   try {
     await img.decode().catch(() => {});
+    fit(img);
     const rec = await predict(file, file.name);
     results[index] = rec;
     if (img.naturalWidth) drawBoxes(layer, rec.faces, img.naturalWidth, img.naturalHeight);
