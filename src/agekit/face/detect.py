@@ -118,7 +118,7 @@ class DlibDetector:
     BT.601 luma) instead of dlib's max-over-RGB-channels gradients: ~17% less CPU, recall on
     UTKFace 0.5-1.3 points lower; landmarks are always found on the RGB image. Fast setting
     for photos: ``upsample=0, max_side=320, grey=True`` (about 8 ms CPU for a 640x480 photo
-    instead of 128 ms, see ``bench/face_speed.py``); it misses faces under about 80 px after
+    instead of 128 ms, see ``benchmarks/face_speed.py``); it misses faces under about 80 px after
     shrinking, i.e. under ~160 px in a 640x480 photo (``cascade`` then retries at full size).
     """
 

@@ -154,7 +154,7 @@ class OnnxRunner:
     batch - ``"chunks"`` (default) runs the slices concurrently, one single-threaded
     ``session.run`` per worker thread (ONNX Runtime releases the GIL; 1.10-1.47x the faces/s
     of ``"intra"`` at batch 256 on 2 cores for every zoo model tried, fp32 and int8:
-    ``bench/ort_parallel.py``); ``"intra"`` gives every slice
+    ``benchmarks/ort_parallel.py``); ``"intra"`` gives every slice
     ``threads`` intra-op threads. A batch of at most ``chunk`` faces runs on one thread with
     ``"chunks"``. Both give the same outputs.
     """

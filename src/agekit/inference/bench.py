@@ -101,8 +101,8 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 10) -> float:
 
 def bench_inputs(name: str, batch: int = 256, config: dict[str, Any] | None = None) -> tuple[Any, Any, np.ndarray]:
     """The zoo model ``name`` (built with ``config``) with seeded random weights (eval mode), its preprocessing spec
-    and a float32 batch of ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the bench/
-    scripts) time."""
+    and a float32 batch of ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the
+    benchmarks/ scripts) time."""
     from agekit.inference.onnx_export import network_inputs, sample_crops
     from agekit.registry import create_model, model_entry
 

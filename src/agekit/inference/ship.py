@@ -5,7 +5,7 @@ a prepared cache split (the card's metrics are exactly what ``agekit evaluate`` 
 exports it to ONNX with the parity check, measures batch-1 latency (ONNX Runtime and torch
 eager, single thread, median), and writes ``<name>.safetensors`` (data only, see
 :mod:`agekit.weightfile`), ``<name>.onnx``, ``<name>.json`` and ``<name>.md`` into the weights
-folder. ``bench/ship_weights.py`` is the command.
+folder. ``tools/ship_weights.py`` is the command.
 """
 from __future__ import annotations
 

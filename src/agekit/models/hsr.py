@@ -248,7 +248,7 @@ class HSRNet(nn.Module):
         self.backbone = HSRBackbone(p, conv)
         # pad_channels: run the backbone with p rounded up to this multiple (zero channels; same parameters,
         # outputs and gradients) - PyTorch's and ONNX Runtime's blocked CPU kernels need a multiple of the
-        # SIMD width; SepHSR(30,10) trains about 2x faster with channels-last + bf16 (bench/train_throughput.py)
+        # SIMD width; SepHSR(30,10) trains about 2x faster with channels-last + bf16 (benchmarks/train_throughput.py)
         self.pad_channels = int(pad_channels)
         if self.pad_channels < 0:
             raise ValueError(f"pad_channels must be >= 0, got {pad_channels}")
