@@ -16,9 +16,9 @@ here=$(dirname "$0")
 source "$here/common.sh"
 mkdir -p "$OUT/teachers"
 for n in age_c3ae_wide_cosine_utkface gender_agenet_utkface; do
-  agekit teacher-outputs "$W/$n.pt" --data "$CACHE" --out "$OUT/teachers/$n.npz"
+  agekit teacher-outputs "$W/$n.safetensors" --data "$CACHE" --out "$OUT/teachers/$n.npz"
 done
-python "$here/ensemble.py" "$W/age_c3ae_wide_cosine_utkface.pt" "$W/gender_agenet_utkface.pt" --data "$CACHE" --flip \
+python "$here/ensemble.py" "$W/age_c3ae_wide_cosine_utkface.safetensors" "$W/gender_agenet_utkface.safetensors" --data "$CACHE" --flip \
   --threads 1 --out "$OUT/teacher" | tee "$OUT.teacher.log"
 T="teacher=[$OUT/teachers/age_c3ae_wide_cosine_utkface.npz,$OUT/teachers/gender_agenet_utkface.npz]"
 zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip "$@"; }

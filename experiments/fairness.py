@@ -1,6 +1,6 @@
 """MAE per race within age bands (age-matched fairness check) of a checkpoint on a prepared cache split.
 
-    python experiments/fairness.py src/agekit/weights/age_c3ae_wide_cosine_utkface.pt --data caches/utkface [--no-flip]
+    python experiments/fairness.py src/agekit/weights/age_c3ae_wide_cosine_utkface.safetensors --data caches/utkface [--no-flip]
 
 UTKFace race labels: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. Prints a Markdown table
 (rows: age bands, columns: races, cells: MAE (n)); flip averaging is on by default, as in the

@@ -1,7 +1,7 @@
 """MAE of a checkpoint's ONNX fp32 and int8 exports on a prepared-cache split, and the fp32-PyTorch gap.
 
 Example (the figures in the README):
-  python experiments/int8_drift.py src/agekit/weights/age_c3ae_wide_cosine_utkface.pt --data caches/utkface --split val
+  python experiments/int8_drift.py src/agekit/weights/age_c3ae_wide_cosine_utkface.safetensors --data caches/utkface --split val
 """
 from __future__ import annotations
 

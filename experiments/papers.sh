@@ -27,7 +27,7 @@ mkdir -p "$OUT/teachers"
 [ -f "$K/info.json" ] || agekit prepare utkface --root "$UTK" --out "$K" --views kres_64_m0.1 --workers 2
 W=src/agekit/weights
 for n in age_c3ae_wide_cosine_utkface gender_agenet_utkface; do  # the shipped ensemble teacher's outputs
-  [ -f "$OUT/teachers/$n.npz" ] || agekit teacher-outputs "$W/$n.pt" --data "$C" --out "$OUT/teachers/$n.npz"
+  [ -f "$OUT/teachers/$n.npz" ] || agekit teacher-outputs "$W/$n.safetensors" --data "$C" --out "$OUT/teachers/$n.npz"
 done
 lane1() {
   bash "$here/papers20.sh" "$C" "$OUT/papers20"

@@ -14,7 +14,7 @@ source "$here/common.sh"
 CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; W=${3:-src/agekit/weights}
 mkdir -p "$OUT/teachers"
 for t in age_c3ae_wide_cosine_utkface gender_agenet_utkface; do
-  [ -f "$OUT/teachers/$t.npz" ] || agekit teacher-outputs "$W/$t.pt" --data "$CACHE" --out "$OUT/teachers/$t.npz"
+  [ -f "$OUT/teachers/$t.npz" ] || agekit teacher-outputs "$W/$t.safetensors" --data "$CACHE" --out "$OUT/teachers/$t.npz"
 done
 RUN=$OUT/agenet_mt_distill_ema100_utkface
 agekit train --recipe agenet_mt_distill_ema100_utkface --data "$CACHE" --out "$RUN" --resume \

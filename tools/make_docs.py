@@ -321,7 +321,7 @@ two lanes of one thread each, about 8 hours on a 2-core CPU, then assembles this
 - **Distillation into SepHSR(30,10)** (the HSR paper's future work): 6.34 alone, 6.04 taught by the compact
   ensemble, 6.11 taught by LRN ResNet-10-Tiny.
 
-Not done: full-length reproductions with IMDB-WIKI pre-training on MORPH II (the datasets are not available here).
+Not done: full-length reproductions on MORPH II with IMDB-WIKI pre-training (those datasets were not at hand for these runs).
 """, ])
 
 
