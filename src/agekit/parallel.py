@@ -10,8 +10,12 @@ on one thread: one process per core already) and restores it; where ``fork`` doe
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sys
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+START_TRIES = 3  # a pool whose workers die while starting is started again this many times in all
+PARENT_POLL_S = 1.0  # how often a worker checks that its parent is alive (besides PR_SET_PDEATHSIG on Linux)
 
 
 def _fork_is_safe() -> bool:
@@ -20,10 +24,52 @@ def _fork_is_safe() -> bool:
     return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
-def _spawned_init(initializer: Callable[..., Any] | None, initargs: Sequence[Any]) -> None:
-    import cv2
+def _exit_when_orphaned(parent_pid: int) -> None:
+    """A worker's watchdog thread: exit as soon as the parent process is gone (its sentinel closes, or on POSIX
+    the worker is re-parented)."""
+    from multiprocessing.connection import wait
 
-    cv2.setNumThreads(1)
+    parent = mp.parent_process()
+    sentinels = [parent.sentinel] if parent is not None and parent.sentinel is not None else []
+    while True:
+        if (sentinels and wait(sentinels, PARENT_POLL_S)) or (os.name == "posix" and os.getppid() != parent_pid):
+            os._exit(1)
+        if not sentinels:
+            import time
+
+            time.sleep(PARENT_POLL_S)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when ``parent_pid`` ends, however it ends (even ``kill -9``).
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``, which works
+    even while the worker is busy in native code); everywhere a daemon thread also watches the
+    parent (its process sentinel, and on POSIX the parent id) and exits within ``PARENT_POLL_S``.
+    """
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.name == "posix" and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the line above took effect
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="agekit-parent-watch", daemon=True).start()
+
+
+def _worker_start(parent_pid: int, spawned: bool, initializer: Callable[..., Any] | None,
+                  initargs: Sequence[Any]) -> None:
+    die_with_parent(parent_pid)
+    if spawned:
+        import cv2
+
+        cv2.setNumThreads(1)
     if initializer is not None:
         initializer(*initargs)
 
@@ -32,10 +78,19 @@ def _noop() -> None:
     return None
 
 
+class WorkerStartError(RuntimeError):
+    """Worker processes could not be started (they died while starting, every time)."""
+
+
 class WorkerPool:
     """``workers`` processes (``concurrent.futures``) whose OpenCV runs on one thread each, restartable after a
     worker dies: a process killed by the kernel (out of memory) or by a crash in a native library breaks the
-    executor, and :meth:`restart` starts a fresh one (see :func:`ordered_map`)."""
+    executor, and :meth:`restart` starts a fresh one (see :func:`ordered_map`).
+
+    Workers die with this process (:func:`die_with_parent`): a ``kill -9`` of the main process
+    leaves no worker behind. A pool whose workers die while starting is started again, up to
+    ``START_TRIES`` times in all, then :class:`WorkerStartError` is raised.
+    """
 
     def __init__(self, workers: int, initializer: Callable[..., Any] | None = None, initargs: Sequence[Any] = ()):
         self.workers, self.initializer, self.initargs = int(workers), initializer, tuple(initargs)
@@ -44,6 +99,19 @@ class WorkerPool:
         self._start()
 
     def _start(self) -> None:
+        from concurrent.futures import BrokenExecutor
+
+        for attempt in range(START_TRIES):
+            try:
+                self._start_once()
+                return
+            except BrokenExecutor as e:  # a worker died while starting (killed, out of memory): try again
+                self.close()
+                if attempt == START_TRIES - 1:
+                    raise WorkerStartError(f"worker processes died {START_TRIES} times while starting ({e}); "
+                                           "try --workers 1") from None
+
+    def _start_once(self) -> None:
         import cv2
         from concurrent.futures import ProcessPoolExecutor
 
@@ -52,13 +120,20 @@ class WorkerPool:
             cv2.setNumThreads(1)
             try:
                 self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
-                                                    initializer=self.initializer, initargs=self.initargs)
+                                                    initializer=_worker_start,
+                                                    initargs=(os.getpid(), False, self.initializer, self.initargs))
                 self.executor.submit(_noop).result()  # forks every worker now, while OpenCV has one thread
             finally:
                 cv2.setNumThreads(threads)
         else:
             self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                                initializer=_spawned_init, initargs=(self.initializer, self.initargs))
+                                                initializer=_worker_start,
+                                                initargs=(os.getpid(), True, self.initializer, self.initargs))
+
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (for tests and diagnostics)."""
+        procs = getattr(self.executor, "_processes", None) or {}
+        return sorted(int(p) for p in procs)
 
     def submit(self, fn: Callable[[Any], Any], x: Any) -> Any:
         return self.executor.submit(fn, x)
@@ -81,16 +156,24 @@ def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead
 
     Unlike ``Pool.imap``, which reads its whole input at once, the input is drawn only as results
     come back: a long video's frames are decoded as the workers need them, not into memory.
-    ``crashed``: when a worker process dies, every task in flight fails with it; the pool is
+    ``crashed``: when a worker process dies, every task in flight fails with it (and a task
+    submitted after the death, before the next result is taken, is refused): the pool is
     restarted and those inputs are retried one at a time, so only the input that kills a worker
-    again gets ``crashed(input, error)`` in place of its result (without ``crashed`` the error is
-    raised).
+    again gets ``crashed(input, error)`` in place of its result, and every input gets exactly one
+    result. Without ``crashed`` the pool's error is raised.
     """
     from collections import deque
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import BrokenExecutor
 
     if ahead < 1:
         raise ValueError(f"ahead must be >= 1, got {ahead}")
+
+    def submit(x: Any) -> Any:
+        try:
+            return pool.submit(fn, x)
+        except BrokenExecutor as e:  # a worker died since the last result: this task joins the ones in flight
+            return e
+
     queue: deque = deque()
     it = iter(items)
     exhausted = False
@@ -101,23 +184,29 @@ def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead
             except StopIteration:
                 exhausted = True
                 break
-            queue.append((x, pool.submit(fn, x)))
+            queue.append((x, submit(x)))
         if not queue:
             return
         x, fut = queue.popleft()
-        try:
-            yield fut.result()
-            continue
-        except BrokenProcessPool as e:
-            if crashed is None:
-                raise
-            first = e
+        if isinstance(fut, BrokenExecutor):
+            first: BaseException = fut
+        else:
+            try:
+                result = fut.result()
+            except BrokenExecutor as e:
+                first = e
+            else:
+                yield result
+                continue
+        if crashed is None:
+            raise first
         suspects = [x] + [y for y, _ in queue]
         queue.clear()
         pool.restart()
         for k, y in enumerate(suspects):
             try:
-                yield pool.submit(fn, y).result()
-            except BrokenProcessPool as e:
+                result = pool.submit(fn, y).result()
+            except BrokenExecutor as e:
                 pool.restart()
-                yield crashed(y, e if k else first)
+                result = crashed(y, e if k else first)
+            yield result

@@ -182,14 +182,14 @@ def _process_chunk(task: tuple[int, list[tuple[int, str]], list[str]]) -> tuple[
 def _chunk_item_by_item(pool: WorkerPool, task: tuple[int, list[tuple[int, str]], list[str]]) -> tuple:
     """A chunk on which a worker process died twice, redone one item per task: the item that kills a worker
     again is recorded with that error and no crops, the rest of the chunk is kept."""
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import BrokenExecutor
 
     chunk, items, keys = task
     records, stacked, seconds = [], {k: [] for k in keys}, 0.0
     for index, path in items:
         try:
             _, recs, crops, sec = pool.submit(_process_chunk, (chunk, [(index, path)], keys)).result()
-        except BrokenProcessPool:
+        except BrokenExecutor:
             pool.restart()
             recs, crops, sec = [_item_record(index, WORKER_DIED)], {k: [] for k in keys}, 0.0
         records += recs
