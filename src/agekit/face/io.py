@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -64,8 +65,10 @@ if not HAVE_AVIF:
 #: Photos with more pixels than this are refused from their header (80 MP; ``--max-pixels`` raises it).
 DEFAULT_MAX_PIXELS = 80_000_000
 
-# Our own cap replaces Pillow's decompression-bomb warning (it would go to stderr with no file name).
+# Our own cap replaces Pillow's decompression-bomb warning, and a damaged file gets our one-line reason:
+# Pillow's warnings about file contents ("Corrupt EXIF data", ...) would reach stderr with no file name.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 
 
 _STDERR_LOCK = threading.Lock()
@@ -360,20 +363,6 @@ _TRANSPOSE = {2: [Image.Transpose.FLIP_LEFT_RIGHT], 3: [Image.Transpose.ROTATE_1
               6: [Image.Transpose.ROTATE_270], 7: [Image.Transpose.TRANSVERSE], 8: [Image.Transpose.ROTATE_90]}
 
 
-def image_size(data: bytes) -> tuple[int, int, str]:
-    """(width, height, format) from the header alone; raises :class:`ImageReadError`."""
-    try:
-        with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
-            return im.size[0], im.size[1], str(im.format)
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"too many pixels ({_short(e)})") from None
-    except Exception:
-        fmt = sniff_format(data[:32])
-        raise ImageReadError(_unsupported(fmt) if fmt and fmt not in SUPPORTED_FORMATS else "not an image") from None
-
-
 def decode_image(data: bytes, path: str | os.PathLike | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Encoded image bytes -> RGB uint8 HxWx3 (EXIF orientation applied); raises :class:`ImageReadError`.
 
@@ -393,8 +382,11 @@ def decode_image(data: bytes, path: str | os.PathLike | None = None, max_pixels:
         Image.MAX_IMAGE_PIXELS = cap // 2 + 1
     try:
         im = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"too many pixels ({_short(e)}; --max-pixels raises the limit)", path) from None
+    except Image.DecompressionBombError as e:  # Pillow's own check, at twice its limit: above ours
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else "over Pillow's limit"
+        raise ImageReadError(f"too many pixels ({size} > {cap / 1e6:.0f} MP allowed; --max-pixels raises the limit)",
+                             path) from None
     except MemoryError:
         raise ImageReadError("out of memory while reading the header", path) from None
     except Exception:
