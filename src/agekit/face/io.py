@@ -318,6 +318,10 @@ def _short(e: BaseException) -> str:
     return msg if len(msg) <= 80 else msg[:77] + "..."
 
 
+def _mp(pixels: float) -> str:
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 1e7 else f"{pixels / 1e6:.2g} MP"
+
+
 def _grey16_to_8(a: np.ndarray) -> np.ndarray:
     return (a.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
 
@@ -384,8 +388,8 @@ def decode_image(data: bytes, path: str | os.PathLike | None = None, max_pixels:
         im = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except Image.DecompressionBombError as e:  # Pillow's own check, at twice its limit: above ours
         m = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else "over Pillow's limit"
-        raise ImageReadError(f"too many pixels ({size} > {cap / 1e6:.0f} MP allowed; --max-pixels raises the limit)",
+        size = _mp(int(m.group(1))) if m else "over Pillow's limit"
+        raise ImageReadError(f"too many pixels ({size} > {_mp(cap)} allowed; --max-pixels raises the limit)",
                              path) from None
     except MemoryError:
         raise ImageReadError("out of memory while reading the header", path) from None
@@ -396,7 +400,7 @@ def decode_image(data: bytes, path: str | os.PathLike | None = None, max_pixels:
         if w < 1 or h < 1:
             raise ImageReadError(f"empty image ({w}x{h})", path)
         if w * h > cap:
-            raise ImageReadError(f"too many pixels ({w}x{h} = {w * h / 1e6:.0f} MP > {cap / 1e6:.0f} MP allowed; "
+            raise ImageReadError(f"too many pixels ({w}x{h} = {_mp(w * h)} > {_mp(cap)} allowed; "
                                  "--max-pixels raises the limit)", path)
         try:
             im.load()
