@@ -2,7 +2,7 @@
 
     python experiments/papers_table.py experiments/results/{papers20,ablations,sephsr_kd,hsr_family_single,hsr_kres,\
 hsr_family_k3,lrn_r10tiny_g4}_utkface.json experiments/results/lrn_r18/r18_results.json \
-experiments/results/lrn_r18_g4_utkface.json --out experiments/results/papers_table
+experiments/results/lrn_r18_g4_utkface.json --out OUT/papers_table
 """
 from __future__ import annotations
 
