@@ -7,8 +7,12 @@ Each sub-command lives next to the library code it drives; a module listed in
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+
+from agekit.parallel import WorkerStartError
 
 COMMAND_MODULES = (
     "agekit.zoo",  # models
@@ -46,12 +50,57 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if getattr(args, "trust_pickle", False):  # --trust-pickle: old pickled checkpoints load in full, on purpose
-        from agekit.checkpoint import trusted_pickles
+    try:
+        if getattr(args, "trust_pickle", False):  # --trust-pickle: old pickled checkpoints load in full, on purpose
+            from agekit.checkpoint import trusted_pickles
 
-        with trusted_pickles():
-            return int(args.func(args) or 0)
-    return int(args.func(args) or 0)
+            with trusted_pickles():
+                return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader of our output went away (``agekit predict ... | head``)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except OSError as e:  # a read-only or full output location, an unreadable file: one line, no traceback
+        print(f"agekit: error: {os_error_line(e)}", file=sys.stderr)
+        return 1
+    except WorkerStartError as e:
+        print(f"agekit: error: {e}", file=sys.stderr)
+        return 1
+
+
+# errno values that can only come from writing: the folder, disk or quota refused what a command writes
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", -1)}
+
+
+def os_error_line(e: OSError) -> str:
+    """An OS error in one line, naming the file: "cannot write PATH: Permission denied" when it was a write (a
+    full disk, a read-only file system or folder), "cannot read PATH: ..." when the file exists and cannot be
+    read, else "PATH: ..."."""
+    why = e.strerror or str(e) or type(e).__name__
+    path = e.filename2 if e.filename2 is not None else e.filename
+    if path is None:
+        return why
+    path = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    shown = path if path.isprintable() else path.encode("unicode_escape", "backslashreplace").decode("ascii")
+    if e.errno in _WRITE_ERRNOS or (e.errno in (errno.EACCES, errno.EPERM) and _is_write(path)):
+        return f"cannot write {shown}: {why}"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot read {shown}: {why}"
+    return f"{shown}: {why}"
+
+
+def _is_write(path: str) -> bool:
+    """Whether a permission error on ``path`` was a write: the file (or folder) exists, is readable and is not
+    writable, or it does not exist (it was being created) and its folder is not writable."""
+    try:
+        if os.path.lexists(path):
+            return os.access(path, os.R_OK) and not os.access(path, os.W_OK)
+        return not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -265,22 +265,24 @@ def unpack_cache(packed: str | Path, out_dir: str | Path, views: Sequence[str] |
     """
     import shutil
     import tempfile
-    import zipfile
 
     from agekit.data.cache import create_view, write_meta, _atomic_json
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder or pass --overwrite")
-    with zipfile.ZipFile(packed) as zf:
-        plan = check_pack(packed, views=views, max_bytes=max_bytes, zf=zf)
+    plan = check_pack(packed, views=views, max_bytes=max_bytes)
     parent = out_dir.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.unpack-", dir=parent))
+    except OSError as e:  # named after the target, not the temporary folder
+        raise OSError(e.errno, e.strerror, str(out_dir)) from None
     free = shutil.disk_usage(parent).free
     if plan["bytes"] > free:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise UnsafePack(f"{packed}: unpacks to {plan['bytes'] / 1e9:.2f} GB, {parent} has {free / 1e9:.2f} GB free")
     header = plan["header"]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.unpack-", dir=parent))
     try:
         with np.load(packed, allow_pickle=False) as z:
             meta = {k[5:]: z[k] for k in z.files if k.startswith("meta/")}
