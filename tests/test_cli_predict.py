@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import cv2
 import numpy as np
@@ -150,3 +151,148 @@ def test_out_file_streams_and_resumes(folder, model, capsys, tmp_path, suffix):
     assert main(["predict", "--video", str(folder / "v.avi"), "--model", model, "--out", str(out)]) == 2  # photos only
     assert "stream to stdout" in capsys.readouterr().err
     assert main(base[:-1] + [str(tmp_path / "res.txt"), str(folder)]) == 2
+
+
+# --- outputs that lose nothing ---------------------------------------------------------------------------------
+
+def _many_faces(monkeypatch, n=117):
+    """The cropped detector finds ``n`` faces in every photo (tiles), as in a group photo."""
+    from agekit.face import detect
+
+    real = detect.CroppedDetector.detect
+
+    def tiles(self, image_rgb):
+        (one,) = real(self, image_rgb)
+        out = []
+        for k in range(n):
+            d = detect.Detection(one.box * 0.5 + k * 0.1, 1.0 - k * 1e-4, one.landmarks * 0.5 + k * 0.1, "cropped")
+            out.append(d)
+        return out
+
+    monkeypatch.setattr(detect.CroppedDetector, "detect", tiles)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (needs root and mount); skips where it cannot be mounted."""
+    import subprocess
+
+    d = tmp_path / "small"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): the simulated full disk test covers the writer")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _rows_by_source(path):
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    by = {}
+    for r in rows:
+        faces = by.setdefault(r["source"], [])
+        if r["face"] != "":  # "" : an input without a face (its error row)
+            faces.append(int(r["face"]))
+    return by
+
+
+def _check_full_disk_then_resume(folder, model, out, capsys, free_space):
+    base = ["predict", str(folder), "--model", model, "--detector", "cropped", "--multi-face", "all", "--backend",
+            "onnx", "--workers", "1", "--out", str(out)]
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if "cannot write" in x]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "--resume continues" in lines[0]
+    assert "Traceback" not in err
+    whole = list(range(117))
+    partial = _rows_by_source(out)
+    assert 0 < len(partial) < 4  # some photos written, each whole
+    assert all(faces == whole for src, faces in partial.items() if not src.endswith("broken.jpg"))
+    free_space()
+    assert main(base + ["--resume"]) == 0
+    assert "already there" in capsys.readouterr().err
+    done = _rows_by_source(out)  # every photo, every face exactly once
+    assert sorted(done) == sorted(str(p) for p in folder.iterdir())
+    assert all(faces == ([] if src.endswith("broken.jpg") else whole) for src, faces in done.items())
+
+
+def test_full_disk_keeps_every_photo_whole_and_resume_completes_it(folder, model, capsys, small_tmpfs, monkeypatch):
+    import subprocess
+
+    _many_faces(monkeypatch)
+    out = small_tmpfs / "res.csv"
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=4m", str(small_tmpfs)], check=True)
+
+    _check_full_disk_then_resume(folder, model, out, capsys, grow)
+
+
+def test_simulated_full_disk(folder, model, capsys, tmp_path, monkeypatch):
+    import errno
+
+    from agekit.inference import writers
+
+    _many_faces(monkeypatch)
+    budget = [40_000]  # bytes the "disk" takes: the second photo's rows do not fit
+    real_write = writers.os.write
+
+    def write(fd, data):
+        if budget[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real_write(fd, bytes(data[: budget[0]]))  # a short write, then ENOSPC on the next call
+        budget[0] -= n
+        return n
+
+    monkeypatch.setattr(writers.os, "write", write)
+    _check_full_disk_then_resume(folder, model, tmp_path / "res.csv", capsys,
+                                 lambda: budget.__setitem__(0, 1 << 30))
+
+
+def test_read_only_output_gives_one_line(folder, model, capsys, tmp_path):
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(ro)], capture_output=True).returncode:
+        if os.geteuid() == 0:
+            pytest.skip("root can write anywhere and no read-only tmpfs can be mounted here")
+        ro.chmod(0o555)
+    try:
+        argv = ["predict", str(folder), "--model", model, "--detector", "cropped", "--workers", "1"]
+        assert main(argv + ["--out", str(ro / "res.csv")]) == 1
+        err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("#")]
+        assert len(err) == 1 and "cannot write" in err[0] and "res.csv" in err[0]
+        assert main(argv + ["--annotate", str(ro)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("cannot write into") == 1 and "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def test_annotate_never_overwrites_nor_follows_links_and_names_every_input(folder, model, capsys, tmp_path):
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    img = cv2.imread(str(folder / "face0.jpg"))
+    cv2.imwrite(str(folder / "face0.png"), img)  # face0.jpg and face0.png: two inputs, one stem
+    other = tmp_path / "other"
+    other.mkdir()
+    cv2.imwrite(str(other / "face0.jpg"), img)  # the same name in another folder
+    (ann / "face1.annotated.jpg").write_bytes(b"keep me")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not yours")
+    os.symlink(outside, ann / "face2.annotated.jpg")
+    argv = ["predict", str(folder), str(other / "face0.jpg"), "--model", model, "--detector", "cropped", "--json",
+            "--annotate", str(ann)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("exists, kept (--overwrite replaces it)") == 2
+    assert (ann / "face1.annotated.jpg").read_bytes() == b"keep me" and outside.read_text() == "not yours"
+    assert os.path.islink(ann / "face2.annotated.jpg")
+    names = sorted(p.name for p in ann.iterdir())
+    assert names == ["face0.jpg.annotated-2.jpg", "face0.jpg.annotated.jpg", "face0.png.annotated.jpg",
+                     "face1.annotated.jpg", "face2.annotated.jpg"]
+    assert main(argv + ["--overwrite"]) == 0
+    assert "exists" not in capsys.readouterr().err
+    assert outside.read_text() == "not yours"  # the link itself was replaced, never its target
+    assert not os.path.islink(ann / "face2.annotated.jpg")
+    assert cv2.imread(str(ann / "face1.annotated.jpg")).shape == (96, 96, 3)
