@@ -155,3 +155,25 @@ def test_prepare_keeps_a_listed_twice_image_once_and_says_so(photos, tmp_path):
     assert report["bad_records"][0]["reason"].startswith("labels.csv line 3: race '300' not in 0..4")
     assert "notice: a.jpg: listed 3 times with the same labels (labels.csv lines 2, 4, 6): kept once" in \
         format_summary(report)
+
+
+def test_folder_adapter_reads_what_predict_reads_and_names_the_rest(tmp_path):
+    from PIL import Image
+
+    from agekit.face.io import IMAGE_SUFFIXES
+
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    for i, ext in enumerate([".gif", ".pgm", ".ppm", ".png", ".jpg", ".bmp", ".tif", ".webp"]):
+        im = Image.fromarray(rgb).convert("L" if ext == ".pgm" else "RGB")
+        im.save(tmp_path / f"{20 + i}_f{ext}")
+    Image.fromarray(rgb).save(tmp_path / "40_m", format="PNG")  # no suffix, PNG content: predict reads it
+    (tmp_path / "41_m.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    samples, bad = get_adapter("folder")(tmp_path).scan()
+    assert sorted(s.source for s in samples) == ["20_f.gif", "21_f.pgm", "22_f.ppm", "23_f.png", "24_f.jpg",
+                                                 "25_f.bmp", "26_f.tif", "27_f.webp", "40_m"]
+    reasons = {b.source: b.reason for b in bad}
+    assert set(reasons) == {"41_m.heic", "notes.txt", "loop.jpg"}  # every other entry named, none skipped silently
+    assert "HEIC" in reasons["41_m.heic"] and "not an image" in reasons["notes.txt"]
+    assert {".gif", ".pgm", ".ppm"} <= IMAGE_SUFFIXES

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record, list_images
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record
 
 _NAME = re.compile(r"^(\d{5})A(\d{2})(\.jpe?g)?$", re.IGNORECASE)
 LAST_FEMALE_ID = 7380  # serial numbers 00000-07380 are female, 07381-13321 male (dataset README)
@@ -64,7 +64,12 @@ class AllAgeFaces(DatasetAdapter):
     def records(self) -> Iterator[Record]:
         split, bad = self._list_splits()
         yield from bad
-        for p in list_images(self.image_dir):
+        sets = self.root / "image sets"
+        lists = list(sets.glob("*")) if sets.is_dir() else []  # read above, when they are under the image folder
+        for p in self.images(self.image_dir, skip=lists):
+            if isinstance(p, BadRecord):
+                yield p
+                continue
             m = _NAME.match(p.name)
             if not m:
                 yield BadRecord(self.rel(p), f"file name {p.name!r} is not %05dA%02d.jpg")

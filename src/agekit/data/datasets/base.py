@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 NAN = float("nan")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # A line that is not UTF-8 is read in the encoding Excel and Windows write for Western languages
 # (its five unassigned bytes as Latin-1), and a notice names the line.
 FALLBACK_ENCODING = "cp1252"
@@ -157,6 +156,13 @@ class DatasetAdapter:
     def sample(self, path: Path, **labels: Any) -> Sample:
         """A :class:`Sample` at ``path`` (its ``source`` relative to the root)."""
         return Sample(path=path, source=self.rel(path), **labels)
+
+    def images(self, folder: Path | None = None, skip: Iterable[Path] = ()) -> Iterator[Path | BadRecord]:
+        """The photos under ``folder`` (default the root) in order, and a :class:`BadRecord` for every other entry
+        (not an image, an unsupported format, a link loop, ...) except the files in ``skip``: none is left out
+        silently."""
+        for p, reason in scan_images(self.root if folder is None else folder, skip):
+            yield p if reason is None else BadRecord(self.rel(p), reason)
 
     def lines(self, path: Path) -> Iterator["Line | Notice"]:
         """:func:`read_lines` of ``path``, named relative to the root."""
@@ -338,9 +344,24 @@ def merge_duplicates(samples: list[Sample]) -> tuple[list[Sample], list[BadRecor
     return [s for i, s in enumerate(samples) if i not in drop], bad, notices
 
 
+def scan_images(folder: Path, skip: Iterable[Path] = ()) -> list[tuple[Path, str | None]]:
+    """Every entry under ``folder`` (recursive) as (path, None) for a photo or (path, reason) for an entry that is
+    not read, sorted so that every run sees the same order; ``skip``: files the adapter reads itself (its label
+    files). Photos are what ``agekit predict`` reads (:func:`agekit.face.io.scan_folder`: the same suffixes, and
+    files whose content is a supported image)."""
+    from agekit.face.io import scan_folder
+
+    def key(p: Path | str) -> str:
+        return os.path.normpath(os.path.abspath(p))
+
+    skipped = {key(p) for p in skip}
+    return sorted(((p, r) for p, r in scan_folder(folder, recursive=True) if key(p) not in skipped),
+                  key=lambda t: t[0])
+
+
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted so that every run sees the same order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The photos under ``folder`` (recursive; see :func:`scan_images`), sorted."""
+    return [p for p, reason in scan_images(folder) if reason is None]
 
 
 def parse_number(text: str, kind: Callable[[str], Any] = float) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, list_images
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record
 
 _NAME = re.compile(r"^(\d{3})A(\d{2})([a-z]?)\.jpe?g$", re.IGNORECASE)
 
@@ -18,7 +18,10 @@ class FGNet(DatasetAdapter):
 
     def records(self) -> Iterator[Record]:
         folder = self.root / "images" if (self.root / "images").is_dir() else self.root
-        for p in list_images(folder):
+        for p in self.images(folder):
+            if isinstance(p, BadRecord):
+                yield p
+                continue
             m = _NAME.match(p.name)
             if not m:
                 yield BadRecord(self.rel(p), f"file name {p.name!r} is not NNNAaa[x].JPG")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agekit.data.datasets.base import (
-    MAX_AGE_GROUP, BadRecord, CSVRow, DatasetAdapter, Record, Sample, list_images, parse_age, parse_code,
+    MAX_AGE_GROUP, BadRecord, CSVRow, DatasetAdapter, Record, Sample, parse_age, parse_code,
     parse_gender, parse_race, read_csv_rows,
 )
 
@@ -28,7 +28,10 @@ class Folder(DatasetAdapter):
         self.pattern = re.compile(pattern)
 
     def records(self) -> Iterator[Record]:
-        for p in list_images(self.root):
+        for p in self.images():
+            if isinstance(p, BadRecord):
+                yield p
+                continue
             m = self.pattern.search(p.name)
             if not m:
                 yield BadRecord(self.rel(p), f"file name does not match {self.pattern.pattern!r}")

@@ -54,15 +54,17 @@ class Morph2(DatasetAdapter):
         return by_name.get(Path(photo.replace("\\", "/")).name.lower())
 
     def records(self) -> Iterator[Record]:
-        images = list_images(self.root)
         if self.csv_path is None:
-            for p in images:
+            for p in self.images():
+                if isinstance(p, BadRecord):
+                    yield p
+                    continue
                 try:
                     yield self.sample(p, **parse_morph_name(p.name))
                 except ValueError as e:
                     yield BadRecord(self.rel(p), str(e))
             return
-        by_name = {p.name.lower(): p for p in images}
+        by_name = {p.name.lower(): p for p in list_images(self.root)}  # the CSV names the images it uses
         for row in self.csv_rows(self.csv_path, required=("photo", "age", "gender", "id_num")):
             if not isinstance(row, CSVRow):
                 yield row

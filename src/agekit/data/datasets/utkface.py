@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record, list_images
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Record
 
 _SUFFIX = re.compile(r"\.?jpg\.chip\.jpg$|\.chip\.jpg$|\.jpe?g$|\.png$", re.IGNORECASE)
 
@@ -43,7 +43,10 @@ class UTKFace(DatasetAdapter):
     min_age, max_age = 0.0, 120.0
 
     def records(self) -> Iterator[Record]:
-        for p in list_images(self.root):
+        for p in self.images():
+            if isinstance(p, BadRecord):
+                yield p
+                continue
             try:
                 labels = parse_utkface_name(p.name)
             except ValueError as e:
