@@ -52,8 +52,8 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
         KerasFile(junk)
     parser = argparse.ArgumentParser()
     convert.register(parser.add_subparsers())
-    args = parser.parse_args(["convert", str(junk), "--out", str(tmp_path / "x.pt")])
-    assert args.func(args) == 1 and not (tmp_path / "x.pt").exists()
+    args = parser.parse_args(["convert", str(junk), "--out", str(tmp_path / "x.safetensors")])
+    assert args.func(args) == 1 and not (tmp_path / "x.safetensors").exists()
 
 
 # ------------------------------------------------------------------ parity with the released models
@@ -137,7 +137,7 @@ def test_wrong_arch_is_refused(weights_dir: Path) -> None:
 
 def test_checkpoint_roundtrip_and_card(weights_dir: Path, golden: Path, tmp_path: Path) -> None:
     src = weights_dir / "ssrnet" / "age_morph2.h5"
-    out = convert_to_checkpoint(src, tmp_path / "ssrnet_morph2.pt")
+    out = convert_to_checkpoint(src, tmp_path / "ssrnet_morph2.safetensors")
     loaded = load_checkpoint(out)
     assert loaded.name == "ssrnet" and loaded.method == "ssr"
     assert loaded.preprocess.color == "BGR" and loaded.preprocess.scale == 1.0
@@ -153,7 +153,7 @@ def test_checkpoint_roundtrip_and_card(weights_dir: Path, golden: Path, tmp_path
 def test_cli_converts_c3ae(weights_dir: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     convert.register(parser.add_subparsers())
-    target = tmp_path / "c3ae.pt"
+    target = tmp_path / "c3ae.safetensors"
     args = parser.parse_args(["convert", str(weights_dir / "c3ae" / "c3ae_imdb_v84.h5"), "--out", str(target)])
     assert args.func(args) == 0
     loaded = load_checkpoint(target)

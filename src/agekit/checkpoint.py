@@ -45,8 +45,7 @@ SUFFIX = ".safetensors"
 SAFE_GLOBALS: list[Any] = [type(Path())]  # a path in a recipe or card (pathlib.PosixPath / WindowsPath)
 
 
-class CheckpointError(WeightFileError):
-    """A checkpoint that cannot be used; the message is one line naming the file (and the tensor)."""
+CheckpointError = WeightFileError  # a checkpoint that cannot be used; one line naming the file (and the tensor)
 
 
 class UnsafeCheckpointError(CheckpointError):

@@ -53,6 +53,9 @@ KNOWN_FILES: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_WEIGHT_ELEMENTS = 1 << 27  # 512 MiB of float32 in one weight: far beyond the released models (< 1 M in all)
+
+
 class KerasFile:
     """The weights (``layer/weight`` -> array), model config and Keras version of a Keras HDF5 file."""
 
@@ -82,7 +85,25 @@ class KerasFile:
                     key = wn[:-2] if wn.endswith(":0") else wn
                     if key in self.weights:
                         raise ValueError(f"{self.path}: weight {key!r} appears twice")
-                    self.weights[key] = np.asarray(g[wn], dtype=np.float32)
+                    self.weights[key] = self._read(g, wn, key)
+
+    def _read(self, group: Any, name: str, key: str) -> np.ndarray:
+        """One weight as float32, read only when it is a plain numeric dataset stored inside this file."""
+        import h5py
+
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise ValueError(f"{self.path}: weight {key!r} is a link to elsewhere ({type(link).__name__}), not data "
+                             "in this file")
+        d = group[name]
+        if not isinstance(d, h5py.Dataset) or d.external:
+            raise ValueError(f"{self.path}: weight {key!r} is not a dataset stored in this file")
+        if d.dtype.kind not in "fiu":
+            raise ValueError(f"{self.path}: weight {key!r} has dtype {d.dtype}, not a number type")
+        if d.size > MAX_WEIGHT_ELEMENTS:
+            raise ValueError(f"{self.path}: weight {key!r} has {d.size} values, more than any released model "
+                             f"({MAX_WEIGHT_ELEMENTS})")
+        return np.asarray(d[()], dtype=np.float32)
 
     def get(self, layer: str, weight: str) -> np.ndarray:
         """The array of ``layer/weight``; a clear error naming the file when missing."""
@@ -118,24 +139,45 @@ def dense_kernel(k: np.ndarray, hwc: tuple[int, int, int] | None = None, blocks:
     return _t(k.T)
 
 
+def _copy(dst: torch.Tensor, src: torch.Tensor, kf: KerasFile, key: str) -> None:
+    """``dst[...] = src`` with the exact shape (no broadcasting) and only finite values; else one line naming the weight."""
+    if tuple(src.shape) != tuple(dst.shape):
+        raise ValueError(f"{kf.path}: weight {key!r} has shape {tuple(src.shape)}, the network needs {tuple(dst.shape)}")
+    if not bool(torch.isfinite(src).all()):
+        bad = int((~torch.isfinite(src)).sum())
+        raise ValueError(f"{kf.path}: weight {key!r} holds {bad} non-finite value(s) (NaN or inf) of {src.numel()}")
+    dst.copy_(src)
+
+
 def _load_conv(mod: nn.Conv2d, kf: KerasFile, layer: str) -> None:
-    mod.weight.data.copy_(conv_kernel(kf.get(layer, "kernel")))
+    if kf.get(layer, "kernel").ndim != 4:
+        raise ValueError(f"{kf.path}: weight {layer + '/kernel'!r} has shape {kf.get(layer, 'kernel').shape}, a "
+                         "convolution kernel has 4 dimensions")
+    _copy(mod.weight.data, conv_kernel(kf.get(layer, "kernel")), kf, f"{layer}/kernel")
     if mod.bias is not None:
-        mod.bias.data.copy_(_t(kf.get(layer, "bias")))
+        _copy(mod.bias.data, _t(kf.get(layer, "bias")), kf, f"{layer}/bias")
     elif f"{layer}/bias" in kf.weights:
         raise ValueError(f"{kf.path}: {layer} has a bias but the target convolution has none")
 
 
 def _load_dense(mod: nn.Linear, kf: KerasFile, layer: str, hwc=None, blocks: int = 1) -> None:
-    mod.weight.data.copy_(dense_kernel(kf.get(layer, "kernel"), hwc, blocks))
-    mod.bias.data.copy_(_t(kf.get(layer, "bias")))
+    k = kf.get(layer, "kernel")
+    if k.ndim < 2 or int(np.prod(k.shape[:-2])) != 1:  # (in, out), or a 1x1 convolution's (1, 1, in, out)
+        raise ValueError(f"{kf.path}: weight {layer + '/kernel'!r} has shape {k.shape}, not a dense kernel "
+                         "(in, out) or a 1x1 convolution's")
+    _copy(mod.weight.data, dense_kernel(kf.get(layer, "kernel"), hwc, blocks), kf, f"{layer}/kernel")
+    _copy(mod.bias.data, _t(kf.get(layer, "bias")), kf, f"{layer}/bias")
 
 
 def _load_bn(mod: nn.BatchNorm2d, kf: KerasFile, layer: str, eps: float = 1e-3) -> None:
-    mod.weight.data.copy_(_t(kf.get(layer, "gamma")))
-    mod.bias.data.copy_(_t(kf.get(layer, "beta")))
-    mod.running_mean.copy_(_t(kf.get(layer, "moving_mean")))
-    mod.running_var.copy_(_t(kf.get(layer, "moving_variance")))
+    _copy(mod.weight.data, _t(kf.get(layer, "gamma")), kf, f"{layer}/gamma")
+    _copy(mod.bias.data, _t(kf.get(layer, "beta")), kf, f"{layer}/beta")
+    _copy(mod.running_mean, _t(kf.get(layer, "moving_mean")), kf, f"{layer}/moving_mean")
+    var = _t(kf.get(layer, "moving_variance"))
+    if var.numel() and float(var.min()) < 0:  # NaN is caught by _copy
+        raise ValueError(f"{kf.path}: weight {layer + '/moving_variance'!r} (a BatchNorm variance) has negative "
+                         f"values (min {float(var.min()):g})")
+    _copy(mod.running_var, var, kf, f"{layer}/moving_variance")
     mod.eps = eps
 
 
@@ -359,10 +401,45 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_checkpoint_cmd(args: argparse.Namespace) -> int:
+    from agekit.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
+
+    src, dst = Path(args.src), Path(args.dst)
+    if dst.suffix != SUFFIX:
+        print(f"agekit convert-checkpoint: {dst}: the output is a {SUFFIX} file; name it so", file=sys.stderr)
+        return 2
+    if dst.exists() and dst.resolve() == src.resolve():
+        print(f"agekit convert-checkpoint: {dst}: write the converted file next to the original, not over it",
+              file=sys.stderr)
+        return 2
+    try:
+        ld = load_checkpoint(src, trust_pickle=args.trust_pickle)
+        save_checkpoint(dst, ld.model, name=ld.name, config=ld.config, preprocess=ld.preprocess, method=ld.method,
+                        card=ld.card)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"agekit convert-checkpoint: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {dst} ({ld.name}, {len(ld.model.state_dict())} tensors; data only, loads without --trust-pickle)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``agekit convert SRC.h5 [--arch NAME] --out FILE.pt``."""
+    """Add ``agekit convert SRC.h5 [--arch NAME] --out FILE.safetensors`` and ``agekit convert-checkpoint OLD NEW``."""
+    from agekit.weightfile import add_trust_pickle_argument
+
     p = subparsers.add_parser("convert", help="import the authors' released Keras weights (SSR-Net, C3AE)")
     p.add_argument("src", help="Keras HDF5 file (SSR-Net age_*/gender_*.h5, C3AE c3ae_imdb_*.h5)")
     p.add_argument("--arch", default=None, help="ssrnet, ssrnet_gender, c3ae_full or c3ae_full_se (default: detect)")
-    p.add_argument("--out", required=True, help="agekit checkpoint to write (.pt)")
+    p.add_argument("--out", required=True, help="agekit checkpoint to write (.safetensors)")
     p.set_defaults(func=_cmd)
+
+    c = subparsers.add_parser(
+        "convert-checkpoint", help="rewrite an agekit .pt / Lightning .ckpt checkpoint as a data-only .safetensors file",
+        description="Rewrite an old agekit checkpoint (.pt) or a Lightning checkpoint written by `agekit train` "
+                    "(.ckpt) as an agekit .safetensors file: tensors plus JSON, nothing executable. Files that hold "
+                    "only tensors and plain data convert as they are; a file that needs other Python objects is "
+                    "refused unless --trust-pickle (its code then runs: only for files you made or trust).")
+    c.add_argument("src", help="old checkpoint (.pt, .pth or .ckpt)")
+    c.add_argument("dst", help="new checkpoint (.safetensors)")
+    add_trust_pickle_argument(c)
+    c.set_defaults(func=_convert_checkpoint_cmd)

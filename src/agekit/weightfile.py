@@ -142,7 +142,7 @@ def write_weights(path: str | Path, tensors: Mapping[str, np.ndarray], meta: Map
     path = Path(path)
     header = {FORMAT_KEY: FORMAT}
     for k in META_FIELDS:
-        header[k] = json.dumps(meta.get(k), sort_keys=False, allow_nan=False, default=_json_default)
+        header[k] = json.dumps(_jsonable(meta.get(k)), allow_nan=False)
     arrays = {k: np.array(v, order="C", copy=None) for k, v in tensors.items()}  # keeps 0-d tensors 0-d
     check_values(path, arrays)
     tmp, fd = _atomic_target(path)
@@ -156,14 +156,25 @@ def write_weights(path: str | Path, tensors: Mapping[str, np.ndarray], meta: Map
     return path
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
+def _jsonable(o: Any) -> Any:
+    """``o`` as plain JSON data: numpy values as numbers and lists, non-finite floats as null, other objects as text."""
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
     if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+        return _jsonable(o.tolist())
+    if isinstance(o, np.generic):
+        return _jsonable(o.item())
+    if isinstance(o, float):
+        return o if np.isfinite(o) else None
+    if o is None or isinstance(o, (str, int, bool)):
+        return o
+    return str(o)
+
+
+def _name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _kind(dtype: Any) -> str:
@@ -186,7 +197,7 @@ def check_values(path: str | Path, tensors: Mapping[str, Any]) -> None:
     for name, t in tensors.items():
         kind = _kind(t.dtype)
         if kind not in ("float", "int", "bool"):
-            raise _err(path, f"tensor {name!r} has dtype {t.dtype}, not a number type")
+            raise _err(path, f"tensor {name!r} has dtype {_name(t.dtype)}, not a number type")
         if kind != "float":
             continue
         a = _as_numpy(t)
@@ -227,9 +238,9 @@ def check_state(path: str | Path, state: Mapping[str, Any], expected: Mapping[st
             raise _err(path, f"tensor {k!r} has shape {tuple(t.shape)}, the network's is {tuple(ref.shape)}")
         want, got = _kind(ref.dtype), _kind(t.dtype)
         if want == "float" and got != "float":
-            raise _err(path, f"tensor {k!r} has dtype {t.dtype}, the network needs floating point")
+            raise _err(path, f"tensor {k!r} has dtype {_name(t.dtype)}, the network needs floating point")
         if want != "float" and got == "float":
-            raise _err(path, f"tensor {k!r} has dtype {t.dtype}, the network needs {ref.dtype}")
+            raise _err(path, f"tensor {k!r} has dtype {_name(t.dtype)}, the network needs {_name(ref.dtype)}")
     check_values(path, state)
 
 

@@ -402,6 +402,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict``, ``export`` and ``bench``."""
     from agekit.weightfile import add_trust_pickle_argument
 
+    from agekit.weightfile import add_trust_pickle_argument
+
     p = sub.add_parser("predict", help="ages (and genders) of the faces in photos, a video or a webcam")
     p.add_argument("paths", nargs="*", help="image files, folders or globs")
     p.add_argument("--model", default="age", help="shipped weight name or .pt/.ckpt/.onnx file (default: age)")
@@ -449,6 +451,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=int, default=1, help="video/webcam: process every Nth frame")
     p.add_argument("--smoothing", choices=("ema", "median"), default="ema", help="per-track age smoothing")
     add_trust_pickle_argument(p)
+    add_trust_pickle_argument(p)
     p.set_defaults(func=_run_predict)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX with a parity check (and int8)")
@@ -462,6 +465,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--pad-channels", type=int, default=16, metavar="N",
                    help="export HSR-family networks with channels zero-padded to a multiple of N, an equal network "
                         "that ONNX Runtime's blocked kernels run 2-3x faster (default 16; 0: as trained)")
+    add_trust_pickle_argument(e)
     add_trust_pickle_argument(e)
     e.set_defaults(func=_run_export)
 

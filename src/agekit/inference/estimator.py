@@ -292,6 +292,22 @@ def _result_record(source: str, fr: Any, pending: list[tuple[dict[str, Any], Any
     return res
 
 
+def _drop_non_finite(rec: dict[str, Any]) -> None:
+    """A face whose network outputs are not finite (NaN or inf: broken weights) keeps them as None, with a reason."""
+    bad = [k for k in ("age", "uncertainty", "gender_female") if isinstance(rec.get(k), float) and not np.isfinite(rec[k])]
+    if rec.get("age_group_probs") is not None and not np.isfinite(rec["age_group_probs"]).all():
+        bad.append("age_group_probs")
+    if not bad:
+        return
+    for k in bad:
+        rec[k] = None
+    if "gender_female" in bad:
+        rec["gender"] = None
+    if "age_group_probs" in bad:
+        rec["age_group"] = None
+    rec["error"] = f"the model gave a non-finite {', '.join(bad)} (NaN or inf) for this face: its weights may be broken"
+
+
 class Estimator:
     """Age (and gender) of every face in photos, with an age model and an optional gender model.
 
@@ -490,3 +506,5 @@ class Estimator:
                     pf = float(out["gender_female"][j])
                     rec["gender_female"] = pf
                     rec["gender"] = "female" if pf >= 0.5 else "male"
+        for rec, _ in pending:
+            _drop_non_finite(rec)

@@ -58,6 +58,8 @@ def _teacher_outputs(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``evaluate`` to the ``agekit`` command."""
+    from agekit.weightfile import add_trust_pickle_argument
+
     p = sub.add_parser("train", help="train a recipe (YAML) on a prepared cache")
     p.add_argument("--recipe", required=True, help="recipe name (see src/agekit/recipes) or YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. trainer.max_epochs=3")
@@ -67,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generations", type=int, default=None, help="LRN: train N refinery generations, each taught by the last")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt (chains: each stage)")
     p.add_argument("--out", default=None, help="run directory (default runs/RECIPE)")
+    add_trust_pickle_argument(p)
     p.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a cache split and write report.json + plots")
@@ -81,6 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-ten-view", dest="ten_view", action="store_false")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    add_trust_pickle_argument(e)
     e.set_defaults(func=_evaluate)
 
     t = sub.add_parser("teacher-outputs", help="a checkpoint's outputs for every cache row, for distillation "
@@ -94,4 +98,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-flip", action="store_true", help="do not average with the mirror image")
     t.add_argument("--batch-size", type=int, default=512)
     t.add_argument("--device", default="cpu")
+    add_trust_pickle_argument(t)
     t.set_defaults(func=_teacher_outputs)

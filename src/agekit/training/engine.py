@@ -311,6 +311,11 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     if module.method.needs_teacher and module.teacher is None:
         raise ValueError(f"recipe {r.get('name')!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
                          "or a list of checkpoints (e.g. --set 'teacher=[a/final.pt,b/final.pt]')")
+    resume_weights_only = None
+    if resume and last.is_file():  # data only unless --trust-pickle; a refusal is one line naming the file
+        from agekit.checkpoint import check_resume_file
+
+        resume_weights_only = check_resume_file(last)
     if r.get("init_from") and not (resume and last.is_file()):
         loaded, skipped = load_matching_weights(module.model, str(r["init_from"]))
         print(f"init from {r['init_from']}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
@@ -377,7 +382,8 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None,
+                weights_only=resume_weights_only)
     fit_s = speed.fit_seconds()
     if parts and trainer.is_global_zero:
         _merge_logs(out / "logs", parts)

@@ -9,6 +9,7 @@ mean, so ``softmax(logits / tau)`` is the tau-softened ensemble distribution.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from agekit.outputs import ModelOutput
 
 __all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher", "mean_distribution",
-           "method_for_loaded", "save_teacher_outputs",
+           "method_for_loaded", "read_teacher_outputs", "save_teacher_outputs",
            "teacher_paths"]
 
 
@@ -106,6 +107,54 @@ class Renormalize(nn.Module):
         return self.net(normalize_on_device(raw, self.member_spec, input_color=s.color))
 
 
+def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
+    """The arrays of a teacher output file (``.npz``, never unpickled), checked before use.
+
+    ``age`` (N,); optionally ``log_probs`` (N, K) with ``bin_ages`` (K,), both or neither; real
+    numbers (float or integer), every value finite. Returned as float32. A bad file is
+    one line naming the file and the array.
+    """
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such teacher output file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array")
+            names = set(z.files)
+            raw = {k: z[k] for k in ("age", "log_probs", "bin_ages") if k in names}
+    except AttributeError:  # np.load gave a plain array: no context manager
+        raise ValueError(f"{path}: not a teacher output file (a single .npy array, not an .npz archive)") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        msg = " ".join(str(e).split())
+        raise ValueError(f"{path}: not a teacher output file ({msg})") from None
+    if "age" not in raw:
+        raise ValueError(f"{path}: no 'age' array (written by `agekit teacher-outputs`)")
+    if ("log_probs" in raw) != ("bin_ages" in raw):
+        raise ValueError(f"{path}: 'log_probs' and 'bin_ages' go together; the file has only one of them")
+    want = {"age": 1, "log_probs": 2, "bin_ages": 1}
+    out: dict[str, Any] = {}
+    for k, a in raw.items():
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{path}: array {k!r} has dtype {a.dtype}, not a real number type")
+        if a.ndim != want[k]:
+            raise ValueError(f"{path}: array {k!r} has shape {a.shape}, expected {want[k]} dimension(s)")
+        if not np.isfinite(a).all():
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ValueError(f"{path}: array {k!r} holds {bad} non-finite value(s) (NaN or inf) of {a.size}")
+        out[k] = np.ascontiguousarray(a, dtype=np.float32)
+    if "log_probs" in out:
+        n, bins = out["log_probs"].shape
+        if n != len(out["age"]) or bins != len(out["bin_ages"]) or bins == 0:
+            raise ValueError(f"{path}: array 'log_probs' has shape {out['log_probs'].shape}, expected "
+                             f"({len(out['age'])}, {len(out['bin_ages'])}) from 'age' and 'bin_ages'")
+    return out
+
+
 class PrecomputedTeacher(nn.Module):
     """A teacher's outputs computed once per cache row (``.npz`` files), looked up by the batch's row ``index``.
 
@@ -124,11 +173,10 @@ class PrecomputedTeacher(nn.Module):
 
         ages, dists = [], []
         for f in files:
-            with np.load(f, allow_pickle=False) as z:
-                ages.append(torch.from_numpy(z["age"].astype("float32")))
-                if "log_probs" in z.files and "bin_ages" in z.files:
-                    dists.append((torch.from_numpy(z["bin_ages"].astype("float32")),
-                                  torch.from_numpy(z["log_probs"].astype("float32")).softmax(1)))
+            z = read_teacher_outputs(f)
+            ages.append(torch.from_numpy(z["age"]))
+            if "log_probs" in z:
+                dists.append((torch.from_numpy(z["bin_ages"]), torch.from_numpy(z["log_probs"]).softmax(1)))
         if len({len(a) for a in ages}) != 1:
             raise ValueError(f"teacher output files {list(map(str, files))} cover different numbers of rows")
         self.register_buffer("age", torch.stack(ages).mean(0), persistent=False)
@@ -220,5 +268,11 @@ def save_teacher_outputs(ckpt: str | Path, cache: Any, out: str | Path, *, devic
         arrays["log_probs"], arrays["bin_ages"] = np.concatenate(logp), bins
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # written under a temporary name, then renamed: a crash never leaves a half-written file
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
