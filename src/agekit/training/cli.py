@@ -14,6 +14,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"data.cache={args.data}")
     if args.epochs is not None:
         overrides.append(f"trainer.max_epochs={args.epochs}")
+    if args.print_config:
+        return _print_config(args, overrides)
     try:
         res = train(args.recipe, args.out, overrides=overrides, init_from=args.init_from, resume=args.resume,
                     generations=args.generations)
@@ -22,6 +24,24 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     for r in (res.runs or [res]) if res.is_global_zero else []:  # under DDP, one process reports
         print(f"{r.out_dir}: final {r.final}  val {json.dumps({k: round(v, 4) for k, v in r.metrics.items()})}")
+    return 0
+
+
+def _print_config(args: argparse.Namespace, overrides: list[str]) -> int:
+    """``agekit train --print-config``: the resolved recipe as YAML (defaults, ``extends``, ``--set``, the environment)."""
+    from agekit.training.engine import env_overrides
+    from agekit.training.recipes import parse_recipe
+
+    try:
+        r = parse_recipe(args.recipe, overrides + env_overrides())
+        if args.init_from is not None:
+            r = r.updated(init_from=str(args.init_from))
+        if args.generations is not None:
+            r = r.updated(generations=args.generations)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"agekit train: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(r.to_yaml())
     return 0
 
 
@@ -69,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generations", type=int, default=None, help="LRN: train N refinery generations, each taught by the last")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt (chains: each stage)")
     p.add_argument("--out", default=None, help="run directory (default runs/RECIPE)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved recipe (YAML, every default filled in) and exit without training")
     add_trust_pickle_argument(p)
     p.set_defaults(func=_train)
 

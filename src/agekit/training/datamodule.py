@@ -19,6 +19,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from agekit.preprocessing import PreprocessSpec
 from agekit.training.augment import BatchAugment, build_augment
+from agekit.training.recipes import Data
+
+_DATA = Data()  # the recipe schema's defaults, stated there once
 
 LABELS = {"age": np.float32, "age_std": np.float32, "gender": np.int64, "age_group": np.int64, "race": np.int64}
 IN_MEMORY_LIMIT = 2 << 30  # gather a split into RAM below 2 GiB, else read batches from the memmap
@@ -258,18 +261,18 @@ class AgeDataModule(L.LightningDataModule):
         cache: str | Path | Any,
         spec: PreprocessSpec,
         protocol: str | None = None,
-        train_split: str = "train",
-        val_split: str | None = "val",
-        test_split: str | None = "test",
-        batch_size: int = 50,
-        eval_batch_size: int = 256,
+        train_split: str = _DATA.train_split,
+        val_split: str | None = _DATA.val_split,
+        test_split: str | None = _DATA.test_split,
+        batch_size: int = _DATA.batch_size,
+        eval_batch_size: int = _DATA.eval_batch_size,
         augment: dict[str, Any] | str | None = None,
         require: tuple[str, ...] = ("age",),
         seed: int = 0,
-        drop_last: bool = False,
+        drop_last: bool = _DATA.drop_last,
         channels_last: bool = False,
         reseed: bool = True,
-        balance: float = 0.0,
+        balance: float = _DATA.balance,
     ) -> None:
         super().__init__()
         self.reseed = reseed

@@ -9,7 +9,6 @@ its model card). Chains write one such directory per stage (``stages``) or gener
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -19,11 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from agekit.preprocessing import PreprocessSpec
 from agekit.registry import model_entry
-from agekit.training.recipes import apply_overrides, deep_merge, load_recipe
+from agekit.training.recipes import Recipe, parse_recipe
 
 ENV_OVERRIDES = "AGEKIT_TRAIN_SET"
 
@@ -31,8 +29,9 @@ ENV_OVERRIDES = "AGEKIT_TRAIN_SET"
 def env_overrides() -> list[str]:
     """``--set`` items from ``$AGEKIT_TRAIN_SET`` (``;``-separated), applied last to every run of every chain.
 
-    For dry runs of the bench scripts, which call ``agekit train`` in many ways: e.g.
-    ``AGEKIT_TRAIN_SET='trainer.max_epochs=1;trainer.limit_train_batches=2' bash bench/papers.sh OUT``.
+    For dry runs of the experiment scripts, which call ``agekit train`` in many ways: e.g.
+    ``AGEKIT_TRAIN_SET='trainer.max_epochs=1;trainer.limit_train_batches=2' bash experiments/papers.sh OUT``.
+    The items are validated like ``--set`` items (an unknown key is refused).
     """
     return [x.strip() for x in os.environ.get(ENV_OVERRIDES, "").split(";") if x.strip()]
 
@@ -62,18 +61,19 @@ def resolve_spec(model_name: str, overrides: dict[str, Any] | None, config: dict
     return spec
 
 
-def method_name_for(recipe: dict[str, Any]) -> str:
+def method_name_for(recipe: Recipe | dict[str, Any]) -> str:
     """The recipe's method, or the model's default method."""
-    name = (recipe.get("method") or {}).get("name")
-    if name:
-        return name
+    if not isinstance(recipe, Recipe):
+        recipe = parse_recipe(recipe)
+    if recipe.method.name:
+        return recipe.method.name
     from agekit.methods import default_method_for
 
-    return default_method_for(recipe["model"]["name"])
+    return default_method_for(recipe.model.name)
 
 
 def train(
-    recipe: str | Path | dict[str, Any],
+    recipe: str | Path | dict[str, Any] | Recipe,
     out_dir: str | Path | None = None,
     *,
     overrides: list[str] | None = None,
@@ -82,26 +82,20 @@ def train(
     generations: int | None = None,
 ) -> TrainResult:
     """Train a recipe (with its ``stages`` chain and LRN ``generations``); returns the paths written."""
-    r = load_recipe(recipe, overrides)
+    r = parse_recipe(recipe, overrides)
     if init_from is not None:
-        r["init_from"] = str(init_from)
+        r = r.updated(init_from=str(init_from))
     if generations is not None:
-        r["generations"] = int(generations)
-    out = Path(out_dir or Path("runs") / str(r.get("name") or "run"))
+        r = r.updated(generations=int(generations))
+    out = Path(out_dir or Path("runs") / str(r.name or "run"))
     out.mkdir(parents=True, exist_ok=True)
-    stages = r.get("stages") or []
-    if not stages:
+    if not r.stages:
         return _train_generations(r, out, resume)
     runs: list[TrainResult] = []
-    prev = r.get("init_from")
-    base = {k: v for k, v in r.items() if k != "stages"}
-    for i, st in enumerate(stages):
-        st = dict(st)
-        name = st.pop("name", f"stage{i + 1}")
-        sub = deep_merge(base, st)
-        if i > 0 or prev:
-            sub["init_from"] = str(prev) if prev else None
-        sub["name"] = f"{r.get('name')}/{name}"
+    prev = r.init_from
+    for i in range(len(r.stages)):
+        name, sub = r.stage(i)
+        sub = sub.updated(name=f"{r.name}/{name}", **({"init_from": str(prev) if prev else None} if i > 0 or prev else {}))
         res = _train_generations(sub, out / name, resume)
         runs.append(res)
         prev = res.final
@@ -109,21 +103,18 @@ def train(
     return TrainResult(out, last.last_ckpt, last.final, last.metrics, last.card, runs, last.is_global_zero)
 
 
-def _train_generations(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
-    n = int(r.get("generations") or 1)
-    if n <= 1:
+def _train_generations(r: Recipe, out: Path, resume: bool) -> TrainResult:
+    if r.generations <= 1:
         return _train_one(r, out, resume)
     # LRN Alg. 1: generation t is initialised like the first (the pre-trained model) and
     # taught by generation t - 1; generation 1 learns from the labels alone.
     runs, teacher = [], None
-    for g in range(1, n + 1):
-        sub = copy.deepcopy(r)
-        sub["generations"] = 1
-        sub["teacher"] = str(teacher) if teacher else sub.get("teacher")
-        sub.setdefault("method", {}).setdefault("config", {})
-        if sub["method"].get("name", "lrn") == "lrn":
-            sub["method"]["config"]["generation"] = g
-        sub["name"] = f"{r.get('name')}/gen{g}"
+    for g in range(1, r.generations + 1):
+        method = r.method.model_dump(mode="json")
+        if r.method.name == "lrn":
+            method["config"] = {**method["config"], "generation": g}
+        sub = r.updated(generations=1, teacher=str(teacher) if teacher else r.teacher, method=method,
+                        name=f"{r.name}/gen{g}")
         res = _train_one(sub, out / f"gen{g}", resume)
         runs.append(res)
         teacher = res.final
@@ -260,7 +251,7 @@ def _merge_logs(logs: Path, parts: list[Path]) -> None:
         f.unlink()
 
 
-def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
+def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
@@ -273,7 +264,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     extra = env_overrides()
     if extra:  # after the stage / generation settings, so they hold for every run
-        r = apply_overrides(r, extra)
+        r = r.with_overrides(extra)
         print(f"{ENV_OVERRIDES}: {extra}")
     final = out / "final.pt"
     last = out / "checkpoints" / "last.ckpt"
@@ -283,53 +274,51 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         return TrainResult(out, None, final, is_global_zero=rank0)
     remove_stale_temporaries(last.parent)  # left by a process killed while it saved
     if resume and not last.is_file():
-        print(f"--resume: no checkpoint {last}: {r.get('name')} starts from the beginning")
-    t = r["trainer"]
-    data = r["data"]
-    if not data.get("cache"):
-        raise ValueError(f"recipe {r.get('name')!r}: no data.cache (use --data DIR or --set data.cache=DIR)")
-    seed = t.get("seed")
+        print(f"--resume: no checkpoint {last}: {r.name} starts from the beginning")
+    t, data = r.trainer, r.data
+    if not data.cache:
+        raise ValueError(f"recipe {r.name!r}: no data.cache (use --data DIR or --set data.cache=DIR)")
+    seed = t.seed
     if seed is not None:
-        L.seed_everything(int(seed), workers=True, verbose=False)
-    name = r["model"]["name"]
-    config = dict(r["model"].get("config") or {})
-    spec = resolve_spec(name, r.get("preprocess"), config)
+        L.seed_everything(seed, workers=True, verbose=False)
+    name = r.model.name
+    config = dict(r.model.config)
+    spec = resolve_spec(name, r.preprocess.overrides(), config)
     method = method_name_for(r)
-    method_config = dict((r.get("method") or {}).get("config") or {})
+    method_config = dict(r.method.config)
     card = {
-        "recipe": r.get("name"),
-        "paper": r.get("paper"),
-        "data": {"cache": str(data["cache"])},
-        "protocol": data.get("protocol"),
-        "init_from": r.get("init_from"),
-        "teacher": r.get("teacher"),
+        "recipe": r.name,
+        "paper": r.paper,
+        "data": {"cache": data.cache},
+        "protocol": data.protocol,
+        "init_from": r.init_from,
+        "teacher": r.teacher,
         "method_config": method_config,
     }
     if extra:
         card[ENV_OVERRIDES] = extra  # a dry run's card says so
-    module = AgeModule(name, config, spec.to_dict(), method, method_config, r, card, r.get("teacher"))
+    module = AgeModule(name, config, spec.to_dict(), method, method_config, r.to_dict(), card, r.teacher)
     if module.method.needs_teacher and module.teacher is None:
-        raise ValueError(f"recipe {r.get('name')!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
+        raise ValueError(f"recipe {r.name!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
                          "or a list of checkpoints (e.g. --set 'teacher=[a/final.pt,b/final.pt]')")
     resume_weights_only = None
     if resume and last.is_file():  # data only unless --trust-pickle; a refusal is one line naming the file
         from agekit.checkpoint import check_resume_file
 
         resume_weights_only = check_resume_file(last)
-    if r.get("init_from") and not (resume and last.is_file()):
-        loaded, skipped = load_matching_weights(module.model, str(r["init_from"]))
-        print(f"init from {r['init_from']}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
-              if skipped else f"init from {r['init_from']}: all {len(loaded)} tensors loaded")
-    if data.get("require") is not None:
-        require = list(data["require"])
+    if r.init_from and not (resume and last.is_file()):
+        loaded, skipped = load_matching_weights(module.model, r.init_from)
+        print(f"init from {r.init_from}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
+              if skipped else f"init from {r.init_from}: all {len(loaded)} tensors loaded")
+    if data.require is not None:
+        require = list(data.require)
     else:  # the labels the method trains on must be known
         require = {"ssr_gender": ["gender"], "levi_hassner_gender": ["gender"], "levi_hassner_age": ["age_group"],
                    "lmtcnn": []}.get(method, ["age"])
     dm = AgeDataModule(
-        data["cache"], spec, data.get("protocol"), data.get("train_split", "train"), data.get("val_split"),
-        data.get("test_split"), data.get("batch_size", 50), data.get("eval_batch_size", 256), r.get("augment"),
-        tuple(require), int(seed or 0), bool(data.get("drop_last", False)), bool(t.get("channels_last", False)),
-        reseed=seed is not None, balance=float(data.get("balance") or 0.0),
+        data.cache, spec, data.protocol, data.train_split, data.val_split, data.test_split, data.batch_size,
+        data.eval_batch_size, r.augment.options(), tuple(require), int(seed or 0), data.drop_last, t.channels_last,
+        reseed=seed is not None, balance=data.balance,
     )
     dm.setup("fit")
     card["protocol"] = dm.protocol
@@ -340,7 +329,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         dm.splits.pop("val", None)
     if not has_val and module.monitor.startswith("val/"):
         module.monitor = "train/loss_epoch"
-    (out / "recipe.yaml").write_text(yaml.safe_dump(r, sort_keys=False))
+    (out / "recipe.yaml").write_text(r.to_yaml())
 
     parts = _set_aside_logs(out / "logs") if resume and last.is_file() else []
     loggers: list[Any] = [CSVLogger(str(out), name="", version="logs")]
@@ -351,31 +340,30 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         loggers.append(TensorBoardLogger(str(out), name="", version="tb"))
     except ImportError:
         pass
-    ckpt_cb = LastCheckpoint(last.parent, int(t.get("checkpoint_every_n_steps", 500)))
+    ckpt_cb = LastCheckpoint(last.parent, t.checkpoint_every_n_steps)
     speed = _Throughput()
     callbacks = [ckpt_cb, speed.callback, RngState(), LearningRateMonitor("epoch")]
-    ema = _ema_callback(float(t["ema_decay"]), bool(t.get("ema_warmup", True))) if t.get("ema_decay") else None
+    ema = _ema_callback(t.ema_decay, t.ema_warmup) if t.ema_decay else None
     if ema is not None:  # validation and final.pt use the exponential moving average of the weights
         callbacks.append(ema)
-    opt = lambda k, d=None: t.get(k) if t.get(k) is not None else d  # noqa: E731
     trainer = L.Trainer(
         default_root_dir=str(out),
-        accelerator=opt("accelerator", "auto"),
-        devices=opt("devices", 1),
-        strategy=opt("strategy", "auto"),
-        precision=opt("precision", "32-true"),
-        max_epochs=t.get("max_epochs"),
-        max_steps=opt("max_steps", -1),
-        max_time=t.get("max_time"),  # e.g. "00:00:05:00": stop (and still write final.pt) after this wall time
-        deterministic=bool(t.get("deterministic", False)),
-        gradient_clip_val=t.get("gradient_clip_val"),
-        gradient_clip_algorithm=opt("gradient_clip_algorithm", "norm") if t.get("gradient_clip_val") else None,
-        limit_train_batches=t.get("limit_train_batches"),
-        limit_val_batches=t.get("limit_val_batches") if has_val else 0,
-        log_every_n_steps=opt("log_every_n_steps", 20),
-        check_val_every_n_epoch=opt("check_val_every_n_epoch", 1),
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        max_time=t.max_time,  # e.g. "00:00:05:00": stop (and still write final.pt) after this wall time
+        deterministic=t.deterministic,
+        gradient_clip_val=t.gradient_clip_val,
+        gradient_clip_algorithm=t.gradient_clip_algorithm if t.gradient_clip_val else None,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches if has_val else 0,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
         num_sanity_val_steps=0,
-        enable_progress_bar=bool(t.get("progress_bar", True)),
+        enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,  # AgeDataModule shards its own (seed, epoch) permutation
         logger=loggers,
@@ -398,12 +386,12 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
             "train_seconds": round(fit_s, 2),
             "train_images": int(speed.images),
             "train_images_per_s": round(speed.images_per_s, 1),
-            "precision": str(t.get("precision")),
+            "precision": t.precision,
             "world_size": int(trainer.world_size),
-            "channels_last": bool(t.get("channels_last", False)),
-            "compile": t.get("compile", False) or False,
-            "ema_decay": t.get("ema_decay"),
-            "ema_warmup": bool(t.get("ema_warmup", True)) if t.get("ema_decay") else None,
+            "channels_last": t.channels_last,
+            "compile": t.compile,
+            "ema_decay": t.ema_decay,
+            "ema_warmup": t.ema_warmup if t.ema_decay else None,
             "finished": True,
         }
     )
@@ -420,7 +408,7 @@ def _train_one(r: dict[str, Any], out: Path, resume: bool) -> TrainResult:
         ema.apply(module)
     if trainer.is_global_zero:
         model = module.model
-        if t.get("channels_last"):
+        if t.channels_last:
             model = model.to(memory_format=torch.contiguous_format)
         save_checkpoint(final, model, name=name, config=config, preprocess=spec, method=method, card=card)
         (out / "card.json").write_text(json.dumps(card, indent=1, default=str))

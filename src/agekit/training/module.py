@@ -14,11 +14,15 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn as nn
+from pydantic import BaseModel
 from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import PreprocessSpec
 from agekit.registry import create_model
+from agekit.training.recipes import (
+    OPTIMIZER, SCHEDULER, SGD, Adam, AdamW, Cosine, MultiStep, NoSchedule, Plateau, RMSprop, Step, parse_recipe,
+)
 
 
 def output_to_float(out: ModelOutput) -> ModelOutput:
@@ -74,29 +78,21 @@ def keep_fp32(model: nn.Module, suffixes: tuple[str, ...] = FP32_CLASS_SUFFIXES)
     return model
 
 
-def build_optimizer(params, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """Adam (SSR-Net, C3AE) or SGD with momentum (HSR, LRN, LMTCNN) from a recipe's ``optimizer``."""
-    cfg = dict(cfg)
-    name = str(cfg.pop("name", "sgd")).lower()
-    if name == "adam":
-        return torch.optim.Adam(
-            params, lr=cfg.get("lr", 1e-3), betas=tuple(cfg.get("betas", (0.9, 0.999))), eps=cfg.get("eps", 1e-8),
-            weight_decay=cfg.get("weight_decay", 0.0),
-        )
-    if name == "adamw":  # agekit's own recipes (decoupled weight decay)
-        return torch.optim.AdamW(
-            params, lr=cfg.get("lr", 1e-3), betas=tuple(cfg.get("betas", (0.9, 0.999))), eps=cfg.get("eps", 1e-8),
-            weight_decay=cfg.get("weight_decay", 0.01),
-        )
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.get("lr", 0.01), momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 0.0),
-            nesterov=bool(cfg.get("nesterov", False)),
-        )
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.get("lr", 1e-3), momentum=cfg.get("momentum", 0.0),
-                                   weight_decay=cfg.get("weight_decay", 0.0))
-    raise ValueError(f"unknown optimizer {name!r}: adam, adamw, sgd or rmsprop")
+def build_optimizer(params, cfg: Any) -> torch.optim.Optimizer:
+    """Adam (SSR-Net, C3AE) or SGD with momentum (HSR, LRN, LMTCNN) from a recipe's ``optimizer``.
+
+    ``cfg`` is a :data:`agekit.training.recipes.Optimizer` section or its plain form (defaults: the schema's).
+    """
+    c = cfg if isinstance(cfg, BaseModel) else OPTIMIZER.validate_python(dict(cfg or {"name": "sgd"}))
+    if isinstance(c, AdamW):  # agekit's own recipes (decoupled weight decay)
+        return torch.optim.AdamW(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay)
+    if isinstance(c, Adam):
+        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay)
+    if isinstance(c, SGD):
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.nesterov)
+    if isinstance(c, RMSprop):
+        return torch.optim.RMSprop(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    raise ValueError(f"unknown optimizer {c!r}")
 
 
 def cosine_with_warmup(opt: torch.optim.Optimizer, epochs: int, warmup: int = 0, min_factor: float = 0.0):
@@ -112,7 +108,7 @@ def cosine_with_warmup(opt: torch.optim.Optimizer, epochs: int, warmup: int = 0,
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: str) -> dict[str, Any] | None:
+def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, monitor: str) -> dict[str, Any] | None:
     """The papers' schedules as a Lightning ``lr_scheduler`` dict, from a recipe's ``scheduler``.
 
     ``multistep``: x gamma at the listed epochs (SSR-Net: x0.1 at 30 and 60 of 90);
@@ -121,28 +117,25 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], monitor: st
     validation MAE (HSR: factor 0.1, patience 10, threshold 1e-4; C3AE alike); ``cosine``
     (agekit's own recipes): warm-up then cosine decay over ``epochs``.
     """
-    cfg = dict(cfg or {})
-    name = str(cfg.pop("name", "none") or "none").lower()
-    interval = cfg.pop("interval", "epoch")
-    if name == "none":
+    c = cfg if isinstance(cfg, BaseModel) else SCHEDULER.validate_python(dict(cfg or {"name": "none"}))
+    if isinstance(c, NoSchedule):
         return None
-    if name == "multistep":
-        s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg["milestones"]), gamma=cfg.get("gamma", 0.1))
-    elif name == "step":
-        s = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["step_size"]), gamma=cfg.get("gamma", 0.1))
-    elif name == "plateau":
+    if isinstance(c, Plateau):
         s = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode=cfg.get("mode", "min"), factor=cfg.get("factor", 0.1), patience=int(cfg.get("patience", 10)),
-            threshold=cfg.get("threshold", 1e-4), threshold_mode=cfg.get("threshold_mode", "rel"),
-            min_lr=cfg.get("min_lr", 0.0),
+            opt, mode=c.mode, factor=c.factor, patience=c.patience, threshold=c.threshold,
+            threshold_mode=c.threshold_mode, min_lr=c.min_lr,
         )
-        return {"scheduler": s, "interval": "epoch", "monitor": cfg.get("monitor", monitor), "strict": True}
-    elif name == "cosine":
-        # agekit recipes (not the papers): linear warm-up for ``warmup`` epochs, then cosine to ``min_lr``
-        s = cosine_with_warmup(opt, int(cfg.get("epochs") or 1), int(cfg.get("warmup", 0)), float(cfg.get("min_factor", 0.0)))
+        return {"scheduler": s, "interval": "epoch", "monitor": c.monitor or monitor, "strict": True}
+    if isinstance(c, MultiStep):
+        s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(c.milestones), gamma=c.gamma)
+    elif isinstance(c, Step):
+        s = torch.optim.lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma)
+    elif isinstance(c, Cosine):
+        # agekit recipes (not the papers): linear warm-up for ``warmup`` epochs, then cosine to ``min_factor``
+        s = cosine_with_warmup(opt, c.epochs or 1, c.warmup, c.min_factor)
     else:
-        raise ValueError(f"unknown scheduler {name!r}: none, multistep, step, plateau or cosine")
-    return {"scheduler": s, "interval": interval}
+        raise ValueError(f"unknown scheduler {c!r}")
+    return {"scheduler": s, "interval": c.interval}
 
 
 class AgeModule(L.LightningModule):
@@ -160,7 +153,7 @@ class AgeModule(L.LightningModule):
         preprocess: dict[str, Any],
         method: str,
         method_config: dict[str, Any] | None = None,
-        recipe: dict[str, Any] | None = None,
+        recipe: dict[str, Any] | None = None,  # the plain recipe (hparams); validated into a Recipe
         card: dict[str, Any] | None = None,
         teacher: Any = None,
         state_dict_prefix: str = "model.",
@@ -173,23 +166,18 @@ class AgeModule(L.LightningModule):
         self.spec = PreprocessSpec.from_dict(preprocess)
         self.model.preprocess = self.spec
         self.method = get_method(method, **(method_config or {}))
-        self.recipe = recipe or {}
-        trainer_cfg = self.recipe.get("trainer", {})
-        self.channels_last = bool(trainer_cfg.get("channels_last", False))
+        self.recipe = parse_recipe({**(recipe or {}), "model": {"name": model, "config": dict(config or {})}})
+        t = self.recipe.trainer
+        self.channels_last = t.channels_last
         # trainer.compile: run the network through torch.compile in the training and evaluation
         # steps (true: Inductor; a string: that backend, e.g. "eager"); the state dict, checkpoints
         # and exports use the plain module.
-        self.compile = trainer_cfg.get("compile", False) or False
+        self.compile = t.compile
         self.__dict__["_compiled"] = None
-        self.monitor = trainer_cfg.get("monitor", "val/mae") or "val/mae"
-        self.mixed = "16" in str(trainer_cfg.get("precision", "32"))
+        self.monitor = t.monitor
+        self.mixed = "16" in t.precision
         # data.age_groups: "adience" derives the 8 Adience groups from the age where a row has none (UTKFace LMTCNN)
-        self.age_groups = (self.recipe.get("data") or {}).get("age_groups")
-        if self.age_groups:
-            from agekit.training.datamodule import AGE_GROUP_RULES
-
-            if self.age_groups not in AGE_GROUP_RULES:
-                raise ValueError(f"data.age_groups must be one of {AGE_GROUP_RULES}, got {self.age_groups!r}")
+        self.age_groups = self.recipe.data.age_groups
         self.__dict__["teacher"] = None  # not a submodule: never in the state dict or the optimiser
         if teacher:
             self.set_teacher(teacher)
@@ -276,10 +264,10 @@ class AgeModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.recipe.get("optimizer", {}))
-        sched_cfg = dict(self.recipe.get("scheduler") or {})
-        if str(sched_cfg.get("name")).lower() == "cosine" and not sched_cfg.get("epochs"):
-            sched_cfg["epochs"] = int((self.recipe.get("trainer") or {}).get("max_epochs") or 1)  # decay over the run
+        opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.recipe.optimizer)
+        sched_cfg = self.recipe.scheduler
+        if isinstance(sched_cfg, Cosine) and sched_cfg.epochs is None:  # decay over the run
+            sched_cfg = sched_cfg.model_copy(update={"epochs": self.recipe.trainer.max_epochs or 1})
         sched = build_scheduler(opt, sched_cfg, self.monitor)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
 
