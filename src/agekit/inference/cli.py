@@ -406,7 +406,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="ages (and genders) of the faces in photos, a video or a webcam")
     p.add_argument("paths", nargs="*", help="image files, folders or globs")
-    p.add_argument("--model", default="age", help="shipped weight name or .pt/.ckpt/.onnx file (default: age)")
+    p.add_argument("--model", default="age", help="shipped weight name or a .safetensors/.pt/.ckpt/.onnx file (default: age)")
     p.add_argument("--gender-model", default="auto", help="gender model: name or file; 'none' for none (default: the shipped one)")
     p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     p.add_argument("--detector", default="cascade",
@@ -455,7 +455,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_predict)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX with a parity check (and int8)")
-    e.add_argument("checkpoint", help="agekit checkpoint (.pt or Lightning .ckpt)")
+    e.add_argument("checkpoint", help="agekit checkpoint (.safetensors, .pt or Lightning .ckpt)")
     e.add_argument("--format", choices=("onnx",), default="onnx")
     e.add_argument("--out", default=None, help="output .onnx (default: next to the checkpoint)")
     e.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx (static, dynamic if static fails)")
