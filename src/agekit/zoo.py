@@ -26,15 +26,29 @@ def models_with_weights() -> set[str]:
 
 
 def compute_row(name: str) -> dict[str, Any]:
-    """One registered model's row, measured: name, family, paper, description and its complexity figures."""
+    """One registered model's row, measured: name, family, paper, description and its complexity figures.
+
+    The network is built on PyTorch's ``meta`` device (shapes only: the counts need no arithmetic), or on the CPU
+    for a network that cannot be built there.
+    """
+    import torch
+
     from agekit.complexity import complexity
     from agekit.registry import create_model, model_entry
 
     e = model_entry(name)
-    model = create_model(name)
-    size = tuple(getattr(model, "input_size", None) or e.input_size)
-    return {"name": name, "family": e.family, "paper": e.paper, "description": e.description,
-            **complexity(model, size).to_dict()}
+
+    def measure(device: str) -> dict[str, Any]:
+        with torch.device(device):
+            model = create_model(name)
+            size = tuple(getattr(model, "input_size", None) or e.input_size)
+            return complexity(model, size).to_dict()
+
+    try:
+        figures = measure("meta")
+    except Exception:  # noqa: BLE001 - a network whose construction needs real tensors
+        figures = measure("cpu")
+    return {"name": name, "family": e.family, "paper": e.paper, "description": e.description, **figures}
 
 
 def compute_table() -> list[dict[str, Any]]:
