@@ -26,7 +26,12 @@ def test_every_paper_experiment_has_a_recipe():
 
 
 @pytest.mark.parametrize("name", list_recipes())
-def test_recipe_names_a_registered_model_and_method(name):
+def test_every_shipped_recipe_is_valid(name):
+    """Each shipped recipe (and each stage of its chain) passes the schema and reads back unchanged."""
+    rec = parse_recipe(name)
+    assert parse_recipe(rec.to_dict()).to_dict() == rec.to_dict()
+    for i in range(len(rec.stages)):
+        assert rec.stage(i)[1].model.name == rec.model.name
     r = load_recipe(name)
     assert r["model"]["name"] in list_models()
     assert r["method"]["name"] is None or r["method"]["name"] in list_methods()

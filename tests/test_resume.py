@@ -187,17 +187,47 @@ def test_loader_state_skips_the_batches_already_trained():
     next(it), next(it), next(it)  # three fetched (one only prefetched) ...
     first.note_trained_batch(), first.note_trained_batch()  # ... two trained
     state = first.state_dict()
-    assert state == {"epoch": 2, "batches": 2}
+    assert state == {"epoch": 2, "batches": 2, "samples": 6}
     again = loader()
     again.load_state_dict(state)
     again.sampler.set_epoch(2)
     rest = [b["index"].tolist() for b in again]
     assert rest == batches[2:]
     again.note_trained_batch()
-    assert again.state_dict() == {"epoch": 2, "batches": 3}  # counts on from the skipped batches
+    assert again.state_dict() == {"epoch": 2, "batches": 3, "samples": 9}  # counts on from the skipped batches
     again.sampler.set_epoch(3)  # the next epoch is whole again
     assert len(list(again)) == 4
     other = loader()
-    other.load_state_dict({"epoch": 1, "batches": 2})  # a state from an epoch that ended: nothing skipped
+    other.load_state_dict({"epoch": 1, "batches": 2, "samples": 6})  # a state from an epoch that ended: nothing skipped
     other.sampler.set_epoch(2)
     assert [b["index"].tolist() for b in other] == batches
+
+
+def test_rng_states_travel_in_the_checkpoint():
+    """The global torch, numpy and Python generators are saved and, when training resumes, restored."""
+    import random
+
+    from agekit.training.resume import RngState
+
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    state = RngState().state_dict()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    cb = RngState()
+    cb.load_state_dict(torch.load(_roundtrip(state), weights_only=True))  # plain data: loads without pickles
+    cb.on_train_start(SimpleNamespace(world_size=1), None)
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+    cb.load_state_dict(state)  # under DDP the file holds rank 0's generators: they are not restored
+    torch.manual_seed(1)
+    cb.on_train_start(SimpleNamespace(world_size=2), None)
+    assert not torch.equal(torch.rand(3), expected[0])
+
+
+def _roundtrip(obj) -> "io.BytesIO":
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf

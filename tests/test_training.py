@@ -430,6 +430,10 @@ def test_env_overrides_apply_last_to_every_run_of_a_chain(tiny_cache, tmp_path, 
     monkeypatch.setenv(ENV_OVERRIDES, "trainer.max_epochs")
     with pytest.raises(ValueError, match="key=value"):
         train("sephsr_30_10_utkface", tmp_path / "bad", overrides=quick("sephsr_30_10_utkface") + [f"data.cache={tiny_cache}"])
+    monkeypatch.setenv(ENV_OVERRIDES, "trainer.max_epoch=1")  # validated like --set
+    with pytest.raises(ValueError, match=r"unknown key trainer.max_epoch \(did you mean trainer.max_epochs\?\)"):
+        train("sephsr_30_10_utkface", tmp_path / "bad", overrides=quick("sephsr_30_10_utkface") + [f"data.cache={tiny_cache}"])
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_ddp_on_two_cpu_processes_runs_a_chain(tiny_cache, tmp_path):

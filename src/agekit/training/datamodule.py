@@ -224,11 +224,12 @@ class ResumableLoader(DataLoader):
         self.consumed += 1
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.sampler.epoch), "batches": int(self.consumed)}
+        return {"epoch": int(self.sampler.epoch), "batches": int(self.consumed),
+                "samples": int(self.consumed) * int(self.batch_size)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         epoch, batches = int(state["epoch"]), int(state["batches"])
-        self.sampler.skip_next(epoch, batches * int(self.batch_size))
+        self.sampler.skip_next(epoch, int(state.get("samples", batches * int(self.batch_size))))
         self._resumed = (epoch, batches)
 
 

@@ -104,8 +104,9 @@ class LastCheckpoint(Checkpoint):
 class RngState(L.Callback):
     """The global random generators' states in every checkpoint, restored when training resumes.
 
-    (With ``trainer.seed`` set, each training batch also reseeds torch from the seed and the step, which
-    makes augmentation and dropout independent of where a run was interrupted.)
+    (With ``trainer.seed`` set, each training batch also reseeds torch from the seed, the step and the rank,
+    which makes augmentation and dropout independent of where a run was interrupted; under DDP that is
+    the only guarantee, since the file holds rank 0's generators.)
     """
 
     def __init__(self) -> None:
@@ -129,7 +130,7 @@ class RngState(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         s, self._loaded = self._loaded, None
-        if not s:
+        if not s or trainer.world_size > 1:  # the file holds rank 0's generators: other ranks must not share them
             return
         torch.set_rng_state(s["torch"])
         py = s["python"]
