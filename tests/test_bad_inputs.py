@@ -173,3 +173,38 @@ def test_out_file_and_resume_over_the_corpus(corpus, tiny_onnx, tmp_path, suffix
     err = r.stderr.decode()
     assert f"{len(corpus.expect)} of {len(corpus.expect)} inputs already there" in err and "wrote 0 results" in err
     assert out.read_bytes() == data
+
+
+def test_prepare_over_the_corpus(corpus, tmp_path):
+    """``agekit prepare``'s folder adapter lists folders like predict: every entry kept or named, once."""
+    from agekit.data.cache import PreparedCache
+
+    photos = corpus.root / "photos"
+    out = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "agekit.cli", "prepare", "folder", "--root", str(photos), "--out", str(out),
+           "--views", "single_64", "--detector", "cropped", "--workers", "1", "--quiet",
+           "--option", "pattern=(?P<subject>.+)"]
+    t = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S,
+                       preexec_fn=_no_dac_override if os.geteuid() == 0 else None)
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")[-2000:]
+    assert time.monotonic() - t < 60
+    report = json.loads((out / "report.json").read_text())
+    kept = list(PreparedCache(out).meta["source"])
+    named = [(d["source"], d["reason"]) for d in report["bad_records"] + report["dropped"]]
+    sources = kept + [s for s, _ in named]
+    assert len(sources) == len(set(sources))  # each entry once
+    reasons = dict(named)
+    for src, (kind, why) in corpus.expect.items():
+        if not src.startswith(str(photos) + os.sep):
+            continue
+        rel = Path(os.path.relpath(src, photos)).as_posix()
+        if why == "a folder":  # prepare searches sub-folders
+            continue
+        if kind == "good":
+            assert rel in kept, (rel, reasons.get(rel))
+        elif kind == "bad":
+            assert rel in reasons and why.lower() in reasons[rel].lower(), (rel, reasons.get(rel))
+        else:
+            assert rel in kept or rel in reasons
+    assert "sub/inner.jpg" in kept and reasons["locked-sub"].startswith("unreadable folder")
