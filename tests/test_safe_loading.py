@@ -366,6 +366,20 @@ def test_bad_metadata_is_one_line(bn_ckpt, tmp_path):
         assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
 
 
+def test_a_config_asking_for_a_huge_network_is_refused_before_building_it(bn_ckpt, tmp_path):
+    """The tensors are compared with a meta-device shell first: a 360 GB network is never allocated."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(bn_ckpt), framework="np") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    p = tmp_path / "huge.safetensors"
+    save_file(tensors, str(p), metadata={**meta, "config": '{"channels": 100000}'})
+    with pytest.raises(CheckpointError, match=r"tensor 'backbone.conv1.weight' has shape \(32, 3, 3, 3\), the network's "
+                                              r"is \(100000, 3, 3, 3\)"):
+        load_checkpoint(p)
+
+
 # ------------------------------------------------------------------ teacher outputs
 
 

@@ -244,7 +244,18 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu", *, trust_pickle
 
 
 def build_network(path: str | Path, ckpt: dict[str, Any]) -> nn.Module:
-    """The network a checkpoint's fields describe, with its validated weights, in eval mode."""
+    """The network a checkpoint's fields describe, with its validated weights, in eval mode.
+
+    The file's tensors are first compared with a shell of the network on the meta device (no
+    memory), so a config asking for a huge network costs nothing unless the file holds it.
+    """
+    try:
+        with torch.device("meta"):
+            shell = create_model(ckpt["model"], **ckpt.get("config", {}))
+    except Exception:  # a constructor that needs real tensors: checked after the real build below
+        shell = None
+    if shell is not None:
+        check_state(path, ckpt["state_dict"], shell.state_dict())
     try:
         model = create_model(ckpt["model"], **ckpt.get("config", {}))
     except Exception as e:  # an unknown name or a config the network does not take
