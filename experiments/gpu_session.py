@@ -330,7 +330,9 @@ def pack(work: Path, out: Path, max_mb: float) -> None:
         try:
             import torch
 
-            ck = torch.load(t18[-1], map_location="cpu", weights_only=False)
+            from agekit.checkpoint import FORMAT, read_checkpoint
+
+            ck = {**read_checkpoint(t18[-1]), "format": FORMAT}  # data only; saved below as an old-style .pt
             ck["state_dict"] = {k: v.bfloat16() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
             ck.setdefault("card", {})["stored_as"] = f"bfloat16 copy of {t18[-1]}"
             torch.save(ck, stage / "lrn18_last_final_bf16.pt")
