@@ -80,8 +80,9 @@ def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(cache, tmp_
     out = tmp_path / "killed"
     last = out / "checkpoints" / "last.ckpt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = open(tmp_path / "killed.log", "w+")  # a file, not a pipe: the child never blocks on its output
     proc = subprocess.Popen([sys.executable, "-m", "agekit.cli", *_cli(out, over)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -89,13 +90,16 @@ def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(cache, tmp_
             if s is not None and s >= STEPS_PER_EPOCH + 2:  # a step checkpoint inside the second epoch
                 break
             time.sleep(0.005)
-        assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]!r}"
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"training ended before it could be killed: {log.read()[-2000:]}")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.stderr.close()
+            proc.wait(30)
+        log.close()
     assert proc.returncode == -signal.SIGKILL
     killed_at = _step(last)
     assert killed_at is not None and killed_at % STEPS_PER_EPOCH != 0 and killed_at < EPOCHS * STEPS_PER_EPOCH

@@ -4,6 +4,6 @@
 writes a report (``agekit evaluate``).
 """
 from agekit.training.engine import TrainResult, evaluate, train
-from agekit.training.recipes import list_recipes, load_recipe
+from agekit.training.recipes import Recipe, RecipeError, list_recipes, load_recipe, parse_recipe
 
-__all__ = ["TrainResult", "evaluate", "list_recipes", "load_recipe", "train"]
+__all__ = ["Recipe", "RecipeError", "TrainResult", "evaluate", "list_recipes", "load_recipe", "parse_recipe", "train"]

@@ -259,7 +259,7 @@ class Trainer(_Section):
     max_steps: Annotated[int, Field(ge=-1)] = -1  # -1: no limit
     max_time: Annotated[str, Field(pattern=r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")] | None = None  # "DD:HH:MM:SS"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"] = "auto"
-    devices: PositiveInt | list[Annotated[int, Field(ge=0)]] | Literal["auto"] = 1
+    devices: Annotated[int, Field(ge=-1)] | list[Annotated[int, Field(ge=0)]] | str = 1  # Lightning's forms
     strategy: str = "auto"
     precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
     channels_last: bool = False
