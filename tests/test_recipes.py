@@ -103,6 +103,18 @@ def test_values_are_validated(override, message):
     assert message in str(e.value), str(e.value)
 
 
+def test_naming_another_kind_keeps_only_the_options_it_takes():
+    """--set optimizer.name=adamw on an SGD recipe keeps lr and weight decay, drops momentum; a method switch drops
+    the old method's options; a typo in the new section is still refused."""
+    cosine = ["optimizer.name=adamw", "optimizer.weight_decay=1.0e-4", "scheduler.name=cosine", "scheduler.warmup=2"]
+    r = load_recipe("hsr_30_10_utkface", cosine)  # SGD 0.002 m0.9 + plateau(0.1, 10, 1e-4) in the recipe
+    assert r["optimizer"] == {"name": "adamw", "lr": 0.002, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 1e-4}
+    assert r["scheduler"] == {"name": "cosine", "epochs": None, "warmup": 2, "min_factor": 0.0, "interval": "epoch"}
+    assert load_recipe("c3ae_plain_utkface", ["method.name=l1"])["method"] == {"name": "l1", "config": {}}
+    with pytest.raises(RecipeError, match="unknown key scheduler.warmpu"):
+        load_recipe("hsr_30_10_utkface", ["scheduler.name=cosine", "scheduler.warmpu=2"])
+
+
 def test_train_refuses_a_bad_recipe_in_one_line_before_training(tmp_path, capsys):
     from agekit.cli import main
 

@@ -396,13 +396,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 TAGGED = ("method", "optimizer", "scheduler")  # sections whose options belong to the kind that ``name`` picks
 
 
+def _rekind(section: Any, name: Any) -> Any:
+    """A base ``section`` under another kind ``name``: the options that kind takes (a method's: none)."""
+    if not isinstance(section, dict) or name is None or name == section.get("name"):
+        return section
+    kinds = {"optimizer": Optimizer, "scheduler": Scheduler}
+    for key, union in kinds.items():
+        models = {_tag(m): m for m in _models(union)}
+        if section.get("name") in models and name in models:
+            return {k: v for k, v in section.items() if k in models[name].model_fields}
+    return {}  # a method's options (or an unknown kind's) do not carry over
+
+
 def _extend(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` merged over ``base``; a section of :data:`TAGGED` naming another kind replaces the base's whole."""
+    """``over`` merged over ``base``; a section of :data:`TAGGED` naming another kind keeps only what that kind takes."""
     base = dict(base)
     for k in TAGGED:
-        name = (over.get(k) or {}).get("name") if isinstance(over.get(k), dict) else None
-        if name and isinstance(base.get(k), dict) and name != base[k].get("name"):
-            base.pop(k)  # another method / optimiser / schedule: the base's options do not apply
+        if isinstance(over.get(k), dict) and "name" in over[k] and isinstance(base.get(k), dict):
+            base[k] = _rekind(base[k], over[k]["name"])
     return _merge(base, over)
 
 
@@ -563,6 +574,10 @@ def parse_recipe(name_or_path: str | Path | dict[str, Any] | Recipe, overrides: 
         d = copy.deepcopy(name_or_path)
     else:
         d = _read(_find(name_or_path))
+    for k in TAGGED:  # --set optimizer.name=adamw: the section keeps only what the new kind takes
+        names = [v for keys, v in map(parse_override, overrides or []) if keys == [k, "name"]]
+        if names and isinstance(d.get(k), dict):
+            d[k] = _rekind(d[k], names[-1])
     d = apply_overrides(d, overrides)
     what = repr(d.get("name")) if isinstance(d, dict) and d.get("name") else "(unnamed)"
     if not isinstance((d.get("model") or {}), dict) or not (d.get("model") or {}).get("name"):
