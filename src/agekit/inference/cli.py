@@ -168,6 +168,10 @@ def _run_predict(args: argparse.Namespace) -> int:
     from agekit.inference.estimator import Estimator
     from agekit.inference.weights import NoShippedWeightsError
 
+    if getattr(args, "ray", None):  # the photos of a folder or URI on a Ray cluster (agekit.integrations.ray)
+        from agekit.integrations.ray import run_predict_cli
+
+        return run_predict_cli(args)
     if not args.paths and args.video is None and args.webcam is None:
         print("agekit predict: give image paths, --video FILE or --webcam", file=sys.stderr)
         return 2
@@ -432,6 +436,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown on a terminal only anyway)")
     p.add_argument("--out", metavar="FILE", help="write the results into FILE (.csv or .jsonl) as they come, "
                    "instead of stdout (for big folders)")
+    p.add_argument("--ray", metavar="DIR_OR_URI", help="predict every photo under DIR_OR_URI (a folder, s3://...) on "
+                   "Ray (agekit[ray]; $RAY_ADDRESS names a cluster, else a local one); --out FILE.jsonl or a Parquet "
+                   "FOLDER")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="with --ray: actors, each loading the models once (default: one per CPU)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="with --out: skip the inputs FILE already holds, append the rest")
     again.add_argument("--overwrite", action="store_true",
