@@ -367,9 +367,11 @@ def make_corpus(root: str | os.PathLike, size: int = 48) -> Corpus:
     globbed.mark(root / "globbed" / "g6.jpg", BAD, "a folder")
     nomatch = str(root / "globbed" / "*.nothing")
     c.expect[nomatch] = (BAD, "no file matches")
+    locked_glob = str(locked_dir / "*.jpg")
+    c.expect[locked_glob] = (BAD, "unreadable folder: permission denied")
     c.inputs += [str(lone), str(weird), str(anyext), str(root / "extra" / "direct-pipe.jpg"),
                  str(root / "extra" / "direct-zero.jpg"), str(inside), str(locked_dir), str(empty), str(missing),
-                 str(root / "extra" / "direct-loop.jpg"), str(root / "globbed" / "g*"), nomatch]
+                 str(root / "extra" / "direct-loop.jpg"), str(root / "globbed" / "g*"), nomatch, locked_glob]
     c.expect[str(locked_dir)] = (BAD, "unreadable folder")
     os.chmod(photos / "locked-sub", 0)
     os.chmod(locked_dir, 0)

@@ -296,3 +296,13 @@ def test_annotate_never_overwrites_nor_follows_links_and_names_every_input(folde
     assert outside.read_text() == "not yours"  # the link itself was replaced, never its target
     assert not os.path.islink(ann / "face2.annotated.jpg")
     assert cv2.imread(str(ann / "face1.annotated.jpg")).shape == (96, 96, 3)
+
+
+def test_max_pixels_option(folder, model, capsys):
+    argv = ["predict", str(folder / "face0.jpg"), "--model", model, "--detector", "cropped"]
+    assert main(argv + ["--max-pixels", "9000"]) == 1  # 96 x 96 = 9216 pixels
+    err = capsys.readouterr().err
+    assert "face0.jpg: too many pixels (96x96 = 0.0092 MP > 0.009 MP allowed; --max-pixels raises the limit)" in err
+    assert main(argv + ["--max-pixels", "9216"]) == 0
+    capsys.readouterr()
+    assert main(argv + ["--max-pixels", "0"]) == 2 and "--max-pixels must be >= 1" in capsys.readouterr().err

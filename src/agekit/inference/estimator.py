@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,12 +175,23 @@ def _path_items(x: str | os.PathLike) -> list[tuple[str, Any]]:
     if os.path.isdir(p):
         items = [(str(f), f if why is None else ImageReadError(why, f)) for f, why in scan_folder(p)]
         return items or [(str(p), ImageReadError("empty folder", p))]
-    if reason == "missing" and any(c in str(x) for c in "*?["):
+    if any(c in str(x) for c in "*?[") and not os.path.lexists(p):  # a pattern (not a file with such a name)
         hits = sorted(glob.glob(str(x), recursive=True))
         out: list[tuple[str, Any]] = []
         for h in hits:
             why = "a folder (matched by the pattern; not searched)" if os.path.isdir(h) else entry_reason(h)
             out.append((h, Path(h) if why is None else ImageReadError(why, h)))
+        if not out:  # say why when the folder the pattern starts from cannot be listed
+            base = Path(*[part for part in itertools.takewhile(lambda s: not any(c in s for c in "*?["), p.parts)])
+            why = stat_reason(base) if str(base) else None
+            if os.path.isdir(base):
+                try:
+                    os.scandir(base).close()
+                    why = None
+                except OSError as e:
+                    why = f"unreadable folder: {(e.strerror or str(e)).lower()}"
+            if why is not None:
+                return [(str(x), ImageReadError(f"no file matches ({base}: {why})", x))]
         return out or [(str(x), ImageReadError("no file matches", x))]
     return [(str(p), ImageReadError(reason, p))]
 
@@ -314,6 +326,9 @@ class Estimator:
     ``detector``: a name for ``get_detector`` (default ``cascade``: fast dlib, full dlib only
     when the fast pass finds nothing; see the module docstring) or a Detector; ``fallback``:
     a detector run when ``detector`` finds no face (e.g. ``"cropped"``), default none.
+    ``max_pixels``: photos with more pixels are refused from their header, before any decoding
+    (default :data:`agekit.face.io.DEFAULT_MAX_PIXELS`, 80 MP). Folders and globs are listed with
+    :func:`agekit.face.io.scan_folder`: every entry is read or reported with its reason.
     """
 
     def __init__(
