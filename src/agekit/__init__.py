@@ -1,8 +1,17 @@
 """agekit: compact facial age and gender estimation (SSR-Net, C3AE, HSR, LRN, LMTCNN)."""
+import importlib
+
 from agekit.complexity import Complexity, complexity, model_complexity
-from agekit.outputs import ModelOutput
-from agekit.preprocessing import PreprocessSpec
-from agekit.registry import create_model, list_models, model_entry, register_model
+
+# Loaded on first use (PEP 562), so that ``import agekit`` and commands such as ``agekit models`` import no torch.
+_LAZY = {
+    "ModelOutput": "agekit.outputs",
+    "PreprocessSpec": "agekit.preprocessing",
+    "create_model": "agekit.registry",
+    "list_models": "agekit.registry",
+    "model_entry": "agekit.registry",
+    "register_model": "agekit.registry",
+}
 
 __version__ = "0.1.0"
 
@@ -21,6 +30,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     # The predictor pulls in the face pipeline and onnxruntime: load it on first use only.
     if name == "Estimator":
         from agekit.inference.estimator import Estimator

@@ -24,11 +24,11 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agekit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in COMMAND_MODULES:
+    for mod in modules:
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # ``agekit models`` reads a committed table: it needs no other command's module (nor torch)
+    parser = build_parser(("agekit.zoo",) if argv[:1] == ["models"] else COMMAND_MODULES)
     args = parser.parse_args(argv)
     if args.version:
         from agekit import __version__

@@ -22,10 +22,11 @@ What is counted, exactly:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn as nn
+if TYPE_CHECKING:  # torch is imported where it is used, so that ``import agekit`` stays light
+    import torch
+    import torch.nn as nn
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def count_params(model: nn.Module, trainable_only: bool = True) -> int:
 
 def count_bn_running_stats(model: nn.Module) -> int:
     """Number of BatchNorm running-mean and running-variance entries."""
+    import torch.nn as nn
+
     n = 0
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
@@ -80,6 +83,9 @@ MAC_CONVENTIONS = ("conv_linear", "ptflops")
 
 def _mac_counts(model: nn.Module, input_size: tuple[int, ...], example: Any | None = None) -> dict[str, int]:
     """Both MAC conventions from one forward pass of one sample (no batch dim)."""
+    import torch
+    import torch.nn as nn
+
     counts = dict.fromkeys(MAC_CONVENTIONS, 0)
 
     def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
