@@ -155,6 +155,37 @@ def test_train_resume_refuses_a_malicious_last_ckpt(evil, tiny_cache, tmp_path, 
               "--resume"], last, marker, capsys)
 
 
+def test_train_resume_trusts_a_pickled_last_ckpt_only_on_purpose(tmp_path, capsys):
+    """A real last.ckpt that needs a Python object: --resume refuses it, --resume --trust-pickle continues from it."""
+    from agekit.data.cache import write_cache
+    from test_training import N, _needs, quick
+
+    recipe = "c3ae_plain_utkface"
+    specs, protos = _needs(recipe, quick(recipe))
+    s = specs[0]
+    rng = np.random.default_rng(0)
+    meta = {"age": np.linspace(5, 80, N).astype(np.float32), "gender": np.array([0, 1] * (N // 2), np.int8),
+            "race": np.zeros(N, np.int8), "hash": np.array([f"{i:040x}" for i in range(N)]),
+            "source": np.array([f"{i}.jpg" for i in range(N)])}
+    parts = {"train": np.arange(0, 4), "val": np.arange(4, 6), "test": np.arange(6, 8)}
+    write_cache(tmp_path / "cache", meta, {s.view_key: rng.integers(0, 256, (N, s.size, s.size, 3), dtype=np.uint8)},
+                {p: {n: parts[n.split("_")[-1]] for n in names} for p, names in protos.items()}, {"dataset": "tiny"})
+    argv = ["train", "--recipe", recipe, "--data", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]
+    argv += [x for o in quick(recipe) if not o.startswith("trainer.max_epochs") for x in ("--set", o)]
+    assert main(argv + ["--epochs", "1"]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ck = torch.load(last, weights_only=True)
+    ck["hyper_parameters"]["card"]["share"] = fractions.Fraction(1, 3)
+    torch.save(ck, last)
+    capsys.readouterr()
+    assert main(argv + ["--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(last) in err[0] and "fractions.Fraction" in err[0]
+    assert main(argv + ["--epochs", "2", "--resume", "--trust-pickle"]) == 0
+    assert "loaded as a full pickle" in capsys.readouterr().err
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # continued from step 1
+
+
 def test_convert_commands_refuse(evil, tmp_path, capsys):
     path, marker = evil
     _refused(["convert-checkpoint", path, tmp_path / "new.safetensors"], path, marker, capsys)

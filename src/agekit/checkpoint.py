@@ -143,6 +143,11 @@ def _pickle_globals(path: Path, limit: int = 3) -> list[str] | None:
     return found
 
 
+def _trust_warning(path: Path) -> None:
+    print(f"agekit: warning: {path}: loaded as a full pickle (--trust-pickle): any code in this file has run",
+          file=sys.stderr)
+
+
 def _refuse(path: Path, what: str) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
         f"{path}: refused: it is a pickle that needs {what}, which agekit does not run (nothing in the file was "
@@ -154,8 +159,7 @@ def _torch_load(path: Path, map_location: Any, trust: bool) -> Any:
     import warnings
 
     if trust:
-        print(f"agekit: warning: {path}: loaded as a full pickle (--trust-pickle): any code in this file has run",
-              file=sys.stderr)
+        _trust_warning(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=False)
@@ -291,7 +295,8 @@ def check_resume_file(path: str | Path) -> bool:
     Data-only (True) unless pickles are trusted; refuses with one line when it would need more.
     """
     path = Path(path)
-    if _TRUST_PICKLE:
+    if _TRUST_PICKLE:  # Lightning loads it in full
+        _trust_warning(path)
         return False
     read_checkpoint(path)
     return True
