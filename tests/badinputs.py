@@ -87,7 +87,8 @@ def png_bomb(width: int, height: int, colour: int = 0, full: bool = True) -> byt
         parts.append(z.compress(block if k == rows_per_block else row * k))
         left -= k
     parts.append(z.flush())
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"".join(parts))
+            + _png_chunk(b"IEND", b""))
 
 
 def _tiff(width: int, height: int, strip: bytes) -> bytes:
@@ -100,7 +101,8 @@ def _tiff(width: int, height: int, strip: bytes) -> bytes:
     for tag, typ, count, value in tags:
         if tag == 273:
             value = data_off
-        out += struct.pack("<HHI", tag, typ, count) + (struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value))
+        packed = struct.pack("<HH", value, 0) if typ == 3 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, typ, count) + packed
     return out + struct.pack("<I", 0) + strip
 
 
@@ -306,7 +308,8 @@ def make_corpus(root: str | os.PathLike, size: int = 48) -> Corpus:
                               ("dangling.jpg", "missing-target.jpg", "dangling symlink"),
                               ("dangling-abs.png", "/nonexistent/agekit/x.png", "dangling symlink"),
                               ("self-loop.jpg", "self-loop.jpg", "symlink loop"),
-                              ("loop-a.jpg", "loop-b.jpg", "symlink loop"), ("loop-b.jpg", "loop-a.jpg", "symlink loop"),
+                              ("loop-a.jpg", "loop-b.jpg", "symlink loop"),
+                              ("loop-b.jpg", "loop-a.jpg", "symlink loop"),
                               ("up-link", "..", "link to a folder"), ("proc-link.jpg", "/proc/self/fd/0", "")):
         os.symlink(target, photos / name)
         w.mark(photos / name, BAD, why)

@@ -62,6 +62,9 @@ UNSUPPORTED_SUFFIXES = {
 if not HAVE_AVIF:
     UNSUPPORTED_SUFFIXES[".avif"] = "AVIF"
 
+# read-only, non-blocking (a FIFO swapped in after the check cannot block), not inherited, binary on Windows
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
 #: Photos with more pixels than this are refused from their header (80 MP; ``--max-pixels`` raises it).
 DEFAULT_MAX_PIXELS = 80_000_000
 
@@ -211,7 +214,8 @@ def _unsupported(fmt: str) -> str:
 
 
 _KINDS = ((stat.S_ISDIR, "a folder, not an image file"), (stat.S_ISFIFO, "a FIFO (named pipe), not a regular file"),
-          (stat.S_ISCHR, "a character device, not a regular file"), (stat.S_ISBLK, "a block device, not a regular file"),
+          (stat.S_ISCHR, "a character device, not a regular file"),
+          (stat.S_ISBLK, "a block device, not a regular file"),
           (stat.S_ISSOCK, "a socket, not a regular file"))
 
 
@@ -264,7 +268,7 @@ def read_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
     if reason is not None:
         raise ImageReadError(reason, path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, _READ_FLAGS)
     except OSError as e:
         raise ImageReadError(_os_reason(e, path), path) from None
     try:
@@ -466,7 +470,7 @@ def entry_reason(path: str | os.PathLike, st: os.stat_result | None = None) -> s
 def _head(path: str | os.PathLike, n: int = 32) -> bytes:
     """The first ``n`` bytes of a regular file (opened non-blocking)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, _READ_FLAGS)
     except OSError as e:
         raise ImageReadError(_os_reason(e, path), path) from None
     try:

@@ -127,7 +127,7 @@ def is_read_error(error: str | None) -> bool:
 
 
 def open_video(path: str | Path) -> Any:
-    """An opened ``cv2.VideoCapture`` of a regular file; raises ``FileNotFoundError`` or ``ValueError`` with one line."""
+    """An opened ``cv2.VideoCapture`` of a regular file; raises ``FileNotFoundError`` or ``ValueError`` (one line)."""
     from agekit.face.io import NativeStderr, stat_reason
 
     path = Path(path)
