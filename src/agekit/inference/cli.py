@@ -226,8 +226,8 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"agekit predict: cannot write the results to stdout: {e.strerror or e}", file=sys.stderr)
             return 1
         if not read:
-            print(f"agekit predict: {safe_name(args.video)}: no frame could be read (truncated, corrupt or not a video)",
-                  file=sys.stderr)
+            print(f"agekit predict: {safe_name(args.video)}: no frame could be read "
+                  "(truncated, corrupt or not a video)", file=sys.stderr)
         return 0 if n else 1
     if args.webcam is not None:
         from agekit.inference.video import run_webcam
@@ -406,8 +406,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict``, ``export`` and ``bench``."""
     from agekit.weightfile import add_trust_pickle_argument
 
-    from agekit.weightfile import add_trust_pickle_argument
-
     p = sub.add_parser("predict", help="ages (and genders) of the faces in photos, a video or a webcam")
     p.add_argument("paths", nargs="*", help="image files, folders or globs")
     p.add_argument("--model", default="age", help="shipped weight name or a .safetensors/.pt/.ckpt/.onnx file (default: age)")
@@ -460,7 +458,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=int, default=1, help="video/webcam: process every Nth frame")
     p.add_argument("--smoothing", choices=("ema", "median"), default="ema", help="per-track age smoothing")
     add_trust_pickle_argument(p)
-    add_trust_pickle_argument(p)
     p.set_defaults(func=_run_predict)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX with a parity check (and int8)")
@@ -474,7 +471,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--pad-channels", type=int, default=16, metavar="N",
                    help="export HSR-family networks with channels zero-padded to a multiple of N, an equal network "
                         "that ONNX Runtime's blocked kernels run 2-3x faster (default 16; 0: as trained)")
-    add_trust_pickle_argument(e)
     add_trust_pickle_argument(e)
     e.set_defaults(func=_run_export)
 
