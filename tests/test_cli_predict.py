@@ -306,3 +306,35 @@ def test_max_pixels_option(folder, model, capsys):
     assert main(argv + ["--max-pixels", "9216"]) == 0
     capsys.readouterr()
     assert main(argv + ["--max-pixels", "0"]) == 2 and "--max-pixels must be >= 1" in capsys.readouterr().err
+
+
+def test_resume_drops_every_row_of_a_photo_cut_mid_write(tmp_path):
+    from agekit.inference.cli import CSV_FIELDS, done_sources, format_csv
+
+    def photo(src, n):
+        return {"source": src, "error": None, "dropped": [],
+                "faces": [{"box": [0, 0, 9, 9], "age": 30.0 + i} for i in range(n)]}
+
+    whole = format_csv([photo("a.jpg", 2)]) + format_csv([photo("b,\"odd\".jpg", 3)]).split("\n", 1)[1]
+    cut = format_csv([photo("c\nd.jpg", 117)]).split("\n", 1)[1]
+    out = tmp_path / "res.csv"
+    out.write_text(whole + cut[: len(cut) // 2], newline="")  # killed inside c's one write: half its rows there
+    assert done_sources(out) == {"a.jpg", 'b,"odd".jpg'}  # c is not done: none of its rows are kept
+    assert out.read_bytes().decode() == whole
+    out.write_text(whole + cut[:4], newline="")  # cut inside c's source field
+    assert done_sources(out) == {"a.jpg", 'b,"odd".jpg'} and out.read_bytes().decode() == whole
+    assert list(csv.reader(io.StringIO(whole)))[0] == list(CSV_FIELDS)
+
+
+def test_stdout_that_cannot_be_written_gives_one_line(folder, model, capsys, monkeypatch):
+    import errno
+    import sys
+
+    class Full(io.StringIO):
+        def write(self, s):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert main(["predict", str(folder), "--model", model, "--detector", "cropped", "--csv"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the results to stdout: No space left on device" in err and "Traceback" not in err
