@@ -205,6 +205,14 @@ def aaf_lists(meta: Meta, seed: int = 0) -> Splits:
     return origin_split(meta, {"train": "train", "val": "val"})
 
 
+def aaf_fixed(meta: Meta, seed: int = 0) -> Splits:
+    """All-Age-Faces: agekit's fixed train/val/test (70/10/20 by serial number, stratified by gender and age
+    decade), read from the committed split file ``agekit/data/splits/allagefaces_fixed.csv``."""
+    from agekit.data.datasets.allagefaces import fixed_split_rows
+
+    return fixed_split_rows(meta)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A named protocol: which dataset it applies to, how splits are built, its default seed."""
@@ -233,6 +241,8 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("utkface", "utkface", utkface_70_10_20, 0, (("train", "val", "test"),),
                  "UTKFace 70/10/20 by content hash"),
         Protocol("allagefaces", "allagefaces", aaf_lists, 0, (), "All-Age-Faces train/val lists"),
+        Protocol("allagefaces_fixed", "allagefaces", aaf_fixed, 0, (("train", "val", "test"),),
+                 "All-Age-Faces fixed train/val/test by serial number (committed split file)"),
         Protocol("folder_70_10_20", "folder", utkface_70_10_20, 0, (("train", "val", "test"),),
                  "any folder: 70/10/20 by content hash"),
         Protocol("csv_70_10_20", "csv", utkface_70_10_20, 0, (("train", "val", "test"),),
