@@ -351,6 +351,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
+        num_nodes=t.num_nodes,
         precision=t.precision,
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,

@@ -261,6 +261,7 @@ class Trainer(_Section):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"] = "auto"
     devices: Annotated[int, Field(ge=-1)] | list[Annotated[int, Field(ge=0)]] | str = 1  # Lightning's forms
     strategy: str = "auto"
+    num_nodes: PositiveInt = 1  # machines of a multi-node DDP run (torchrun --nnodes, SLURM --nodes)
     precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
     channels_last: bool = False
     compile: bool | str = False  # true: Inductor; a string: that torch.compile backend (e.g. "eager")
