@@ -6,8 +6,8 @@ COSINE=(--set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weig
         --set scheduler.name=cosine --set scheduler.warmup=2)
 # eval_test RUN_DIR CACHE: the test reports experiments/compact_table.py reads (RUN_DIR/rep_test, RUN_DIR/rep_test--flip).
 eval_test() {
-  agekit evaluate "$1/final.pt" --data "$2" --split test --out "$1/rep_test" > /dev/null
-  agekit evaluate "$1/final.pt" --data "$2" --split test --flip --out "$1/rep_test--flip" > /dev/null
+  agekit evaluate "$1/final.safetensors" --data "$2" --split test --out "$1/rep_test" > /dev/null
+  agekit evaluate "$1/final.safetensors" --data "$2" --split test --flip --out "$1/rep_test--flip" > /dev/null
 }
 # Fast CPU training of the HSR family: bf16 autocast + channels-last + the backbone run with channels
 # zero-padded to 16 (HSRNet pad_channels: same parameters, outputs and gradients); about 2x the img/s of bf16 alone.

@@ -1,8 +1,8 @@
 """One Markdown table from compact-model runs: each RUN dir's card and its test reports.
 
 Each RUN is an ``agekit train`` output directory evaluated twice on the test split:
-  agekit evaluate RUN/final.pt --data CACHE --split test --out RUN/rep_test
-  agekit evaluate RUN/final.pt --data CACHE --split test --flip --out RUN/rep_test--flip
+  agekit evaluate RUN/final.safetensors --data CACHE --split test --out RUN/rep_test
+  agekit evaluate RUN/final.safetensors --data CACHE --split test --flip --out RUN/rep_test--flip
 (``experiments/compact.sh`` does the same through ``experiments/train_zoo.py``.)
 
     python experiments/compact_table.py runs/agenet runs/c3ae_wide_cosine ... [--out experiments/results/compact_utkface]
@@ -22,7 +22,7 @@ def row(run: Path) -> dict:
     from agekit.checkpoint import load_checkpoint
 
     card = json.loads((run / "card.json").read_text())
-    ckpt = load_checkpoint(run / "final.pt")
+    ckpt = load_checkpoint(run / "final.safetensors")
     out = {"run": run.name, "model": ckpt.name, "recipe": card.get("recipe"),
            "params": (card.get("complexity") or {}).get("params"), "macs": (card.get("complexity") or {}).get("macs"),
            "epochs": card.get("epochs"), "train_s": card.get("train_seconds"),

@@ -29,7 +29,7 @@ zoo --epochs 20 --out "$OUT/c" --recipes sephsr_30_10_utkface --set preprocess.m
   --set trainer.precision=bf16-mixed > "$OUT.c.log" 2>&1 &
 zoo --epochs 20 --out "$OUT/d" --recipes sephsr_30_10_distill_lrn_utkface --set "$T" \
   --set method.config.teacher_method=null --set trainer.precision=bf16-mixed > "$OUT.d.log" 2>&1 &
-S1=$OUT/a/agenet_mt_distill_utkface/final.pt; S2=$OUT/b/c3ae_wide_distill_utkface/final.pt
+S1=$OUT/a/agenet_mt_distill_utkface/final.safetensors; S2=$OUT/b/c3ae_wide_distill_utkface/final.safetensors
 agekit teacher-outputs "$S1" --data "$CACHE" --out "$OUT/teachers/agenet_mt_distill_utkface.npz"
 agekit teacher-outputs "$S2" --data "$CACHE" --out "$OUT/teachers/c3ae_wide_distill_utkface.npz"
 T2="teacher=[$OUT/teachers/age_c3ae_wide_cosine_utkface.npz,$OUT/teachers/gender_agenet_utkface.npz,$OUT/teachers/agenet_mt_distill_utkface.npz,$OUT/teachers/c3ae_wide_distill_utkface.npz]"

@@ -5,7 +5,7 @@ learns from (mean of the members' decoded ages; mean 101-bin distribution). For 
 writes ``OUT/rep_SPLIT[--flip]/report.json`` with the usual plots, and ``OUT/card.json``: the
 members, their summed parameters and MACs, and the metrics.
 
-    python experiments/ensemble.py RUN_A/final.pt RUN_B/final.pt RUN_C/final.pt --data CACHE \
+    python experiments/ensemble.py RUN_A/final.safetensors RUN_B/final.safetensors RUN_C/final.safetensors --data CACHE \
         --splits val test --flip --out experiments/results/teacher_ensemble
 """
 from __future__ import annotations

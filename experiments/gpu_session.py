@@ -2,7 +2,7 @@
 
 Everything runs through ``agekit train`` (Lightning, bf16 autocast + channels-last) as parallel
 processes on one GPU, each with a wall-time guard (``trainer.max_time``), inside ``--budget``
-seconds; then every ``final.pt`` is evaluated on the validation and test splits (flip-averaged)
+seconds; then every ``final.safetensors`` is evaluated on the validation and test splits (flip-averaged)
 and the results are packed for the trip back.
 
 1. ``benchmarks/train_throughput.py --device cuda``: SepHSR(30,10) training images/s, the step loop at
@@ -94,9 +94,9 @@ class Job:
 
 
 def finals(run_dir: Path) -> list[Path]:
-    """final.pt files of a run (one, or one per generation gen1..genN in order)."""
-    gens = sorted(run_dir.glob("gen*/final.pt"), key=lambda p: int(p.parent.name[3:]))
-    return gens or ([run_dir / "final.pt"] if (run_dir / "final.pt").is_file() else [])
+    """final.safetensors files of a run (one, or one per generation gen1..genN in order)."""
+    gens = sorted(run_dir.glob("gen*/final.safetensors"), key=lambda p: int(p.parent.name[3:]))
+    return gens or ([run_dir / "final.safetensors"] if (run_dir / "final.safetensors").is_file() else [])
 
 
 def probe(out: Path, cache: Path, device: str = "cuda") -> dict:
@@ -139,7 +139,7 @@ def evaluate_all(runs: Path, cache: Path, out: Path, deadline: float, results: d
 
     reports = results.setdefault("eval", {})
     # the LRN generations first: their weights do not travel back (all but the last), so only this evaluates them
-    for f in sorted(runs.rglob("final.pt"), key=lambda p: (not str(p.relative_to(runs)).startswith("lrn"), str(p))):
+    for f in sorted(runs.rglob("final.safetensors"), key=lambda p: (not str(p.relative_to(runs)).startswith("lrn"), str(p))):
         if time.time() > deadline:
             log(f"evaluation: deadline, {f} and later not evaluated", out)
             break

@@ -16,7 +16,7 @@ source "$here/common.sh"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT/r18" \
   "${COSINE[@]}" --set generations="$G" --recipes lrn_resnet18_64_g4_utkface
 R=$OUT/r18/lrn_resnet18_64_g4_utkface
-last=$R/final.pt; [ "$G" -gt 1 ] && last=$R/gen$G/final.pt
+last=$R/final.safetensors; [ "$G" -gt 1 ] && last=$R/gen$G/final.safetensors
 W=src/agekit/weights
 python "$here/ensemble.py" "$W/age_c3ae_wide_cosine_utkface.safetensors" "$W/gender_agenet_utkface.safetensors" "$last" \
   --data "$CACHE" --flip --threads 2 --out "$OUT/ens_r18"

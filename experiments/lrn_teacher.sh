@@ -18,7 +18,7 @@ here=$(dirname "$0")
 source "$here/common.sh"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT/lrn" \
   "${COSINE[@]}" --recipes lrn_resnet10_tiny_64s_g4_utkface
-agekit teacher-outputs "$OUT/lrn/lrn_resnet10_tiny_64s_g4_utkface/gen4/final.pt" --data "$CACHE" --out "$OUT/teachers/lrn_r10t_g4.npz"
+agekit teacher-outputs "$OUT/lrn/lrn_resnet10_tiny_64s_g4_utkface/gen4/final.safetensors" --data "$CACHE" --out "$OUT/teachers/lrn_r10t_g4.npz"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs 20 --out "$OUT/skd_lrn" \
   "${COSINE[@]}" --set trainer.precision=bf16-mixed \
   --recipes sephsr_30_10_distill_lrn_utkface --set "teacher=[$OUT/teachers/lrn_r10t_g4.npz]" \

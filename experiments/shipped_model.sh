@@ -20,7 +20,7 @@ RUN=$OUT/agenet_mt_distill_ema100_utkface
 agekit train --recipe agenet_mt_distill_ema100_utkface --data "$CACHE" --out "$RUN" --resume \
   --set "teacher=[$OUT/teachers/age_c3ae_wide_cosine_utkface.npz,$OUT/teachers/gender_agenet_utkface.npz]" \
   --set trainer.progress_bar=false
-python "$here/../tools/with_decoder.py" "$RUN/final.pt" "$RUN/final_median.pt" --decoder median
+python "$here/../tools/with_decoder.py" "$RUN/final.safetensors" "$RUN/final_median.pt" --decoder median
 for split in val test; do
   agekit evaluate "$RUN/final_median.pt" --data "$CACHE" --split "$split" --flip --out "$RUN/rep_${split}--flip" > /dev/null
 done

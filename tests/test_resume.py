@@ -103,11 +103,11 @@ def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(cache, tmp_
     assert proc.returncode == -signal.SIGKILL
     killed_at = _step(last)
     assert killed_at is not None and killed_at % STEPS_PER_EPOCH != 0 and killed_at < EPOCHS * STEPS_PER_EPOCH
-    assert not (out / "final.pt").exists()
+    assert not (out / "final.safetensors").exists()
 
     assert _one_thread_main(_cli(out, over, "--resume")) == 0
     assert _one_thread_main(_cli(tmp_path / "whole", over)) == 0
-    a, b = load_checkpoint(tmp_path / "whole" / "final.pt"), load_checkpoint(out / "final.pt")
+    a, b = load_checkpoint(tmp_path / "whole" / "final.safetensors"), load_checkpoint(out / "final.safetensors")
     assert a.card["steps"] == b.card["steps"] == EPOCHS * STEPS_PER_EPOCH
     wa, wb = a.model.state_dict(), b.model.state_dict()
     diff = max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa)

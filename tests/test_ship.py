@@ -24,7 +24,7 @@ def test_ship_checkpoint_writes_weights_and_card(tmp_path):
     splits = {"utkface": {"train": np.arange(0, 6), "val": np.arange(6, 8), "test": np.arange(8, 12)}}
     cache = tmp_path / "cache"
     write_cache(cache, meta, views, splits, {"dataset": "tiny"})
-    ckpt = save_checkpoint(tmp_path / "run" / "final.pt", model, method="c3ae", card={"recipe": "test"})
+    ckpt = save_checkpoint(tmp_path / "run" / "final.safetensors", model, method="c3ae", card={"recipe": "test"})
 
     out = tmp_path / "weights"
     card = ship_checkpoint(ckpt, "age_test", data=cache, aliases=["age"], out_dir=out)

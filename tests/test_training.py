@@ -330,7 +330,7 @@ def test_precomputed_teacher_outputs_are_looked_up_by_row_and_averaged(tiny_cach
     with pytest.raises(IndexError):
         t(torch.tensor([n]))
     with pytest.raises(ValueError, match="not both"):
-        load_teacher([str(tmp_path / "a.npz"), "x/final.pt"])
+        load_teacher([str(tmp_path / "a.npz"), "x/final.safetensors"])
     over = quick("agenet_mt_distill_utkface") + [f"data.cache={tiny_cache}"]
     res = train("agenet_mt_distill_utkface", tmp_path / "kd",
                 overrides=over + [f"teacher=[{tmp_path / 'a.npz'},{tmp_path / 'b.npz'}]"])
@@ -381,7 +381,7 @@ def test_train_plus_val_split_joins_rows(tiny_cache):
 
 @pytest.mark.parametrize("warmup,d", [(False, 0.75), (True, 2 / 11)])
 def test_ema_weights_are_the_moving_average_of_the_steps(tiny_cache, tmp_path, warmup, d):
-    """trainer.ema_decay 0.75: after two steps final.pt holds d * w1 + (1 - d) * w2 (the first step copies w1);
+    """trainer.ema_decay 0.75: after two steps final.safetensors holds d * w1 + (1 - d) * w2 (the first step copies w1);
     with the warm-up, d = min(0.75, (1 + 1) / (10 + 1)) at the second step."""
     over = ["trainer.progress_bar=false", "data.batch_size=2", "trainer.seed=3", "trainer.deterministic=true",
             f"data.cache={tiny_cache}", "trainer.max_epochs=1", "model.config.p=8", "model.config.q=4"]
@@ -439,7 +439,7 @@ def test_env_overrides_apply_last_to_every_run_of_a_chain(tiny_cache, tmp_path, 
 def test_ddp_on_two_cpu_processes_runs_a_chain(tiny_cache, tmp_path):
     """``trainer.strategy=ddp`` with two CPU processes (gloo): a 2-generation LRN chain trains as a user runs it
     (``agekit train``; Lightning re-launches the command for rank 1), generation 2 reads generation 1's
-    final.pt after the barrier, one process reports, and the card counts both ranks' images."""
+    final.safetensors after the barrier, one process reports, and the card counts both ranks' images."""
     import subprocess
     import sys
 
@@ -459,5 +459,5 @@ def test_ddp_on_two_cpu_processes_runs_a_chain(tiny_cache, tmp_path):
         card = json.loads((out / g / "card.json").read_text())
         # 4 train rows: 2 per rank, batch 2 -> one batch per rank; both ranks' images are counted
         assert card["world_size"] == 2 and card["steps"] == 1 and card["train_images"] == 4
-        assert load_checkpoint(out / g / "final.pt").name == "lrn_resnet10_tiny"
-    assert json.loads((out / "gen2" / "card.json").read_text())["teacher"] == str(out / "gen1" / "final.pt")
+        assert load_checkpoint(out / g / "final.safetensors").name == "lrn_resnet10_tiny"
+    assert json.loads((out / "gen2" / "card.json").read_text())["teacher"] == str(out / "gen1" / "final.safetensors")

@@ -1,9 +1,9 @@
 """Ship a trained checkpoint as a default weight of the package (evaluate, export, time, card).
 
 Example (the shipped defaults were made with these):
-  python tools/ship_weights.py runs/c3ae_wide_cosine/final.pt --name age_c3ae_wide_cosine_utkface --alias age \
+  python tools/ship_weights.py runs/c3ae_wide_cosine/final.safetensors --name age_c3ae_wide_cosine_utkface --alias age \
       --data caches/utkface --flip --title "agekit compact age model (C3AE-wide, cosine schedule, margin-0.1 crops, UTKFace)"
-  python tools/ship_weights.py runs/agenet_gender/final.pt --name gender_agenet_utkface --alias gender \
+  python tools/ship_weights.py runs/agenet_gender/final.safetensors --name gender_agenet_utkface --alias gender \
       --data caches/utkface --flip --title "agekit gender model (AgeNet with a gender head, margin-0.1 crops, UTKFace)"
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A copy of a DEX / DLDL (or distilled DLDL) checkpoint that decodes its age distribution with another decoder.
 
-    python tools/with_decoder.py runs/x/final.pt runs/x/final_median.pt --decoder median
+    python tools/with_decoder.py runs/x/final.safetensors runs/x/final_median.pt --decoder median
 
 See ``agekit.evaluation.decoders.with_decoder``.
 """

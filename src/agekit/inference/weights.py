@@ -19,7 +19,7 @@ HOW_TO_GET_WEIGHTS = (
     "Train a model and point at its checkpoint instead, for example:\n"
     "  agekit prepare utkface --root PATH/TO/UTKFace --out caches/utkface\n"
     "  agekit train --recipe src/agekit/recipes/<recipe>.yaml --out runs/age\n"
-    "  agekit predict --model runs/age/final.pt PHOTOS...\n"
+    "  agekit predict --model runs/age/final.safetensors PHOTOS...\n"
     "or convert the authors' released weights with `agekit convert`. A trained checkpoint "
     f"becomes a shipped weight when its .safetensors, .json and .md card are placed in {WEIGHTS_DIR} "
     "(`agekit.inference.ship.ship_checkpoint` writes all of them)."

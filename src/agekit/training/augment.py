@@ -22,6 +22,9 @@ Presets (``augment.name`` in a recipe; every other key overrides a preset value)
 - ``lmtcnn``: random ``size`` crop of the ``resize`` square (227 of 256), flip, brightness
   +-63 and contrast 0.2-1.8 (TensorFlow ``random_brightness``/``random_contrast``: per-image
   additive delta and per-channel mean-centred scaling, no clipping; LMTCNN code).
+- ``photo`` (agekit's own): pose (rotation +-12 deg, shift 0.06, zoom 0.9-1.1, p 0.5), occlusion (erasing,
+  p 0.2, 4-15 % of the area), lighting, low resolution, blur, grey / sepia and JPEG
+  (:mod:`agekit.training.photo_augment`), flip.
 - ``flip``: horizontal flip only; ``none``: identity.
 """
 from __future__ import annotations
@@ -33,6 +36,8 @@ import kornia.augmentation as K
 import torch
 import torch.nn as nn
 from torch import Tensor
+
+from agekit.training.photo_augment import KEYS as PHOTO_KEYS, PhotoDegrade
 
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
@@ -62,6 +67,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "c3ae": {"erase_p": 0.2, "erase_area": [0.06, 0.10], "erase_ratio": [0.5, 2.0], "erase_value": 0.0},
     "lrn": {"resized_crop_scale": [0.8, 1.0], "resized_crop_ratio": [0.8, 1.25], "flip": 0.5},
     "lmtcnn": {"random_crop": True, "flip": 0.5, "brightness": 63.0, "contrast": [0.2, 1.8]},
+    # agekit's own (not a paper's): what real photos do to a face, see agekit.training.photo_augment
+    "photo": {
+        "flip": 0.5, "rotation": 12.0, "shift": 0.06, "zoom": [0.9, 1.1], "p": 0.5, "padding_mode": "border",
+        "erase_p": 0.2, "erase_area": [0.04, 0.15], "erase_ratio": [0.5, 2.0], "erase_value": 0.0,
+        "light_p": 0.3, "lowres_p": 0.15, "blur_p": 0.15, "gray_p": 0.15, "sepia_p": 0.05, "jpeg_p": 0.2,
+    },
 }
 
 
@@ -198,6 +209,9 @@ def build_augment(cfg: dict[str, Any] | str | None, size: int) -> BatchAugment:
                 p=float(c["erase_p"]),
             )
         )
+    photo = {k: c[k] for k in PHOTO_KEYS if c.get(k) is not None}
+    if any(float(v) > 0 for k, v in photo.items() if k.endswith("_p")):  # lighting, resolution, blur, grey, JPEG
+        ops.append(PhotoDegrade(**photo))
     if c.get("flip"):
         ops.append(K.RandomHorizontalFlip(p=float(c["flip"])))
     if c.get("brightness") or c.get("contrast"):

@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a cache split and write report.json + plots")
-    e.add_argument("checkpoint", help="final.pt or last.ckpt")
+    e.add_argument("checkpoint", help="final.safetensors or last.ckpt")
     e.add_argument("--data", required=True, help="prepared cache directory")
     e.add_argument("--split", default="test")
     e.add_argument("--protocol", default=None, help="split file of the cache (default: its only one)")
@@ -114,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Write the checkpoint's decoded age (and log age distribution) for every row of "
                                    "a prepared cache to an .npz; `agekit train --set teacher=[A.npz,B.npz]` then "
                                    "distils from them (several files: an ensemble).")
-    t.add_argument("checkpoint", help="final.pt of the teacher")
+    t.add_argument("checkpoint", help="final.safetensors of the teacher")
     t.add_argument("--data", required=True, help="prepared cache directory")
     t.add_argument("--out", required=True, help="output .npz")
     t.add_argument("--no-flip", action="store_true", help="do not average with the mirror image")

@@ -333,9 +333,7 @@ class AgeDataModule(L.LightningDataModule):
         rank, world = 0, 1
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
-        weights = None
-        if train and self.balance:
-            weights = torch.from_numpy(age_balance_weights(ds.labels["age"].numpy(), self.balance))
+        weights = self.train_weights(ds) if train else None
         sampler = EpochShuffleSampler(len(ds), self.seed, shuffle=train, rank=rank, world_size=world, weights=weights)
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         loader = (ResumableLoader if train else DataLoader)(
@@ -351,6 +349,10 @@ class AgeDataModule(L.LightningDataModule):
         if train:
             self._train_loader = loader
         return loader
+
+    def train_weights(self, ds: CacheSplit) -> Tensor | None:
+        """Per-face draw weights of a training epoch (None: a plain permutation); ``balance`` > 0: rare ages more often."""
+        return torch.from_numpy(age_balance_weights(ds.labels["age"].numpy(), self.balance)) if self.balance else None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

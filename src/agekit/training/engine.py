@@ -3,7 +3,7 @@
 A run directory holds ``checkpoints/last.ckpt`` (Lightning; written atomically at every epoch's end
 and every ``trainer.checkpoint_every_n_steps`` steps, what ``--resume`` continues from, in mid-epoch
 too: see :mod:`agekit.training.resume`), ``logs/metrics.csv`` (CSVLogger; TensorBoard events too when
-installed), ``recipe.yaml`` (the recipe as run) and ``final.pt`` (an agekit checkpoint with
+installed), ``recipe.yaml`` (the recipe as run) and ``final.safetensors`` (an agekit checkpoint with
 its model card). Chains write one such directory per stage (``stages``) or generation
 (``generations``) under the run directory.
 """
@@ -196,7 +196,7 @@ def _ema_callback(decay: float, warmup: bool = True) -> Any:
     Step n (n >= 1 updates so far) moves the average by ``1 - d`` towards the weights, with ``d = decay`` or, with
     ``warmup`` (TensorFlow's ``ExponentialMovingAverage(num_updates=n)``), ``d = min(decay, (1 + n) / (10 + n))``,
     so the random initial weights do not linger in the average (at d = 0.9998, 5 % of them would remain after
-    15,000 steps). The averaged weights are validated each epoch and go into ``final.pt``; every ``last.ckpt`` holds
+    15,000 steps). The averaged weights are validated each epoch and go into ``final.safetensors``; every ``last.ckpt`` holds
     both the average and the raw weights, so ``--resume`` continues training and the average exactly. Unlike
     Lightning's callback, the average replaces the raw weights only in :meth:`apply` (called after the final
     ``last.ckpt`` is written), so that checkpoint still resumes from the raw weights.
@@ -266,7 +266,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     if extra:  # after the stage / generation settings, so they hold for every run
         r = r.with_overrides(extra)
         print(f"{ENV_OVERRIDES}: {extra}")
-    final = out / "final.pt"
+    final = out / "final.safetensors"
     last = out / "checkpoints" / "last.ckpt"
     if resume and final.is_file() and not last.is_file():
         # a finished stage of a chain whose last.ckpt was removed (under DDP, Lightning's launcher sets the ranks)
@@ -300,7 +300,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     module = AgeModule(name, config, spec.to_dict(), method, method_config, r.to_dict(), card, r.teacher)
     if module.method.needs_teacher and module.teacher is None:
         raise ValueError(f"recipe {r.name!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
-                         "or a list of checkpoints (e.g. --set 'teacher=[a/final.pt,b/final.pt]')")
+                         "or a list of checkpoints (e.g. --set 'teacher=[a/final.safetensors,b/final.safetensors]')")
     resume_weights_only = None
     if resume and last.is_file():  # data only unless --trust-pickle; a refusal is one line naming the file
         from agekit.checkpoint import check_resume_file
@@ -344,7 +344,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     speed = _Throughput()
     callbacks = [ckpt_cb, speed.callback, RngState(), LearningRateMonitor("epoch")]
     ema = _ema_callback(t.ema_decay, t.ema_warmup) if t.ema_decay else None
-    if ema is not None:  # validation and final.pt use the exponential moving average of the weights
+    if ema is not None:  # validation and final.safetensors use the exponential moving average of the weights
         callbacks.append(ema)
     trainer = L.Trainer(
         default_root_dir=str(out),
@@ -355,7 +355,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         precision=t.precision,
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
-        max_time=t.max_time,  # e.g. "00:00:05:00": stop (and still write final.pt) after this wall time
+        max_time=t.max_time,  # e.g. "00:00:05:00": stop (and still write final.safetensors) after this wall time
         deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val,
         gradient_clip_algorithm=t.gradient_clip_algorithm if t.gradient_clip_val else None,
@@ -413,7 +413,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
             model = model.to(memory_format=torch.contiguous_format)
         save_checkpoint(final, model, name=name, config=config, preprocess=spec, method=method, card=card)
         (out / "card.json").write_text(json.dumps(card, indent=1, default=str))
-    if trainer.world_size > 1:  # the next run of a chain (another rank's teacher or init) reads final.pt
+    if trainer.world_size > 1:  # the next run of a chain (another rank's teacher or init) reads final.safetensors
         trainer.strategy.barrier("agekit-final-written")
     return TrainResult(out, last, final, metrics, card, is_global_zero=bool(trainer.is_global_zero))
 
@@ -474,7 +474,7 @@ def predict_split(
 
 
 def find_metrics_csv(ckpt: str | Path) -> Path | None:
-    """The run's ``logs/metrics.csv`` next to a checkpoint (``final.pt`` or ``checkpoints/last.ckpt``)."""
+    """The run's ``logs/metrics.csv`` next to a checkpoint (``final.safetensors`` or ``checkpoints/last.ckpt``)."""
     p = Path(ckpt).resolve()
     for d in (p.parent, p.parent.parent):
         f = d / "logs" / "metrics.csv"

@@ -25,7 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 __all__ = [
-    "Augment", "Data", "Method", "Model", "Optimizer", "Preprocess", "Recipe", "RecipeError", "Scheduler", "Trainer",
+    "Augment", "Data", "Method", "Model", "Optimizer", "Preprocess", "Recipe", "RecipeError", "Scheduler", "Source",
+    "Trainer",
     "apply_overrides", "list_recipes", "load_recipe", "parse_override", "parse_recipe", "recipe_dir",
 ]
 
@@ -105,10 +106,34 @@ class Preprocess(_Section):
         return self.model_dump(exclude_none=True)
 
 
+class Source(_Section):
+    """One prepared cache of a multi-dataset recipe (``data.sources``; :mod:`agekit.training.sampling`)."""
+
+    cache: str
+    protocol: str | None = None  # None: the cache's only protocol
+    weight: PositiveFloat = 1.0  # share of the training draws: weight / sum of the sources' weights
+    train_split: str | None = None  # None: the data section's split names
+    val_split: str | None = None
+    test_split: str | None = None
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _path_to_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
+    @field_validator("train_split", "val_split", "test_split")
+    @classmethod
+    def _split_name(cls, v: str | None) -> str | None:
+        if v is not None and not SPLIT.match(v):
+            raise ValueError(f"{v!r} is not a split name (letters, digits, _ . -; several joined by +)")
+        return v
+
+
 class Data(_Section):
     """The prepared cache, its protocol and splits, and the batches."""
 
     cache: str | None = None
+    sources: dict[str, Source] = {}  # several caches trained together, each drawn with its weight (instead of cache)
     protocol: str | None = None
     train_split: str = "train"  # "train+val": both splits (a final model)
     val_split: str | None = "val"
@@ -136,7 +161,7 @@ class Data(_Section):
 class Augment(_Section):
     """An augmentation preset of :mod:`agekit.training.augment` and overrides of its values."""
 
-    name: Literal["none", "flip", "ssr", "hsr", "c3ae", "lrn", "lmtcnn"] = "none"
+    name: Literal["none", "flip", "ssr", "hsr", "c3ae", "lrn", "lmtcnn", "photo"] = "none"
     flip: Annotated[float, Field(ge=0, le=1)] | None = None
     rotation: NonNegativeFloat | None = None
     shear: NonNegativeFloat | None = None
@@ -155,6 +180,18 @@ class Augment(_Section):
     random_crop: bool | None = None
     brightness: NonNegativeFloat | None = None
     contrast: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    # what real photos do (agekit.training.photo_augment; off unless set or preset "photo"): a probability per face
+    light_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    light_gamma: tuple[PositiveFloat, PositiveFloat] | None = None
+    light_gradient: Annotated[float, Field(ge=0, lt=1)] | None = None
+    lowres_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    lowres_scale: tuple[PositiveFloat, Annotated[float, Field(gt=0, le=1)]] | None = None
+    blur_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    blur_sigma: tuple[PositiveFloat, PositiveFloat] | None = None
+    gray_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    sepia_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    jpeg_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    jpeg_quality: tuple[Annotated[float, Field(ge=1, le=100)], Annotated[float, Field(ge=1, le=100)]] | None = None
 
     @model_validator(mode="before")
     @classmethod
