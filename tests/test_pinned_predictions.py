@@ -1,0 +1,96 @@
+"""The shipped models' predictions on the README's example photos, pinned.
+
+The values were recorded from the code before the package was reorganised into one-way stages; a refactor
+must leave them unchanged (to the printed precision: age and +- to 0.1 year, P(f) to 0.01, the box to a pixel).
+Each model runs on ONNX Runtime (the default) and on PyTorch, which agree to 1e-4.
+The README's photos are ../shared/weights/c3ae/timg.jpg and pattern5.jpg (skipped when ../shared is absent);
+two drawn faces (agekit.serve.synthetic) need nothing from ../shared.
+"""
+from __future__ import annotations
+
+import pytest
+
+from conftest import SHARED
+
+pytest.importorskip("dlib")
+
+# weight -> per photo: (box x1, y1, x2, y2), age, +- (years), P(female) or None for an age-only network
+PINNED = {
+    "age_c3ae_wide_cosine_utkface": {
+        "timg.jpg": ((165.62, 165.62, 393.75, 393.75), 71.3475, 6.9771, None),
+        "pattern5.jpg": ((310.52, 252.07, 577.19, 518.74), 22.7955, 5.8237, None),
+        "drawn0": ((224.0, 154.0, 432.0, 364.0), 19.9315, 7.1595, None),
+        "drawn3": ((234.0, 186.0, 380.0, 332.0), 14.8458, 7.5352, None),
+    },
+    "agenet_mt_distill_ema100_utkface": {
+        "timg.jpg": ((165.62, 165.62, 393.75, 393.75), 75.3952, 10.6397, 0.9989),
+        "pattern5.jpg": ((310.52, 252.07, 577.19, 518.74), 22.2382, 5.3839, 0.9944),
+        "drawn0": ((224.0, 154.0, 432.0, 364.0), 24.6551, 4.7833, 0.9810),
+        "drawn3": ((234.0, 186.0, 380.0, 332.0), 24.1841, 4.6844, 0.8958),
+    },
+    "gender_agenet_utkface": {
+        "timg.jpg": ((165.62, 165.62, 393.75, 393.75), 71.9256, 9.4685, 0.9537),
+        "pattern5.jpg": ((310.52, 252.07, 577.19, 518.74), 24.0782, 4.6395, 0.9783),
+        "drawn0": ((224.0, 154.0, 432.0, 364.0), 18.2207, 4.2850, 0.1196),
+        "drawn3": ((234.0, 186.0, 380.0, 332.0), 18.7247, 4.2786, 0.1257),
+    },
+}
+README_PHOTOS = ("timg.jpg", "pattern5.jpg")
+# Tolerances well inside the printed precision: float32 differences between runtimes, never a printed digit
+# except for a value within 1e-3 of a rounding boundary.
+AGE_TOL, PROB_TOL, BOX_TOL = 2e-3, 1e-3, 0.01
+
+
+def _inputs(with_readme_photos: bool):
+    from agekit.serve.synthetic import drawn_face
+
+    names, items = [], []
+    if with_readme_photos:
+        for n in README_PHOTOS:
+            names.append(n)
+            items.append(str(SHARED / "weights" / "c3ae" / n))
+    for seed in (0, 3):
+        names.append(f"drawn{seed}")
+        items.append(drawn_face(seed=seed))
+    return names, items
+
+
+def _check(weight: str, backend: str, with_readme_photos: bool) -> None:
+    from agekit.inference.estimator import Estimator
+
+    names, items = _inputs(with_readme_photos)
+    est = Estimator.from_pretrained(weight, backend=backend)
+    results = est.predict(items)
+    assert len(results) == len(names)
+    for name, res in zip(names, results):
+        assert not res.get("error"), (name, res.get("error"))
+        box, age, std, p_female = PINNED[weight][name]
+        face = res["faces"][0]
+        assert face["box"] == pytest.approx(box, abs=BOX_TOL), (weight, name)
+        assert face["age"] == pytest.approx(age, abs=AGE_TOL), (weight, name)
+        assert face["uncertainty"] == pytest.approx(std, abs=AGE_TOL), (weight, name)
+        assert f"{face['age']:.1f}" == f"{age:.1f}" and f"{face['uncertainty']:.1f}" == f"{std:.1f}"
+        if p_female is None:
+            assert "gender_female" not in face
+        else:
+            assert face["gender_female"] == pytest.approx(p_female, abs=PROB_TOL), (weight, name)
+            assert face["gender"] == ("female" if p_female >= 0.5 else "male")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+@pytest.mark.parametrize("weight", sorted(PINNED))
+def test_shipped_predictions_on_drawn_faces(weight, backend):
+    _check(weight, backend, with_readme_photos=False)
+
+
+@pytest.mark.parametrize("weight", sorted(PINNED))
+def test_shipped_predictions_on_readme_photos(weight):
+    if not (SHARED / "weights" / "c3ae" / "timg.jpg").is_file():
+        pytest.skip(f"needs {SHARED}/weights/c3ae/timg.jpg (../shared/ not present; set AGEKIT_SHARED)")
+    _check(weight, "onnx", with_readme_photos=True)
+
+
+def test_every_shipped_weight_is_pinned():
+    from agekit.inference.weights import shipped_weights
+
+    assert sorted(w["name"] for w in shipped_weights()) == sorted(PINNED)
