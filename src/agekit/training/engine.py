@@ -276,8 +276,13 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     if resume and not last.is_file():
         print(f"--resume: no checkpoint {last}: {r.name} starts from the beginning")
     t, data = r.trainer, r.data
-    if not data.cache:
+    if not data.cache and not data.sources:
         raise ValueError(f"recipe {r.name!r}: no data.cache (use --data DIR or --set data.cache=DIR)")
+    if data.cache and data.sources:  # --data DIR: the recipe on that one cache (e.g. a multi-dataset recipe on one)
+        print(f"data.cache {data.cache}: trained on it alone with protocol {data.protocol}; data.sources not used")
+        r = r.model_copy(deep=True)
+        r.data.sources = {}
+        data = r.data
     seed = t.seed
     if seed is not None:
         L.seed_everything(seed, workers=True, verbose=False)
@@ -315,15 +320,32 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     else:  # the labels the method trains on must be known
         require = {"ssr_gender": ["gender"], "levi_hassner_gender": ["gender"], "levi_hassner_age": ["age_group"],
                    "lmtcnn": []}.get(method, ["age"])
-    dm = AgeDataModule(
-        data.cache, spec, data.protocol, data.train_split, data.val_split, data.test_split, data.batch_size,
-        data.eval_batch_size, r.augment.options(), tuple(require), int(seed or 0), data.drop_last, t.channels_last,
-        reseed=seed is not None, balance=data.balance,
-    )
+    if data.sources:  # several caches, each dataset drawn with its weight (agekit.training.sampling)
+        from agekit.training.sampling import MultiCacheDataModule
+
+        teachers = [r.teacher] if isinstance(r.teacher, str) else list(r.teacher or [])
+        if any(str(x).endswith(".npz") for x in teachers):
+            raise ValueError(f"recipe {r.name!r}: precomputed teacher outputs (.npz) index one cache's rows, not "
+                             "data.sources; give the teacher checkpoints instead")
+        dm = MultiCacheDataModule(
+            data.sources, spec, train_split=data.train_split, val_split=data.val_split, test_split=data.test_split,
+            batch_size=data.batch_size, eval_batch_size=data.eval_batch_size, augment=r.augment.options(),
+            require=tuple(require), seed=int(seed or 0), drop_last=data.drop_last, channels_last=t.channels_last,
+            reseed=seed is not None, balance=data.balance,
+        )
+    else:
+        dm = AgeDataModule(
+            data.cache, spec, data.protocol, data.train_split, data.val_split, data.test_split, data.batch_size,
+            data.eval_batch_size, r.augment.options(), tuple(require), int(seed or 0), data.drop_last,
+            t.channels_last, reseed=seed is not None, balance=data.balance,
+        )
     dm.setup("fit")
     card["protocol"] = dm.protocol
     card["data"]["dataset"] = (dm.cache.info or {}).get("dataset")
     card["data"]["train_rows"] = len(dm.splits["train"])
+    if data.sources:
+        card["data"]["sources"] = {n: {**src.model_dump(), "protocol": dm.children[n].protocol,
+                                       "train_rows": dm.source_rows["train"][n]} for n, src in data.sources.items()}
     has_val = "val" in dm.splits and len(dm.splits["val"]) > 0
     if not has_val:
         dm.splits.pop("val", None)
