@@ -24,6 +24,39 @@ COMMAND_MODULES = (
 )
 
 
+# Each command, the module that registers it and its one-line help: ``agekit --help`` lists them from here and
+# ``agekit COMMAND`` imports only that command's module (so neither imports torch or another command's libraries;
+# tests/test_cli_errors.py checks this table against the modules).
+COMMANDS = {
+    "models": ("agekit.zoo", "list the model zoo with parameters, MACs and sizes"),
+    "prepare": ("agekit.data.cli", "detect, align and crop a dataset once into a prepared cache"),
+    "pack-cache": ("agekit.data.cli", "a prepared cache (chosen views) in one compressed file"),
+    "unpack-cache": ("agekit.data.cli", "rebuild a cache folder from `agekit pack-cache`'s file"),
+    "train": ("agekit.training.cli", "train a recipe (YAML) on a prepared cache"),
+    "evaluate": ("agekit.training.cli", "evaluate a checkpoint on a cache split and write report.json + plots"),
+    "teacher-outputs": ("agekit.training.cli", "a checkpoint's outputs for every cache row, for distillation "
+                        "without the teacher's forward passes"),
+    "predict": ("agekit.inference.cli", "ages (and genders) of the faces in photos, a video or a webcam"),
+    "export": ("agekit.inference.cli", "export a checkpoint to ONNX with a parity check (and int8)"),
+    "bench": ("agekit.inference.cli", "latency and throughput of zoo models: torch, ONNX fp32, ONNX int8, whole photo"),
+    "convert": ("agekit.convert", "import the authors' released Keras weights (SSR-Net, C3AE)"),
+    "convert-checkpoint": ("agekit.convert", "rewrite an agekit .pt / Lightning .ckpt checkpoint as a data-only "
+                           ".safetensors file"),
+    "serve": ("agekit.serve.cli", "HTTP API (POST /v1/predict) and a web page for photos (agekit[serve])"),
+}
+
+
+def _overview_parser() -> argparse.ArgumentParser:
+    """The parser of ``agekit`` without a command (``--help``, ``--version``): commands listed from :data:`COMMANDS`,
+    no command module imported."""
+    parser = argparse.ArgumentParser(prog="agekit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, text) in COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
 def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agekit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -41,8 +74,10 @@ def build_parser(modules: tuple[str, ...] = COMMAND_MODULES) -> argparse.Argumen
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # ``agekit models`` reads a committed table: it needs no other command's module (nor torch)
-    parser = build_parser(("agekit.zoo",) if argv[:1] == ["models"] else COMMAND_MODULES)
+    # ``agekit COMMAND`` builds only that command's parser (``agekit models`` reads a committed table, ``agekit
+    # predict`` runs on ONNX Runtime: neither imports torch); ``agekit --help`` lists the commands from COMMANDS
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser((COMMANDS[command][0],)) if command in COMMANDS else _overview_parser()
     args = parser.parse_args(argv)
     if args.version:
         from agekit import __version__

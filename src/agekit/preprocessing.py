@@ -8,10 +8,12 @@ and inference cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is needed only when a caller hands in or asks for tensors
+    import torch
 
 CROP_KINDS = ("single", "c3ae_triple", "kres", "lmtcnn")
 
@@ -94,12 +96,44 @@ class PreprocessSpec:
                 d[k] = tuple(d[k])
         return cls(**d)
 
-    def normalize(self, crops: np.ndarray | torch.Tensor, input_color: str = "RGB") -> torch.Tensor:
-        """uint8 crops (..., H, W, 3) in ``input_color`` order -> float tensor (..., 3, H, W).
+    def normalize_numpy(self, crops: np.ndarray, input_color: str = "RGB") -> np.ndarray:
+        """uint8 crops (..., H, W, 3) in ``input_color`` order -> float32 array (..., 3, H, W), in numpy (no torch).
 
-        Leading dimensions are kept, so (B, k, H, W, 3) becomes (B, k, 3, H, W).
+        Leading dimensions are kept, so (B, k, H, W, 3) becomes (B, k, 3, H, W). The same float32 operations in
+        the same order as the tensor path of :meth:`normalize` (bit for bit; per-image standardisation to
+        within float32 rounding of the mean and deviation).
         """
-        x = torch.as_tensor(np.asarray(crops)) if not isinstance(crops, torch.Tensor) else crops
+        x = np.asarray(crops)
+        if x.ndim < 3 or x.shape[-1] != 3:
+            raise ValueError(f"expected channels-last crops (..., H, W, 3), got {tuple(x.shape)}")
+        x = x.astype(np.float32)
+        if input_color != self.color:
+            x = x[..., ::-1]
+        x = np.moveaxis(x, -1, -3)
+        if self.per_image_standardize:
+            axes = (-3, -2, -1)
+            n = x.shape[-3] * x.shape[-2] * x.shape[-1]
+            mu = x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)
+            sd = x.std(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)
+            out = (x - mu) / np.maximum(sd, np.float32(1.0 / float(n) ** 0.5))
+        else:
+            x = x * np.float32(self.scale)
+            mean = np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
+            std = np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
+            out = (x - mean) / std
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def normalize(self, crops: "np.ndarray | torch.Tensor", input_color: str = "RGB") -> "torch.Tensor":
+        """uint8 crops (..., H, W, 3) in ``input_color`` order -> float tensor (..., 3, H, W) (imports torch).
+
+        Leading dimensions are kept, so (B, k, H, W, 3) becomes (B, k, 3, H, W). numpy crops go through
+        :meth:`normalize_numpy`; tensors (for example on a GPU) stay on their device.
+        """
+        import torch
+
+        if not isinstance(crops, torch.Tensor):
+            return torch.from_numpy(self.normalize_numpy(crops, input_color))
+        x = crops
         if x.shape[-1] != 3:
             raise ValueError(f"expected channels-last crops (..., H, W, 3), got {tuple(x.shape)}")
         x = x.to(torch.float32)
@@ -113,8 +147,8 @@ class PreprocessSpec:
             sd = x.std(dim=dims, keepdim=True, unbiased=False)
             return (x - mu) / torch.clamp(sd, min=1.0 / float(n) ** 0.5)
         x = x * self.scale
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
         return (x - mean) / std
 
 

@@ -1,0 +1,109 @@
+"""The predict path of a core install: ONNX Runtime and numpy only, no torch or other training libraries."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agekit import preprocessing as P
+
+HEAVY = ("torch", "lightning", "kornia", "scipy", "matplotlib", "h5py", "onnx", "onnxscript", "yaml", "pydantic",
+         "face_recognition_models")
+
+
+def _torch_normalize(spec: P.PreprocessSpec, crops: np.ndarray, input_color: str = "RGB") -> np.ndarray:
+    """The tensor normalisation the predictor used before it moved to numpy (the reference)."""
+    torch = pytest.importorskip("torch")
+    x = torch.as_tensor(crops).to(torch.float32)
+    if input_color != spec.color:
+        x = x.flip(-1)
+    x = x.movedim(-1, -3)
+    if spec.per_image_standardize:
+        n = x.shape[-3] * x.shape[-2] * x.shape[-1]
+        mu = x.mean(dim=(-3, -2, -1), keepdim=True)
+        sd = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False)
+        return ((x - mu) / torch.clamp(sd, min=1.0 / float(n) ** 0.5)).numpy()
+    x = x * spec.scale
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(3, 1, 1)
+    return ((x - mean) / std).numpy()
+
+
+@pytest.mark.parametrize("name", ["SSRNET", "C3AE", "C3AE_CONTEXT", "HSR", "AGEKIT", "IMAGENET", "LMTCNN"])
+@pytest.mark.parametrize("input_color", ["RGB", "BGR"])
+def test_numpy_normalisation_equals_the_tensor_one(name, input_color):
+    spec = getattr(P, name)
+    rng = np.random.default_rng(0)
+    shape = (3, spec.num_crops, spec.size, spec.size, 3) if spec.num_crops > 1 else (4, spec.size, spec.size, 3)
+    crops = rng.integers(0, 256, shape, dtype=np.uint8)
+    ref = _torch_normalize(spec, crops, input_color)
+    got = spec.normalize_numpy(crops, input_color)
+    assert got.dtype == np.float32 and got.shape == ref.shape == shape[:-3] + (3, spec.size, spec.size)
+    if spec.per_image_standardize:  # mean and deviation summed in another order: float32 rounding only
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    else:
+        assert np.array_equal(got, ref)  # bit for bit
+    np.testing.assert_array_equal(spec.normalize(crops, input_color).numpy(), got)  # the tensor API on numpy input
+
+
+def _run(code: str) -> list[str]:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.splitlines()
+
+
+def test_predict_on_the_shipped_onnx_imports_no_torch(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (96, 80, 3), dtype=np.uint8)).save(photo)
+    code = (f"import sys; from agekit.cli import main; rc = main(['predict', {str(photo)!r}, '--detector', 'cropped', "
+            f"'--json']); print(rc, sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = _run(code)
+    assert out[-1] == "0 []", out
+    import json
+
+    rec = json.loads(out[0])
+    faces = rec[0]["faces"] if isinstance(rec, list) else rec["faces"]
+    assert 0 < faces[0]["age"] < 120 and faces[0]["gender"] in ("female", "male")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["predict", "--help"], ["models", "ssrnet"]])
+def test_help_and_listing_import_nothing_heavy(argv):
+    """``agekit --help`` imports no command module; a command's help builds its parser without loading a model."""
+    light = HEAVY if argv[0] == "predict" else HEAVY + ("cv2", "dlib", "onnxruntime")
+    code = (f"import sys; from agekit.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {light!r} if m in sys.modules))")
+    assert _run(code)[-1] == "[]"
+
+
+def test_import_agekit_imports_no_torch():
+    assert _run(f"import sys, agekit; print(sorted(m for m in {HEAVY!r} if m in sys.modules))")[-1] == "[]"
+
+
+def test_python_dash_m_agekit_is_the_command():
+    r = subprocess.run([sys.executable, "-m", "agekit", "--version"], capture_output=True, text=True, timeout=60)
+    from agekit import __version__
+
+    assert r.returncode == 0 and r.stdout.strip() == __version__
+
+
+def test_the_command_table_matches_the_command_modules():
+    """``agekit --help`` lists COMMANDS without importing the modules: each entry is what its module registers."""
+    import argparse
+    import importlib
+
+    from agekit.cli import COMMANDS
+
+    seen = {}
+    for mod in sorted({m for m, _ in COMMANDS.values()}):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError as e:  # an extra not installed here
+            pytest.skip(f"{mod}: {e}")
+        sub = argparse.ArgumentParser().add_subparsers()
+        m.register(sub)
+        seen.update({a.dest: (mod, a.help) for a in sub._choices_actions})
+    assert seen == COMMANDS
