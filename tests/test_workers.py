@@ -200,3 +200,28 @@ def test_killing_the_main_process_leaves_no_worker(tmp_path, command):
         assert _wait(lambda: not any(_alive(p) for p in workers), 3), [p for p in workers if _alive(p)]
     finally:
         proc.kill()
+
+
+def test_feeder_pipe_errors_of_a_broken_pool_stay_off_stderr(capfd):
+    """The feeder thread of a pool torn down after a worker died may hit the closed pipe: not a traceback for the
+    user (its tasks are redone); the same error on a healthy pool is still printed."""
+    import errno
+
+    pool = WorkerPool(2)
+    try:
+        on_error = pool.executor._call_queue._on_queue_feeder_error
+        err = OSError(errno.EBADF, "Bad file descriptor")
+        try:
+            raise err
+        except OSError:
+            on_error(err, b"pickled task")  # a healthy pool: printed as before
+        assert "Bad file descriptor" in capfd.readouterr().err
+        pool.executor._broken = "A child process terminated abruptly"
+        try:
+            raise err
+        except OSError:
+            on_error(err, b"pickled task")
+        assert capfd.readouterr().err == ""
+        pool.executor._broken = False
+    finally:
+        pool.close()

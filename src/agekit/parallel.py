@@ -46,6 +46,9 @@ def die_with_parent(parent_pid: int) -> None:
     On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``, which works
     even while the worker is busy in native code); everywhere a daemon thread also watches the
     parent (its process sentinel, and on POSIX the parent id) and exits within ``PARENT_POLL_S``.
+    Linux sends the signal when the parent *thread* that started the worker ends: a
+    :class:`WorkerPool` is to be used from the thread that created it (as ``Estimator`` and
+    ``prepare`` do).
     """
     import threading
 
@@ -76,6 +79,32 @@ def _worker_start(parent_pid: int, spawned: bool, initializer: Callable[..., Any
 
 def _noop() -> None:
     return None
+
+
+def _quiet_when_broken(executor: Any) -> None:
+    """Keep the pipe errors of a broken executor's feeder thread off stderr.
+
+    When a worker dies, ``concurrent.futures`` fails every task in flight (which :func:`ordered_map`
+    redoes) and tears the executor down; its queue-feeder thread may still be writing to the pipe of
+    the dead workers and prints the resulting ``OSError`` (EPIPE, EBADF) as a traceback. Only errors
+    of an executor that is already broken or shutting down are dropped; any other is printed as before.
+    """
+    import weakref
+
+    queue = getattr(executor, "_call_queue", None)
+    loud = getattr(queue, "_on_queue_feeder_error", None)
+    if loud is None:
+        return
+    ref = weakref.ref(executor)
+
+    def on_error(e: BaseException, obj: Any) -> None:
+        ex = ref()
+        if isinstance(e, OSError) and (ex is None or getattr(ex, "_broken", False)
+                                       or getattr(ex, "_shutdown_thread", False)):
+            return
+        loud(e, obj)
+
+    queue._on_queue_feeder_error = on_error  # read when the feeder thread starts, at the first task
 
 
 class WorkerStartError(RuntimeError):
@@ -122,6 +151,7 @@ class WorkerPool:
                 self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
                                                     initializer=_worker_start,
                                                     initargs=(os.getpid(), False, self.initializer, self.initargs))
+                _quiet_when_broken(self.executor)
                 self.executor.submit(_noop).result()  # forks every worker now, while OpenCV has one thread
             finally:
                 cv2.setNumThreads(threads)
@@ -129,6 +159,7 @@ class WorkerPool:
             self.executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                                 initializer=_worker_start,
                                                 initargs=(os.getpid(), True, self.initializer, self.initargs))
+            _quiet_when_broken(self.executor)
 
     def pids(self) -> list[int]:
         """Process ids of the current workers (for tests and diagnostics)."""
