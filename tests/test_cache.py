@@ -64,3 +64,22 @@ def test_write_splits_and_errors(tmp_path):
         write_cache(tmp_path / "z", {"source": np.array(["a"])}, {})
     with pytest.raises(FileNotFoundError, match="not a prepared cache"):
         PreparedCache(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/x", "a/b", "a\\b", "x\x00y", "..", ".hidden", "", "a" * 201, 7])
+def test_names_that_would_leave_the_cache_folder_are_refused(tmp_path, name):
+    from agekit.data.cache import check_name, create_view
+
+    with pytest.raises(ValueError, match="not a safe name"):
+        check_name(name)
+    c = write_cache(tmp_path / "c", _meta(3), {})
+    with pytest.raises(ValueError, match="not a safe name"):
+        write_cache(tmp_path / "d", _meta(3), {name: np.zeros((3, 2), np.uint8)})
+    with pytest.raises(ValueError, match="not a safe name"):
+        c.write_splits(name, {"train": [0]})
+    with pytest.raises(ValueError, match="not a safe name"):
+        c.write_splits("p", {name: [0]})
+    with pytest.raises(ValueError, match="not a safe name"):
+        create_view(tmp_path / "c", name, (3, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"] and not (tmp_path / "x").exists()
+    assert check_name("kres_64_m0.4_r1-1.45-1.85") == "kres_64_m0.4_r1-1.45-1.85"  # every real view key passes

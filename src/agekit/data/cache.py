@@ -132,6 +132,12 @@ def write_cache(root, meta: dict[str, np.ndarray], views: dict[str, np.ndarray],
                 splits: dict[str, dict[str, np.ndarray]] | None = None, info: dict | None = None) -> "PreparedCache":
     """Build a cache from in-memory arrays: meta columns, uint8 views (N, ...), splits per protocol."""
     root = Path(root)
+    for key in views:
+        check_name(key, "view key")
+    for protocol, s in (splits or {}).items():
+        check_name(protocol, "protocol")
+        for name in s:
+            check_name(name, "split name")
     cols = write_meta(root, meta)
     n = len(cols["hash"])
     (root / "views").mkdir(parents=True, exist_ok=True)
