@@ -18,7 +18,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from agekit.checkpoint import LoadedModel
 from agekit.inference.backends import OnnxRunner
 from agekit.inference.bench import bench_inputs, time_call
-from agekit.inference.onnx_export import _Calibration, export_onnx
+from agekit.export.onnx import _Calibration, export_onnx
 
 name = sys.argv[1] if len(sys.argv) > 1 else "sephsr_30_10"
 model, spec, xb = bench_inputs(name, 256)  # the same random weights and faces as agekit bench

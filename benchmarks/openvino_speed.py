@@ -28,7 +28,7 @@ def main() -> None:
 
     from agekit.checkpoint import LoadedModel
     from agekit.inference.bench import bench_inputs, time_call
-    from agekit.inference.onnx_export import export_onnx
+    from agekit.export.onnx import export_onnx
 
     core = ov.Core()
     rows = []

@@ -97,7 +97,7 @@ def main() -> int:
     from agekit.checkpoint import LoadedModel
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.bench import bench_inputs, machine_info
-    from agekit.inference.onnx_export import export_onnx
+    from agekit.export.onnx import export_onnx
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

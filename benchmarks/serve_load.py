@@ -8,7 +8,7 @@ one drawn face each (``agekit.serve.synthetic``; nobody's photo), sent as raw ``
 1. **Start-up**: process start to the first 200 from ``/healthz`` (models loaded), ``--startups`` times.
 2. **Rate sweep** (open loop): requests arrive at a fixed rate for ``--seconds`` s each, whatever the
    answers; per rate: throughput of 200s, p50/p99 latency of the 200s, error rate, 503 count, the
-   server's peak RSS. The highest rate whose p99 stays under 1 s with no errors is "held".
+   server's peak RSS (its process and its worker processes, summed). The highest rate whose p99 stays under 1 s with no errors is "held".
 3. **Overload**: ``--burst`` closed-loop clients send back to back for ``--seconds`` s: 503s instead of
    a pile-up, the server still answering ``/healthz`` afterwards, RSS bounded.
 4. **Batching**: the saturated throughput with ``--max-batch 1`` against the default 8.
@@ -56,12 +56,26 @@ def healthz(port: int) -> dict | None:
     return json.loads(body)
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server and its worker processes, in MB (shared pages counted in each)."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
 
 
 def start_server(port: int, extra: list[str]) -> tuple[subprocess.Popen, float]:

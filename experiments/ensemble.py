@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from agekit.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.methods.base import Method
-    from agekit.report import write_report
+    from agekit.evaluation.report import write_report
     from agekit.training.datamodule import resolve_protocol
     from agekit.training.engine import predict_split
     from agekit.training.teacher import load_teacher

@@ -15,8 +15,8 @@ import numpy as np
 from agekit.checkpoint import load_checkpoint
 from agekit.data.cache import PreparedCache
 from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
-from agekit.inference.onnx_export import export_onnx, network_inputs
-from agekit.metrics import mae
+from agekit.export.onnx import export_onnx, network_inputs
+from agekit.evaluation.metrics import mae
 from agekit.training.datamodule import resolve_protocol
 
 

@@ -51,7 +51,7 @@ class Corpus:
 
 
 def faces(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
-    from agekit.inference.onnx_export import synthetic_faces
+    from agekit.export.onnx import synthetic_faces
 
     return synthetic_faces(n, size, seed)
 

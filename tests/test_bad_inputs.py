@@ -32,7 +32,7 @@ def tiny_onnx(tmp_path_factory):
     """The predictor tests' tiny network exported to ONNX, so that a separate process can load it."""
     from test_estimator import tiny_checkpoint
 
-    from agekit.inference.onnx_export import export_onnx
+    from agekit.export.onnx import export_onnx
 
     d = tmp_path_factory.mktemp("model")
     export_onnx(tiny_checkpoint(d / "tiny.pt"), d / "tiny.onnx", n_samples=4)

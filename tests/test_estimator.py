@@ -48,7 +48,7 @@ def tiny_checkpoint(path) -> "Path":
 
 def faces(n: int, size: int = 96, seed: int = 0) -> np.ndarray:
     """Generated face-like RGB images that differ from each other."""
-    from agekit.inference.onnx_export import synthetic_faces
+    from agekit.export.onnx import synthetic_faces
 
     return synthetic_faces(n, size, seed)
 
@@ -264,7 +264,7 @@ def test_default_detector_is_the_cascade_and_fallback_is_plumbed(ckpt):
 def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.estimator import cached_onnx
-    from agekit.inference.onnx_export import network_inputs, sample_crops
+    from agekit.export.onnx import network_inputs, sample_crops
 
     path = cached_onnx(ckpt, tmp_path)
     x = network_inputs(sample_crops(TINY_SPEC, 19, seed=4)[0], TINY_SPEC)
@@ -280,7 +280,7 @@ def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
 def test_onnx_runner_runs_chunks_concurrently_in_order(ckpt, tmp_path):
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.estimator import cached_onnx
-    from agekit.inference.onnx_export import network_inputs, sample_crops
+    from agekit.export.onnx import network_inputs, sample_crops
 
     path = cached_onnx(ckpt, tmp_path)
     x = network_inputs(sample_crops(TINY_SPEC, 37, seed=5)[0], TINY_SPEC)

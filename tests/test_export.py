@@ -11,7 +11,7 @@ import torch
 import agekit
 from agekit.checkpoint import load_checkpoint, save_checkpoint
 from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
-from agekit.inference.onnx_export import export_onnx, network_inputs, read_sidecar, sample_crops
+from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
 
 # single-crop SSR-Net, a separable HSR on k = 3 resolutions, C3AE's three context crops
 ZOO_SUBSET = ["ssrnet", "sephsr_30_10_k3", "c3ae_full"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from agekit import metrics as M
+from agekit.evaluation import metrics as M
 
 
 def test_mae_rmse_bias_skip_unknown():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from agekit.report import load_history, write_report
+from agekit.evaluation.report import load_history, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -115,7 +115,7 @@ def test_full_queue_answers_503_and_recovers():
 
 
 def test_timeout_answers_504_and_frees_the_slot():
-    with TestClient(create_app(ServeConfig(workers=1, timeout_s=0.2))) as c:
+    with TestClient(create_app(ServeConfig(workers=1, timeout_s=0.2, processes=False))) as c:
         engine = c.app.state.engine
         gate = threading.Event()
         real = engine.estimator
@@ -213,3 +213,18 @@ def test_agekit_serve_process_answers_curl(photo, capsys):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_killed_worker_process_costs_no_request():
+    import signal
+
+    with TestClient(create_app(ServeConfig(workers=2))) as c:
+        engine = c.app.state.engine
+        pids = engine.worker_pids()
+        assert len(pids) == 2 and os.getpid() not in pids
+        os.kill(pids[0], signal.SIGKILL)  # as the kernel's OOM killer or a crash in a native library would
+        time.sleep(0.3)
+        r = c.post("/v1/predict", files=[("image", (f"{i}.jpg", drawn_face_jpeg(seed=i), "image/jpeg")) for i in range(3)])
+        assert r.status_code == 200 and all(x["error"] is None and len(x["faces"]) == 1 for x in r.json())
+        health = c.get("/healthz").json()
+        assert health["worker_restarts"] == 1 and pids[0] not in health["worker_pids"]

@@ -35,7 +35,7 @@ def test_smoothers_golden():
 
 
 def _write_video(path, n=10, size=96):
-    from agekit.inference.onnx_export import synthetic_faces
+    from agekit.export.onnx import synthetic_faces
 
     frames = synthetic_faces(n, size, seed=7)
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (size, size))

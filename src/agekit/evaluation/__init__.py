@@ -1,1 +1,2 @@
-"""Evaluation helpers beyond ``agekit evaluate``: other decoders of a predicted age distribution, the papers table."""
+"""Evaluation: the papers' metrics (:mod:`agekit.evaluation.metrics`), the report with its plots
+(:mod:`agekit.evaluation.report`), other decoders of a predicted age distribution and the papers table."""

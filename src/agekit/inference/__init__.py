@@ -1,8 +1,8 @@
-"""Inference: the :class:`Estimator` predictor, ONNX export, shipped weights and model cards,
-video and webcam, and the ``agekit predict`` / ``export`` / ``bench`` commands."""
+"""Inference: the :class:`Estimator` predictor, shipped weights and model cards, video and webcam,
+and the ``agekit predict`` / ``export`` / ``bench`` commands."""
 from __future__ import annotations
 
-__all__ = ["Estimator", "export_onnx", "shipped_weights"]
+__all__ = ["Estimator", "shipped_weights"]
 
 
 def __getattr__(name: str):
@@ -11,10 +11,6 @@ def __getattr__(name: str):
         from agekit.inference.estimator import Estimator
 
         return Estimator
-    if name == "export_onnx":
-        from agekit.inference.onnx_export import export_onnx
-
-        return export_onnx
     if name == "shipped_weights":
         from agekit.inference.weights import shipped_weights
 

@@ -103,7 +103,7 @@ def bench_inputs(name: str, batch: int = 256, config: dict[str, Any] | None = No
     """The zoo model ``name`` (built with ``config``) with seeded random weights (eval mode), its preprocessing spec
     and a float32 batch of ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the
     benchmarks/ scripts) time."""
-    from agekit.inference.onnx_export import network_inputs, sample_crops
+    from agekit.export.onnx import network_inputs, sample_crops
     from agekit.registry import create_model, model_entry
 
     torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
@@ -122,7 +122,7 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     from agekit.checkpoint import LoadedModel
     from agekit.complexity import complexity
     from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
-    from agekit.inference.onnx_export import export_onnx, read_sidecar
+    from agekit.export.onnx import export_onnx, read_sidecar
     from agekit.registry import model_entry
 
     entry = model_entry(name)

@@ -378,7 +378,7 @@ def _predict_to_file(est: Any, args: argparse.Namespace, inputs: list, workers: 
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from agekit.inference.onnx_export import export_onnx
+    from agekit.export.onnx import export_onnx
 
     try:
         report = export_onnx(args.checkpoint, args.out, opset=args.opset, int8=args.int8, calib=args.calib,

@@ -54,7 +54,7 @@ def _file_digest(path: Path) -> str:
 
 def cached_onnx(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
     """The ONNX export of a checkpoint, made (with its parity check) on first use and reused by content hash."""
-    from agekit.inference.onnx_export import export_onnx
+    from agekit.export.onnx import export_onnx
 
     ckpt = Path(checkpoint)
     name = f"{ckpt.stem}-{_file_digest(ckpt)}.onnx"
@@ -132,7 +132,7 @@ def load_head(
         entry = resolve_weights(str(name_or_path))
         p, shipped_onnx = Path(entry["path"]), entry.get("onnx")
     if p.suffix.lower() == ".onnx":
-        from agekit.inference.onnx_export import read_sidecar
+        from agekit.export.onnx import read_sidecar
 
         info = read_sidecar(p)
         if backend == "torch":

@@ -68,7 +68,7 @@ def ship_checkpoint(
     averages each face with its mirror image too (the card's metrics are what users get).
     """
     from agekit.inference.cards import build_card, write_card
-    from agekit.inference.onnx_export import export_onnx
+    from agekit.export.onnx import export_onnx
     from agekit.training.engine import evaluate
 
     out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR

@@ -139,6 +139,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(engine.start)
+        await run_in_threadpool(engine.wait_ready)
         try:
             yield
         finally:
@@ -155,6 +156,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         """200 once the default models are loaded: queue depth, batching counters and resident memory."""
         return {"status": "ok", "queued": engine.queued(), "admitted": engine.admitted(),
                 "max_queue": cfg.max_queue, "workers": cfg.workers, "max_batch": cfg.max_batch,
+                "worker_pids": engine.worker_pids(),
                 "uptime_s": round(__import__("time").time() - engine.started_at, 3), "rss_bytes": rss_bytes(),
                 **engine.stats}
 

@@ -15,31 +15,37 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         fallback=args.fallback_detector, threads=args.threads, workers=args.workers, max_batch=args.max_batch,
         max_queue=args.max_queue, max_queue_pixels=int(args.max_queue_mp * 1e6), timeout_s=args.timeout,
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_images=args.max_images,
-        max_pixels=int(args.max_mp * 1e6), extra_models=tuple(args.serve_model or ()),
+        max_pixels=int(args.max_mp * 1e6), extra_models=tuple(args.serve_model or ()), processes=not args.in_process,
     )
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    import importlib.util
 
-        from agekit.serve.app import create_app
-    except ImportError as e:
-        print(f"agekit serve: {e.name or e} is not installed: pip install \"agekit[serve]\"", file=sys.stderr)
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
+    if missing:  # checked without importing them: they load while the workers start
+        print(f"agekit serve: {', '.join(missing)} not installed: pip install \"agekit[serve]\"", file=sys.stderr)
         return 2
     from agekit.inference.weights import NoShippedWeightsError
+    from agekit.serve.engine import Engine
 
     if args.host not in LOOPBACK:
         print(f"agekit serve: listening on {args.host}: other machines can reach this service; it has no "
               "authentication (put it behind a proxy that has)", file=sys.stderr)
     try:
-        cfg = config_from_args(args)
-        app = create_app(cfg)
-        engine = app.state.engine
-        engine.estimator(engine.key())  # the default models load here, once; a wrong name fails before binding
+        engine = Engine(config_from_args(args))
+        engine.key()  # the default model names are known
+        # the worker processes fork now, from this one thread, and load their models while the web app is built
+        engine.start()
+        from agekit.serve.app import create_app
+
+        app = create_app(engine=engine)
+        engine.wait_ready()
     except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:
         print(f"agekit serve: {e}", file=sys.stderr)
         return 2
+    import uvicorn
+
     # limit_concurrency: connections beyond it are answered 503 by uvicorn before any body is read
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
                 limit_concurrency=args.max_connections, timeout_keep_alive=5)
@@ -65,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="detector to run when the detector finds no face, e.g. cropped")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model (default 1)")
     p.add_argument("--workers", type=int, default=usable_cores(),
-                   help="inference threads (default: the cores this process may use)")
+                   help="inference worker processes (default: the cores this process may use)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the models in threads of the server process instead of worker processes")
     p.add_argument("--max-batch", type=int, default=8,
                    help="photos of concurrent requests run through the networks together (1: no batching)")
     p.add_argument("--max-queue", type=int, default=32,

@@ -8,7 +8,12 @@ Admission is bounded twice: at most ``max_queue`` photos and ``max_queue_pixels`
 may wait or run at once; a request that does not fit is refused (the HTTP layer answers 503)
 instead of growing the queue. ``workers`` threads take up to ``max_batch`` queued photos that
 share the same options and run them through one :meth:`Estimator.predict` call, so the networks
-see the faces of concurrent requests as one batch (face detection stays per photo).
+see the faces of concurrent requests as one batch (face detection stays per photo). With
+``processes`` (the default) each batch runs in one of ``workers`` processes
+(:class:`agekit.parallel.WorkerPool`, each loading the models once), so the server's event loop
+never waits for the interpreter lock behind a face detector, and a worker killed by a native crash
+or the kernel costs only the photo that killed it (the pool restarts and retries the others one
+by one).
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ class ServeConfig:
     max_images: int = 16  # photos per request; more: 413
     max_pixels: int = 16_000_000  # per photo, read from its header before decoding; more: 413
     extra_models: tuple[str, ...] = ()  # further files or names requests may choose by that name
+    processes: bool = True  # run the models in worker processes (False: in threads of the server process)
 
 
 class QueueFull(Exception):
@@ -92,7 +98,10 @@ class Engine:
         self._admitted_pixels = 0
         self._closed = False
         self._threads: list[threading.Thread] = []
-        self.stats = {"requests_refused": 0, "batches": 0, "photos": 0, "photos_cancelled": 0, "busy_s": 0.0}
+        self._pool: Any = None
+        self._warming: list[cf.Future] = []
+        self.stats = {"requests_refused": 0, "batches": 0, "photos": 0, "photos_cancelled": 0, "busy_s": 0.0,
+                      "worker_restarts": 0}
         self.started_at = time.time()
 
     # models -----------------------------------------------------------------------------------
@@ -160,9 +169,17 @@ class Engine:
 
     # admission and workers ----------------------------------------------------------------------
     def start(self) -> None:
-        """Load the default models (and the detector) and start the worker threads."""
-        est = self.estimator(self.key())
-        est.predict([np.zeros((64, 64, 3), np.uint8)])  # loads the detector's models in this process
+        """Load the default models (and the detector) in the workers and start the dispatching threads; idempotent."""
+        if self._threads:
+            return
+        if self.config.processes:
+            from agekit.parallel import WorkerPool
+
+            self._pool = WorkerPool(self.config.workers, _process_init, (self.config,))
+            # the workers load their models while this process goes on (wait_ready waits for them)
+            self._warming = [self._pool.submit(_process_warm_up, None) for _ in range(self.config.workers)]
+        else:
+            warm_up(self)
         for i in range(self.config.workers):
             t = threading.Thread(target=self._work, name=f"agekit-serve-{i}", daemon=True)
             t.start()
@@ -174,6 +191,46 @@ class Engine:
             self._cv.notify_all()
         for t in self._threads:
             t.join(timeout=5)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Wait until the worker processes have loaded the default models (their error, e.g. a bad model, is raised)."""
+        for f in self._warming:
+            f.result(timeout=timeout)
+        self._warming = []
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (empty without ``processes``)."""
+        return self._pool.pids() if self._pool is not None else []
+
+    def _predict(self, key: tuple, images: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Records of a batch, in a worker process (retried photo by photo after a worker death) or here."""
+        if self._pool is None:
+            return self.estimator(key).predict(images, workers=1)
+        from concurrent.futures import BrokenExecutor
+
+        pool = self._pool
+        try:
+            return pool.submit(_process_predict, (key, images)).result()
+        except BrokenExecutor:
+            pass
+        out = []
+        for img in images:  # a worker died: only the photo that kills one again is lost
+            self._restart(pool)
+            pool = self._pool
+            try:
+                out.extend(pool.submit(_process_predict, (key, [img])).result())
+            except BrokenExecutor:
+                out.append({"source": "array[0]", "faces": [], "dropped": [], "error": WORKER_DIED})
+        return out
+
+    def _restart(self, broken: Any) -> None:
+        with self._load_lock:
+            if self._pool is broken and _is_broken(broken):
+                self.stats["worker_restarts"] += 1
+                broken.restart()
 
     def reserve(self, photos: int, pixels: int) -> None:
         """Admit ``photos`` photos of ``pixels`` pixels in all, or raise :class:`QueueFull`."""
@@ -239,7 +296,7 @@ class Engine:
                 continue
             t0 = time.perf_counter()
             try:
-                results = self.estimator(live[0].key).predict([j.image for j in live], workers=1)
+                results = self._predict(live[0].key, [j.image for j in live])
             except Exception as e:  # a bug, not a bad photo (those are reported in the records)
                 for j in live:
                     j.future.set_exception(e)
@@ -252,6 +309,34 @@ class Engine:
                 self.stats["busy_s"] += time.perf_counter() - t0
                 self.stats["batches"] += 1
                 self.stats["photos"] += len(live)
+
+
+WORKER_DIED = "a worker process died on this photo (killed for memory, or a crash in a native library)"
+_PROCESS_ENGINE: Engine | None = None
+
+
+def warm_up(engine: Engine) -> None:
+    """Load the default models and the detector's models now rather than on the first request."""
+    engine.estimator(engine.key()).predict([np.zeros((64, 64, 3), np.uint8)])
+
+
+def _process_init(config: ServeConfig) -> None:
+    global _PROCESS_ENGINE
+    _PROCESS_ENGINE = Engine(dataclasses.replace(config, processes=False))
+
+
+def _process_warm_up(_: Any) -> int:
+    warm_up(_PROCESS_ENGINE)
+    return os.getpid()
+
+
+def _process_predict(task: tuple) -> list[dict[str, Any]]:
+    key, images = task
+    return _PROCESS_ENGINE.estimator(key).predict(images, workers=1)
+
+
+def _is_broken(pool: Any) -> bool:
+    return pool.executor is None or getattr(pool.executor, "_broken", False)
 
 
 def image_header_size(data: bytes) -> tuple[int, int] | None:

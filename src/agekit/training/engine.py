@@ -559,11 +559,11 @@ def evaluate(
         "card": loaded.card,
     }
     if out_dir is not None:
-        from agekit.report import write_report
+        from agekit.evaluation.report import write_report
 
         csv_path = find_metrics_csv(ckpt)
         return write_report(out_dir, pred, true, info, str(csv_path) if csv_path else None)
-    from agekit.metrics import age_report
+    from agekit.evaluation.metrics import age_report
 
     g = true.get("age_group")
     rep = age_report(

@@ -1,4 +1,4 @@
-"""Evaluation report: ``report.json`` with every metric of :func:`agekit.metrics.age_report`,
+"""Evaluation report: ``report.json`` with every metric of :func:`agekit.evaluation.metrics.age_report`,
 and PNG plots a person can read (matplotlib figures on the Agg canvas; no display needed).
 
 Plots (those whose data exist): ``learning_curves.png`` (from a metrics history, e.g. the
@@ -19,8 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from agekit import metrics
-from agekit.metrics import GENDER_NAMES, RACE_NAMES
+from agekit.evaluation import metrics
+from agekit.evaluation.metrics import GENDER_NAMES, RACE_NAMES
 
 CA_PLOT_LEVELS = tuple(range(21))
 
