@@ -29,8 +29,8 @@ from typing import Any, Container, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from agekit.checkpoint import load_checkpoint
-from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
+# torch-free: the ONNX path of a core install never imports torch (checkpoints and the torch backend load it on use)
+from agekit.inference.runtime import OnnxRunner, read_onnx_card
 from agekit.inference.weights import NoShippedWeightsError, resolve_weights
 from agekit.preprocessing import PreprocessSpec
 
@@ -125,23 +125,26 @@ def load_head(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     p = Path(name_or_path)
-    shipped_onnx = None
+    shipped_onnx = source = None
     if not p.exists():
         if p.suffix.lower() in CHECKPOINT_EXTS | {".onnx"} or os.sep in str(name_or_path):
             raise FileNotFoundError(f"{name_or_path}: no such model file")
         entry = resolve_weights(str(name_or_path))
         p, shipped_onnx = Path(entry["path"]), entry.get("onnx")
+    if backend == "onnx" and shipped_onnx is not None:  # a shipped weight: its exported graph and JSON card
+        p, source = Path(shipped_onnx), str(p)
     if p.suffix.lower() == ".onnx":
-        from agekit.export.onnx import read_sidecar
-
-        info = read_sidecar(p)
+        info = read_onnx_card(p)
         if backend == "torch":
             src = info.get("onnx", {}).get("source_checkpoint")
             if not src or not Path(src).is_file():
                 raise ValueError(f"{p}: an .onnx file runs on the onnx backend only (its checkpoint is not at hand)")
             return load_head(src, "torch", cache_dir, threads)
         spec = PreprocessSpec.from_dict(info["preprocess"])
-        return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), str(p), info)
+        return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), source or str(p), info)
+    from agekit.checkpoint import load_checkpoint
+    from agekit.inference.backends import TorchRunner, load_method
+
     loaded = load_checkpoint(p)
     if backend == "torch":
         runner: Any = TorchRunner(loaded.model, load_method(loaded.method, loaded.name, loaded.card), threads=threads)
@@ -491,7 +494,7 @@ class Estimator:
         flip = head.flip_average
         outs: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(crops), self.batch_size):
-            x = spec.normalize(crops[i : i + self.batch_size]).numpy()
+            x = spec.normalize_numpy(crops[i : i + self.batch_size])
             n = len(x)
             if flip:  # the face and its mirror image in one call; their outputs averaged below
                 x = np.concatenate([x, x[..., ::-1]])
