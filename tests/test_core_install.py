@@ -107,3 +107,65 @@ def test_the_command_table_matches_the_command_modules():
         m.register(sub)
         seen.update({a.dest: (mod, a.help) for a in sub._choices_actions})
     assert seen == COMMANDS
+
+
+@pytest.mark.parametrize("argv,blocked,extra", [
+    (["convert", "x.h5", "--out", "y.safetensors"], "h5py", "convert"),
+    (["train", "--recipe", "x"], "lightning", "train"),
+    (["export", "x.safetensors"], "onnxscript", "export"),
+    (["predict", "x.jpg", "--backend", "torch"], "torch", "train"),
+])
+def test_a_missing_extra_is_one_line_naming_the_pip_install(argv, blocked, extra):
+    """The module is made unimportable (as if never installed); the command says which extra to install."""
+    code = (f"import sys; sys.modules[{blocked!r}] = None\nfrom agekit.cli import main\n"
+            f"if {blocked!r} != 'torch': sys.modules.pop('torch', None)\nsys.exit(main({argv!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0] == f"agekit {argv[0]}: error: needs {blocked}, which is not installed: pip install 'agekit[{extra}]'"
+
+
+def test_require_extra_names_the_first_missing_module(monkeypatch):
+    import importlib.util
+
+    from agekit.extras import EXTRAS, MissingExtraError, missing_modules, require_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("kornia", "yaml") else real(n, *a))
+    assert missing_modules("train") == ["kornia", "yaml"] and missing_modules("report") == []
+    with pytest.raises(MissingExtraError, match=r"^agekit train needs kornia, which is not installed: "
+                                                r"pip install 'agekit\[train\]'$"):
+        require_extra("train", "agekit train")
+    with pytest.raises(ValueError, match="no extra called 'trian'"):
+        missing_modules("trian")
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(EXTRAS) <= set(extras) and {"all", "test"} <= set(extras)
+
+
+def test_core_dependencies_are_the_predictor_only():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
+    assert names == {"numpy", "onnxruntime", "opencv-python-headless", "dlib-bin", "pillow", "safetensors", "tqdm"}
+
+
+def test_the_5_point_landmark_model_ships_in_the_package_under_its_licence():
+    import hashlib
+    import tomllib
+    from pathlib import Path
+
+    from agekit.face.detect import landmark_model_path
+
+    p = landmark_model_path(5)
+    assert p.parent == Path(__import__("agekit").__file__).parent / "face" / "models"
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    note = (p.parent / "LICENSES.md").read_text()
+    assert digest in note and "CC0 1.0" in note and (p.parent / "LICENSE-CC0-1.0.txt").is_file()
+    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert {"face/models/*.dat", "face/models/*.md", "face/models/*.txt", "py.typed"} <= set(data["package-data"]["agekit"])

@@ -77,7 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     # ``agekit COMMAND`` builds only that command's parser (``agekit models`` reads a committed table, ``agekit
     # predict`` runs on ONNX Runtime: neither imports torch); ``agekit --help`` lists the commands from COMMANDS
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser((COMMANDS[command][0],)) if command in COMMANDS else _overview_parser()
+    from agekit.extras import COMMAND_EXTRA, missing_extra_line, require_extra
+
+    what = f"agekit {command}" if command in COMMANDS else "agekit"
+    try:
+        if command in COMMAND_EXTRA and not any(a in ("-h", "--help") for a in argv):
+            require_extra(COMMAND_EXTRA[command], what)  # one line naming the pip install, before any import
+        parser = build_parser((COMMANDS[command][0],)) if command in COMMANDS else _overview_parser()
+    except ModuleNotFoundError as e:  # a command module that needs an extra (its --help too)
+        line = missing_extra_line(e, what, COMMAND_EXTRA.get(command or ""))
+        if line is None:
+            raise
+        print(f"{what}: error: {line.removeprefix(what + ' ')}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.version:
         from agekit import __version__
@@ -106,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except WorkerStartError as e:
         print(f"agekit: error: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:  # an option that needs an extra (e.g. predict --backend torch): one line
+        line = missing_extra_line(e, what, COMMAND_EXTRA.get(command or ""))
+        if line is None:
+            raise
+        print(f"{what}: error: {line.removeprefix(what + ' ')}", file=sys.stderr)
+        return 2
 
 
 # errno values that can only come from writing: the folder, disk or quota refused what a command writes

