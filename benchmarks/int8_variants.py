@@ -15,7 +15,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from agekit.checkpoint import LoadedModel
+from agekit.models.checkpoint import LoadedModel
 from agekit.inference.backends import OnnxRunner
 from agekit.inference.bench import bench_inputs, time_call
 from agekit.export.onnx import _Calibration, export_onnx

@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     import openvino as ov
 
-    from agekit.checkpoint import LoadedModel
+    from agekit.models.checkpoint import LoadedModel
     from agekit.inference.bench import bench_inputs, time_call
     from agekit.export.onnx import export_onnx
 

@@ -94,7 +94,7 @@ def main() -> int:
     args = ap.parse_args()
     with_malloc_env(args.no_malloc_env)
 
-    from agekit.checkpoint import LoadedModel
+    from agekit.models.checkpoint import LoadedModel
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.bench import bench_inputs, machine_info
     from agekit.export.onnx import export_onnx

@@ -19,7 +19,7 @@ DECADES = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79",
 
 def row(run: Path) -> dict:
     """Figures of one run: card (model, params, MACs, epochs, time, val) and test metrics (plain and flip)."""
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
 
     card = json.loads((run / "card.json").read_text())
     ckpt = load_checkpoint(run / "final.safetensors")

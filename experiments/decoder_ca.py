@@ -17,7 +17,7 @@ import torch
 
 def view_probs(ckpt: str, data: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 2, bins) probabilities of the plain and mirrored view, the ages, and the bin centres."""
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.training.datamodule import resolve_protocol, to_network_input
     from agekit.training.module import output_to_float

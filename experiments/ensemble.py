@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.methods.base import Method
     from agekit.evaluation.report import write_report

@@ -17,7 +17,7 @@ BANDS = ((0, 20), (20, 40), (40, 60), (60, 200))
 
 
 def main() -> None:
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.inference.backends import load_method
     from agekit.training.datamodule import resolve_protocol

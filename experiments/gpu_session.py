@@ -330,7 +330,7 @@ def pack(work: Path, out: Path, max_mb: float) -> None:
         try:
             import torch
 
-            from agekit.checkpoint import FORMAT, read_checkpoint
+            from agekit.models.checkpoint import FORMAT, read_checkpoint
 
             ck = {**read_checkpoint(t18[-1]), "format": FORMAT}  # data only; saved below as an old-style .pt
             ck["state_dict"] = {k: v.bfloat16() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agekit.checkpoint import load_checkpoint
+from agekit.models.checkpoint import load_checkpoint
 from agekit.data.cache import PreparedCache
 from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
 from agekit.export.onnx import export_onnx, network_inputs

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import agekit
-from agekit.complexity import complexity
+from agekit.models.complexity import complexity
 from agekit.models.c3ae import C3AENet, SEBlock, two_point_decode, two_point_encode
 from agekit.preprocessing import C3AE, C3AE_CONTEXT
 

@@ -6,7 +6,7 @@ import json
 import torch
 import torch.nn as nn
 
-from agekit.complexity import complexity, count_bn_running_stats, count_macs, count_params, fp32_bytes
+from agekit.models.complexity import complexity, count_bn_running_stats, count_macs, count_params, fp32_bytes
 
 
 class Tiny(nn.Module):

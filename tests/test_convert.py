@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agekit import convert
-from agekit.checkpoint import load_checkpoint
-from agekit.convert import KerasFile, conv_kernel, convert_keras, convert_to_checkpoint, dense_kernel
+from agekit.models import convert
+from agekit.models.checkpoint import load_checkpoint
+from agekit.models.convert import KerasFile, conv_kernel, convert_keras, convert_to_checkpoint, dense_kernel
 
 SSR_AGE = ["age_imdb", "age_wiki", "age_morph2", "age_megaface_asian"]
 SSR_GENDER = ["gender_imdb", "gender_wiki", "gender_morph"]

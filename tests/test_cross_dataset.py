@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from agekit.checkpoint import save_checkpoint
+from agekit.models.checkpoint import save_checkpoint
 from agekit.data.cache import write_cache
 from agekit.evaluation.cross_dataset import (
     cross_dataset_table, evaluate_model, parse_named, parse_test_set, peer_report, summarize, to_grey,
 )
 from agekit.preprocessing import AGEKIT
-from agekit.registry import create_model
+from agekit.models.registry import create_model
 from agekit.training.engine import evaluate
 
 

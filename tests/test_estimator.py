@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 
 import agekit
-from agekit.checkpoint import save_checkpoint
+from agekit.models.checkpoint import save_checkpoint
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import PreprocessSpec
-from agekit.registry import _REGISTRY, register_model
+from agekit.models.registry import _REGISTRY, register_model
 
 TINY = "_tiny_age_gender_test"
 TINY_SPEC = PreprocessSpec(size=32, margin=0.0, color="BGR", scale=1.0 / 255.0, align=False)
@@ -55,7 +55,7 @@ def faces(n: int, size: int = 96, seed: int = 0) -> np.ndarray:
 
 def direct(ckpt, images: np.ndarray, mirror: bool = False) -> dict[str, np.ndarray]:
     """The network applied one by one to the crops the face pipeline makes of whole-image faces (``mirror``: of their mirror images)."""
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
 
     from agekit.face.crops import make_crops
     from agekit.face.detect import get_detector
@@ -213,7 +213,7 @@ def test_no_shipped_weights_message(tmp_path, monkeypatch):
 
 
 def test_shipped_weights_registry_and_card(ckpt, tmp_path):
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.inference.cards import build_card, write_card
     from agekit.inference.weights import resolve_weights, shipped_weights
 

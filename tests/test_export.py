@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import agekit
-from agekit.checkpoint import load_checkpoint, save_checkpoint
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
 from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from agekit.complexity import count_macs, count_params, fp32_bytes
+from agekit.models.complexity import count_macs, count_params, fp32_bytes
 from agekit.models.hsr import HSRNet, paper_param_formula, stage_bins
 from agekit.preprocessing import HSR as HSR_SPEC
-from agekit.registry import create_model, list_models, model_entry
+from agekit.models.registry import create_model, list_models, model_entry
 
 # (conv, p, q, k) -> (params K, memory KB, MACC M), as printed.
 TABLE5 = {  # single resolution; Table 7 repeats the (p, 10) rows, Table 12 the params

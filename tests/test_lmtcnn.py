@@ -4,16 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agekit.complexity import count_bn_running_stats, count_params, fp32_bytes
+from agekit.models.complexity import count_bn_running_stats, count_params, fp32_bytes
 from agekit.models import lmtcnn as L
 from agekit.preprocessing import LMTCNN as LMTCNN_SPEC
-from agekit.registry import create_model, model_entry
+from agekit.models.registry import create_model, model_entry
 
 SIZE = (3, 227, 227)
 
 
 def _figures(model):
-    # Counting only (no forward pass): the same functions agekit.complexity.complexity uses.
+    # Counting only (no forward pass): the same functions agekit.models.complexity.complexity uses.
     p = count_params(model)
     return p, p + count_bn_running_stats(model), fp32_bytes(model) / 1e6
 

@@ -407,7 +407,7 @@ def test_registry_and_defaults():
      ("lmtcnn_1_1", {"age_group", "age_group_probs", "gender_female"})],
 )
 def test_default_method_trains_registered_model(model_name, keys):
-    from agekit.registry import create_model, list_models, model_entry
+    from agekit.models.registry import create_model, list_models, model_entry
 
     if model_name not in list_models():
         pytest.skip(f"{model_name} is not registered")

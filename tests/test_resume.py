@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from agekit.checkpoint import load_checkpoint
+from agekit.models.checkpoint import load_checkpoint
 from agekit.training.datamodule import CacheSplit, EpochShuffleSampler, ResumableLoader
 from agekit.training.resume import LastCheckpoint, atomic_torch_save, remove_stale_temporaries
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import agekit
-from agekit.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, read_checkpoint,
+from agekit.models.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, read_checkpoint,
                                save_checkpoint)
 from agekit.cli import main
 from agekit.weightfile import FORMAT_KEY, read_metadata, read_weights
@@ -317,7 +317,7 @@ def test_old_pt_loads_data_only_and_trust_pickle_loads_the_rest(tmp_path, tiny, 
     lm = load_checkpoint(new)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in lm.model.state_dict().items())
     assert lm.card["share"] == "1/3"  # JSON keeps what it can: the value as text
-    from agekit.checkpoint import _TRUST_PICKLE
+    from agekit.models.checkpoint import _TRUST_PICKLE
 
     assert _TRUST_PICKLE is False  # the flag holds for its command only
 
@@ -457,7 +457,7 @@ def _keras_file(path: Path, **weights) -> Path:
 def test_keras_import_rejects_broadcast_nan_and_negative_variance(tmp_path):
     from torch import nn
 
-    from agekit.convert import KerasFile, _load_bn, _load_conv, _load_dense
+    from agekit.models.convert import KerasFile, _load_bn, _load_conv, _load_dense
 
     ok = {"d/kernel": np.ones((3, 2), np.float32), "d/bias": np.zeros(2, np.float32)}
     lin = nn.Linear(3, 2)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 import agekit
-from agekit.checkpoint import load_checkpoint, save_checkpoint
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 from agekit.data.cache import write_cache
 from agekit.inference.ship import ship_checkpoint
 from agekit.inference.weights import resolve_weights, shipped_weights

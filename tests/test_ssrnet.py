@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import agekit
-from agekit.complexity import complexity
+from agekit.models.complexity import complexity
 from agekit.models.ssrnet import SSRNet, soft_stagewise_regression
 from agekit.preprocessing import SSRNET
 

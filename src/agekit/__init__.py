@@ -1,16 +1,17 @@
 """agekit: compact facial age and gender estimation (SSR-Net, C3AE, HSR, LRN, LMTCNN)."""
 import importlib
 
-from agekit.complexity import Complexity, complexity, model_complexity
-
 # Loaded on first use (PEP 562), so that ``import agekit`` and commands such as ``agekit models`` import no torch.
 _LAZY = {
+    "Complexity": "agekit.models.complexity",
+    "complexity": "agekit.models.complexity",
+    "model_complexity": "agekit.models.complexity",
     "ModelOutput": "agekit.outputs",
     "PreprocessSpec": "agekit.preprocessing",
-    "create_model": "agekit.registry",
-    "list_models": "agekit.registry",
-    "model_entry": "agekit.registry",
-    "register_model": "agekit.registry",
+    "create_model": "agekit.models.registry",
+    "list_models": "agekit.models.registry",
+    "model_entry": "agekit.models.registry",
+    "register_model": "agekit.models.registry",
 }
 
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "agekit.data.cli",  # prepare
     "agekit.training.cli",  # train, evaluate
     "agekit.inference.cli",  # predict, export, bench
-    "agekit.convert",  # convert
+    "agekit.models.convert",  # convert
     "agekit.serve.cli",  # serve
 )
 
@@ -39,8 +39,8 @@ COMMANDS = {
     "predict": ("agekit.inference.cli", "ages (and genders) of the faces in photos, a video or a webcam"),
     "export": ("agekit.inference.cli", "export a checkpoint to ONNX with a parity check (and int8)"),
     "bench": ("agekit.inference.cli", "latency and throughput of zoo models: torch, ONNX fp32, ONNX int8, whole photo"),
-    "convert": ("agekit.convert", "import the authors' released Keras weights (SSR-Net, C3AE)"),
-    "convert-checkpoint": ("agekit.convert", "rewrite an agekit .pt / Lightning .ckpt checkpoint as a data-only "
+    "convert": ("agekit.models.convert", "import the authors' released Keras weights (SSR-Net, C3AE)"),
+    "convert-checkpoint": ("agekit.models.convert", "rewrite an agekit .pt / Lightning .ckpt checkpoint as a data-only "
                            ".safetensors file"),
     "serve": ("agekit.serve.cli", "HTTP API (POST /v1/predict) and a web page for photos (agekit[serve])"),
 }
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if getattr(args, "trust_pickle", False):  # --trust-pickle: old pickled checkpoints load in full, on purpose
-            from agekit.checkpoint import trusted_pickles
+            from agekit.models.checkpoint import trusted_pickles
 
             with trusted_pickles():
                 return int(args.func(args) or 0)

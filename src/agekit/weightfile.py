@@ -9,7 +9,7 @@ everything needed to rebuild and feed the network::
 Nothing in such a file is executed when it is read: the header is JSON and the tensors are
 raw bytes (the ``safetensors`` library checks that every tensor lies inside the file and
 that no two overlap). This module imports numpy and safetensors only, so the predictor can
-read cards, preprocessing and weights without torch; :func:`agekit.checkpoint.load_checkpoint`
+read cards, preprocessing and weights without torch; :func:`agekit.models.checkpoint.load_checkpoint`
 rebuilds the torch network from the same file.
 
 :func:`check_state` is the validation every loaded weight goes through before use: names and
@@ -67,7 +67,7 @@ def _decode_meta(path: str | Path, raw: Mapping[str, str] | None) -> dict[str, A
     raw = dict(raw or {})
     if raw.get(FORMAT_KEY) != FORMAT:
         raise _err(path, f"a safetensors file without agekit metadata (no {FORMAT_KEY!r}: {FORMAT!r} in its header); "
-                         "agekit writes its weights with `agekit.checkpoint.save_checkpoint`")
+                         "agekit writes its weights with `agekit.models.checkpoint.save_checkpoint`")
     meta: dict[str, Any] = {"format": FORMAT}
     for k in META_FIELDS:
         try:

@@ -33,8 +33,8 @@ def compute_row(name: str) -> dict[str, Any]:
     """
     import torch
 
-    from agekit.complexity import complexity
-    from agekit.registry import create_model, model_entry
+    from agekit.models.complexity import complexity
+    from agekit.models.registry import create_model, model_entry
 
     e = model_entry(name)
 
@@ -53,7 +53,7 @@ def compute_row(name: str) -> dict[str, Any]:
 
 def compute_table() -> list[dict[str, Any]]:
     """Every registered model's row, measured (builds each network: a few seconds)."""
-    from agekit.registry import list_models
+    from agekit.models.registry import list_models
 
     return [compute_row(n) for n in list_models()]
 

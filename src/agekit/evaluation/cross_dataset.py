@@ -92,7 +92,7 @@ def test_rows(cache: Any, protocol: str | None, split: str) -> tuple[str, np.nda
 def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str | None = None, split: str = "test",
                    *, flip: bool = True, grey: bool = True, batch_size: int = 256) -> dict[str, Any]:
     """:func:`summarize` of a checkpoint on a cache split, on colour faces and (``grey``) on grey-converted ones."""
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.training.engine import predict_split
     from agekit.training.teacher import method_for_loaded
@@ -121,7 +121,7 @@ def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str 
 
 def model_info(checkpoint: str | Path) -> dict[str, Any]:
     """Name, parameters, MACs and training data of a checkpoint (from its card)."""
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     card = loaded.card or {}

@@ -16,7 +16,7 @@ def with_decoder(src: str | Path, dst: str | Path, decoder: str) -> dict:
     checkpoint: its ``student_config``) gains ``decoder``, which ``agekit evaluate``, ``agekit export`` and the predictor
     follow. Returns the new method options; raises if the method has no such decoder.
     """
-    from agekit.checkpoint import load_checkpoint, save_checkpoint
+    from agekit.models.checkpoint import load_checkpoint, save_checkpoint
     from agekit.methods import default_method_for, get_method
 
     lm = load_checkpoint(src)

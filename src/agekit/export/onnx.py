@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from agekit.checkpoint import LoadedModel, load_checkpoint
+from agekit.models.checkpoint import LoadedModel, load_checkpoint
 from agekit.inference.backends import ExportWrapper, OnnxRunner, load_method
 from agekit.preprocessing import PreprocessSpec
 

@@ -104,7 +104,7 @@ def bench_inputs(name: str, batch: int = 256, config: dict[str, Any] | None = No
     and a float32 batch of ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the
     benchmarks/ scripts) time."""
     from agekit.export.onnx import network_inputs, sample_crops
-    from agekit.registry import create_model, model_entry
+    from agekit.models.registry import create_model, model_entry
 
     torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
     model = create_model(name, **(config or {})).eval()
@@ -119,11 +119,11 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
                 config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Batch-1 latency (ms) with ``threads`` and batch throughput (faces/s) with ``batch_threads`` per backend
     (``config``: the model's registry configuration overrides, e.g. LRN's ``input_size`` and ``stem``)."""
-    from agekit.checkpoint import LoadedModel
-    from agekit.complexity import complexity
+    from agekit.models.checkpoint import LoadedModel
+    from agekit.models.complexity import complexity
     from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
     from agekit.export.onnx import export_onnx, read_sidecar
-    from agekit.registry import model_entry
+    from agekit.models.registry import model_entry
 
     entry = model_entry(name)
     model, spec, xb = bench_inputs(name, batch, config)
@@ -183,10 +183,10 @@ def bench_photo(model: str | None = None, threads: int = 1, repeats: int = 30, d
     """
     import cv2
 
-    from agekit.checkpoint import save_checkpoint
+    from agekit.models.checkpoint import save_checkpoint
     from agekit.face.io import read_image
     from agekit.inference.estimator import Estimator
-    from agekit.registry import create_model
+    from agekit.models.registry import create_model
 
     img, what = _photo()
     with tempfile.TemporaryDirectory() as tmp:

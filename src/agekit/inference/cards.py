@@ -15,9 +15,9 @@ from typing import Any
 
 import torch.nn as nn
 
-from agekit.complexity import complexity
+from agekit.models.complexity import complexity
 from agekit.preprocessing import PreprocessSpec
-from agekit.registry import model_entry
+from agekit.models.registry import model_entry
 
 # Licences of the training sets we can name; weights inherit their data's terms.
 DATA_LICENCES = {

@@ -142,7 +142,7 @@ def load_head(
             return load_head(src, "torch", cache_dir, threads)
         spec = PreprocessSpec.from_dict(info["preprocess"])
         return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), source or str(p), info)
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.inference.backends import TorchRunner, load_method
 
     loaded = load_checkpoint(p)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agekit.checkpoint import load_checkpoint, save_checkpoint
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 from agekit.inference.weights import WEIGHT_SUFFIX, WEIGHTS_DIR
 
 

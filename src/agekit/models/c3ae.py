@@ -11,7 +11,7 @@
 - The context ("full") model (Sec. 3.4): three crops of one face through the shared
   backbone, features concatenated before the cascade head; input (B, 3, 3, 64, 64). Our
   ``c3ae_full`` and ``c3ae_full_se`` are exact to the released full models (their weights
-  load with :mod:`agekit.convert`): 48,633 / 53,993 parameters in the Keras convention, not
+  load with :mod:`agekit.models.convert`): 48,633 / 53,993 parameters in the Keras convention, not
   the paper's 39.7K, which no public variant reproduces.
 - ``c3ae_context_hsr``: the HSR-Net authors' C3AE-context used in their comparisons
   (37,141 parameters, their "37.1K").
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import C3AE, C3AE_CONTEXT
-from agekit.registry import register_model
+from agekit.models.registry import register_model
 
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import AGEKIT as AGEKIT_SPEC
-from agekit.registry import register_model
+from agekit.models.registry import register_model
 
 __all__ = ["AgeNet", "AgeDistributionHead", "AgeNetEnsemble", "agenet", "agenet_gender", "agenet_mt", "agenet_mt_x2", "agenet_s"]
 
@@ -168,7 +168,7 @@ class AgeNetEnsemble(nn.Module):
     """
 
     def __init__(self, members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> None:
-        from agekit.registry import create_model
+        from agekit.models.registry import create_model
 
         super().__init__()
         if int(members) < 1:
@@ -201,8 +201,8 @@ def combine_checkpoints(paths: list[str], out: str, name: str = "agenet_mt_x2") 
     and method). The card lists each member's path, recipe, teacher, EMA decay, epochs, training time and validation
     metrics; the method (decoder) is the members'.
     """
-    from agekit.checkpoint import load_checkpoint, save_checkpoint
-    from agekit.registry import create_model
+    from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+    from agekit.models.registry import create_model
 
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]

@@ -38,7 +38,7 @@ from torch import Tensor
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import HSR as HSR_SPEC
 from agekit.preprocessing import PreprocessSpec, hsr_kres
-from agekit.registry import register_model
+from agekit.models.registry import register_model
 
 CONV_KINDS = ("standard", "sep", "bsep")
 FAMILY = "hsr"

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import LMTCNN as LMTCNN_SPEC
-from agekit.registry import register_model
+from agekit.models.registry import register_model
 
 __all__ = [
     "TFSamePad",

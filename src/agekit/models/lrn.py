@@ -30,7 +30,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import IMAGENET, PreprocessSpec
-from agekit.registry import register_model
+from agekit.models.registry import register_model
 
 FAMILY = "lrn"
 PAPER = "LRN (Pattern Recognition 2020)"

@@ -2,7 +2,7 @@
 
 The network follows the authors' released Keras code layer for layer
 (``training_and_testing/SSRNET_model.py``), so that their weights load (see
-:mod:`agekit.convert`) and the parameter count is the paper's 40,915 (Keras convention,
+:mod:`agekit.models.convert`) and the parameter count is the paper's 40,915 (Keras convention,
 BN moving statistics included; 40,531 trainable):
 
 - two heterogeneous streams of four ``Conv3x3 -> BN -> activation`` blocks: stream x with
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import SSRNET
-from agekit.registry import register_model
+from agekit.models.registry import register_model
 
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01  # Keras momentum 0.99 is PyTorch momentum 1 - 0.99
@@ -147,7 +147,7 @@ class FusionBlock(nn.Module):
             self.local = nn.Linear(2 * s_k, s_k)
 
     def forward(self, s: Tensor, x: Tensor) -> dict[str, Tensor]:
-        # Flattened in PyTorch (C, H, W) order; agekit.convert permutes Keras' (H, W, C) weights.
+        # Flattened in PyTorch (C, H, W) order; agekit.models.convert permutes Keras' (H, W, C) weights.
         fs = self.s_pool(F.relu(self.s_conv(s))).flatten(1)
         fx = self.x_pool(F.relu(self.x_conv(x))).flatten(1)
         mix = F.relu(self.s_mix(self.dropout(fs))) * F.relu(self.x_mix(self.dropout(fx)))

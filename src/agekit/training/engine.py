@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from agekit.preprocessing import PreprocessSpec
-from agekit.registry import model_entry
+from agekit.models.registry import model_entry
 from agekit.training.recipes import Recipe, parse_recipe
 
 ENV_OVERRIDES = "AGEKIT_TRAIN_SET"
@@ -51,7 +51,7 @@ class TrainResult:
 
 def resolve_spec(model_name: str, overrides: dict[str, Any] | None, config: dict[str, Any] | None = None) -> PreprocessSpec:
     """The model's :class:`PreprocessSpec` (as built with ``config``) with a recipe's ``preprocess`` overrides."""
-    from agekit.registry import create_model
+    from agekit.models.registry import create_model
 
     spec = getattr(create_model(model_name, **(config or {})), "preprocess", None) or model_entry(model_name).preprocess
     if spec is None:
@@ -256,7 +256,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import CSVLogger
 
-    from agekit.checkpoint import save_checkpoint
+    from agekit.models.checkpoint import save_checkpoint
     from agekit.training.datamodule import AgeDataModule
     from agekit.training.module import AgeModule, load_matching_weights
     from agekit.training.resume import AtomicCheckpointIO, LastCheckpoint, RngState, remove_stale_temporaries
@@ -308,7 +308,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
                          "or a list of checkpoints (e.g. --set 'teacher=[a/final.safetensors,b/final.safetensors]')")
     resume_weights_only = None
     if resume and last.is_file():  # data only unless --trust-pickle; a refusal is one line naming the file
-        from agekit.checkpoint import check_resume_file
+        from agekit.models.checkpoint import check_resume_file
 
         resume_weights_only = check_resume_file(last)
     if r.init_from and not (resume and last.is_file()):
@@ -419,7 +419,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         }
     )
     try:
-        from agekit.complexity import complexity
+        from agekit.models.complexity import complexity
 
         size = (spec.num_crops, 3, spec.size, spec.size) if spec.num_crops > 1 else (3, spec.size, spec.size)
         card["complexity"] = complexity(module.model, size).to_dict()
@@ -523,7 +523,7 @@ def evaluate(
     corner and the centre crops and their mirrors (LMTCNN test protocol); ``flip`` averages
     each face with its mirror image.
     """
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.methods import default_method_for
     from agekit.training.datamodule import resolve_protocol

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import PreprocessSpec
-from agekit.registry import create_model
+from agekit.models.registry import create_model
 from agekit.training.recipes import (
     OPTIMIZER, SCHEDULER, SGD, Adam, AdamW, Cosine, MultiStep, NoSchedule, Plateau, RMSprop, Step, parse_recipe,
 )
@@ -141,7 +141,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, monitor: str) -> dict[
 class AgeModule(L.LightningModule):
     """Training/validation steps of one network with one method (and an optional frozen teacher).
 
-    ``hparams`` hold what :func:`agekit.checkpoint.load_checkpoint` needs to rebuild the
+    ``hparams`` hold what :func:`agekit.models.checkpoint.load_checkpoint` needs to rebuild the
     network from ``last.ckpt``: ``model``, ``config``, ``preprocess``, ``method``, ``card``
     and ``state_dict_prefix`` (``"model."``).
     """
@@ -311,7 +311,7 @@ def load_matching_weights(model: nn.Module, path: str) -> tuple[list[str], list[
     Returns (loaded names, skipped names): a k-resolution HSR initialised from a
     single-resolution model takes the shared backbone and keeps its own new heads.
     """
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
 
     src = load_checkpoint(path).model.state_dict()
     own = model.state_dict()

@@ -62,7 +62,7 @@ class Model(_Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from agekit.registry import list_models
+        from agekit.models.registry import list_models
 
         known = list_models()
         if v not in known:

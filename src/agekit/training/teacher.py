@@ -203,7 +203,7 @@ def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -
     the same crops (view); a member with another normalisation or channel order is fed through
     :class:`Renormalize`.
     """
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
 
     paths = teacher_paths(teacher)
     npz = [p for p in paths if p.endswith(".npz")]
@@ -235,7 +235,7 @@ def save_teacher_outputs(ckpt: str | Path, cache: Any, out: str | Path, *, devic
     """
     import numpy as np
 
-    from agekit.checkpoint import load_checkpoint
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.training.datamodule import to_network_input
     from agekit.training.module import output_to_float

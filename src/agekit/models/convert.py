@@ -302,7 +302,7 @@ def convert_keras(path: str | Path, arch: str | None = None) -> nn.Module:
     ``arch`` (``ssrnet``, ``ssrnet_gender``, ``c3ae_full``, ``c3ae_full_se``) is detected from the
     file when not given. The model's ``preprocess`` is the released models' input: BGR, raw 0..255.
     """
-    from agekit.registry import create_model
+    from agekit.models.registry import create_model
 
     kf = KerasFile(path)
     detected, config = detect_arch(kf)
@@ -336,7 +336,7 @@ def _sha256(path: Path) -> str:
 
 def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
     """Model card of a converted release: source file, authors, licence, training data, conversion notes."""
-    from agekit.complexity import complexity
+    from agekit.models.complexity import complexity
 
     src = Path(src)
     arch = model.agekit_name  # type: ignore[attr-defined]
@@ -363,7 +363,7 @@ def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
             "keras_version": getattr(model, "keras_version", None),
             "training_data": known.get("training_data", "unknown (not a file agekit knows)"),
             "reported": {k: v for k, v in known.items() if k.startswith("reported")},
-            "converted_by": "agekit.convert (h5py; HWIO->OIHW, (in,out)->(out,in), HWC->CHW flatten, BN eps 1e-3)",
+            "converted_by": "agekit.models.convert (h5py; HWIO->OIHW, (in,out)->(out,in), HWC->CHW flatten, BN eps 1e-3)",
             "input": "BGR, raw 0..255, no mean/std",
             "complexity": c.to_dict(),
         }
@@ -375,7 +375,7 @@ def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
 
 def convert_to_checkpoint(src: str | Path, out: str | Path, arch: str | None = None) -> Path:
     """Convert ``src`` and write an agekit checkpoint (weights, config, BGR 0..255 spec, model card) to ``out``."""
-    from agekit.checkpoint import save_checkpoint
+    from agekit.models.checkpoint import save_checkpoint
 
     model = convert_keras(src, arch)
     name = model.agekit_name  # type: ignore[attr-defined]
@@ -402,7 +402,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _convert_checkpoint_cmd(args: argparse.Namespace) -> int:
-    from agekit.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
+    from agekit.models.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
 
     src, dst = Path(args.src), Path(args.dst)
     if dst.suffix != SUFFIX:

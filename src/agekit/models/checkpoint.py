@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from agekit.preprocessing import PreprocessSpec
-from agekit.registry import create_model, model_entry
+from agekit.models.registry import create_model, model_entry
 from agekit.weightfile import WeightFileError, check_state, is_safetensors, one_line, read_weights, write_weights
 
 FORMAT = "agekit-1"  # the dict tag of old torch.save checkpoints

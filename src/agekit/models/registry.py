@@ -2,7 +2,8 @@
 
 Each architecture module ends with small factory functions, one per named configuration,
 decorated with :func:`register_model`. A factory takes keyword overrides (``**config``) and
-returns a plain ``nn.Module``.
+returns a plain ``nn.Module``. The registry lives in :mod:`agekit.models`: importing this module imports the
+package, whose ``__init__`` imports every family module (one line per family), which registers its factories.
 """
 from __future__ import annotations
 
@@ -56,14 +57,8 @@ def register_model(
     return deco
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every family.
-    import agekit.models  # noqa: F401
-
-
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     """Names of registered models matching a glob ``pattern`` (and ``family`` if given), sorted."""
-    _ensure_loaded()
     return sorted(
         n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (family is None or e.family == family)
     )
@@ -71,7 +66,6 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 
 def model_entry(name: str) -> ModelEntry:
     """The :class:`ModelEntry` of ``name``; raises ``KeyError`` listing close names."""
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -146,7 +146,7 @@ def complexity(model: nn.Module, input_size: tuple[int, ...]) -> Complexity:
 
 def model_complexity(name: str, **config: Any) -> Complexity:
     """Figures of a registered model at its default input size."""
-    from agekit.registry import create_model, model_entry
+    from agekit.models.registry import create_model, model_entry
 
     model = create_model(name, **config)
     size = getattr(model, "input_size", None) or model_entry(name).input_size
