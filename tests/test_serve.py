@@ -24,6 +24,16 @@ from agekit.serve.engine import Engine, Job, ServeConfig  # noqa: E402
 from agekit.serve.synthetic import drawn_face, drawn_face_jpeg  # noqa: E402
 
 
+def cli_records(out: str) -> list[dict]:
+    """The records ``agekit predict --json`` printed: one JSON object per line (or one JSON list)."""
+    out = out.strip()
+    try:
+        doc = json.loads(out)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return doc if isinstance(doc, list) else [doc]
+
+
 @pytest.fixture(scope="module")
 def client():
     with TestClient(create_app(ServeConfig(workers=2))) as c:
@@ -39,7 +49,7 @@ def photo(tmp_path_factory) -> Path:
 
 def test_predict_returns_the_records_of_agekit_predict(client, photo, capsys):
     assert main(["predict", str(photo), "--json", "--no-progress"]) == 0
-    cli = json.loads(capsys.readouterr().out)
+    cli = cli_records(capsys.readouterr().out)
     r = client.post("/v1/predict", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
     assert r.status_code == 200
     api = r.json()
@@ -208,7 +218,7 @@ def test_agekit_serve_process_answers_curl(photo, capsys):
             out = httpx.post(url, files={"image": (photo.name, photo.read_bytes())}).content
         api = json.loads(out)
         assert main(["predict", str(photo), "--json", "--no-progress"]) == 0
-        cli = json.loads(capsys.readouterr().out)
+        cli = cli_records(capsys.readouterr().out)
         assert api[0]["faces"][0]["age"] == pytest.approx(cli[0]["faces"][0]["age"], abs=1e-5)
     finally:
         proc.terminate()

@@ -200,6 +200,10 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         name: str | None = Query(None, description="the photo's name in the answer (raw bytes)"),
     ) -> Any:
         """Ages and genders of the faces in one or more photos: the records of ``agekit predict --json``."""
+        if engine.admitted() >= cfg.max_queue:  # full: refuse before reading the body, so refusing stays cheap
+            engine.stats["requests_refused"] += 1
+            raise HTTPException(503, f"busy: {cfg.max_queue} photos are queued or running; retry shortly",
+                                headers={"Retry-After": "1", "Connection": "close"})
         photos, fields = await _read_photos(request, cfg, name)
         model = fields.get("model") or model
         gender_model = fields.get("gender_model") or gender_model

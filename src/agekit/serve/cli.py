@@ -79,8 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=32,
                    help="photos queued or running at once; a request beyond it gets 503 (default 32)")
     p.add_argument("--max-queue-mp", type=float, default=64.0, help="decoded megapixels queued at once (default 64)")
-    p.add_argument("--max-connections", type=int, default=128,
-                   help="concurrent connections; beyond it uvicorn answers 503 (default 128)")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="concurrent connections; beyond it uvicorn answers 503 (default 64)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request, queue included; then 504")
     p.add_argument("--max-body-mb", type=float, default=25.0, help="request body cap in MiB; over it 413")
     p.add_argument("--max-images", type=int, default=16, help="photos per request; more: 413")

@@ -208,7 +208,7 @@ class Engine:
     def _predict(self, key: tuple, images: list[np.ndarray]) -> list[dict[str, Any]]:
         """Records of a batch, in a worker process (retried photo by photo after a worker death) or here."""
         if self._pool is None:
-            return self.estimator(key).predict(images, workers=1)
+            return [plain_record(r) for r in self.estimator(key).predict(images, workers=1)]
         from concurrent.futures import BrokenExecutor
 
         pool = self._pool
@@ -332,7 +332,13 @@ def _process_warm_up(_: Any) -> int:
 
 def _process_predict(task: tuple) -> list[dict[str, Any]]:
     key, images = task
-    return _PROCESS_ENGINE.estimator(key).predict(images, workers=1)
+    return [plain_record(r) for r in _PROCESS_ENGINE.estimator(key).predict(images, workers=1)]
+
+
+def plain_record(r: Any) -> dict[str, Any]:
+    """A predict result as the plain dict ``agekit predict --json`` prints (rounded as the command rounds)."""
+    to_dict = getattr(r, "to_dict", None)
+    return to_dict(rounded=True) if to_dict is not None else dict(r)
 
 
 def _is_broken(pool: Any) -> bool:
