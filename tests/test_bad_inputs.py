@@ -106,7 +106,7 @@ def test_predict_over_the_corpus(corpus, json_run, alone):
     r, seconds = json_run
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")[-2000:]
     assert seconds < 60
-    results = json.loads(r.stdout.decode("ascii"))  # JSON escapes every odd character
+    results = [json.loads(x) for x in r.stdout.decode("ascii").splitlines()]  # JSON lines; every odd character escaped
     sources = [x["source"] for x in results]
     assert sorted(sources) == sorted(corpus.expect)  # every entry once: nothing skipped, nothing twice
     by = dict(zip(sources, results))
@@ -132,7 +132,7 @@ def test_predict_over_the_corpus(corpus, json_run, alone):
 
 def test_exif_rotated_photos_come_upright(corpus, json_run):
     r, _ = json_run
-    by = {x["source"]: x for x in json.loads(r.stdout)}
+    by = {x["source"]: x for x in map(json.loads, r.stdout.splitlines())}
     root = corpus.root / "photos"
     # the stored picture is 48 wide, 72 high; orientations 5-8 turn it on its side
     for name in ["exif-orient1.jpg", "exif-orient3.png"] + [f"exif-orient{o}.jpg" for o in (2, 3, 4)]:

@@ -92,7 +92,7 @@ def test_estimator_matches_network_on_arrays(ckpt, tmp_path, backend):
         assert f["gender"] == ("female" if p >= 0.5 else "male")
         assert f["box"] == [0.0, 0.0, 96.0, 96.0]
         assert r["error"] is None
-    json.dumps(res)  # results are plain JSON
+    json.dumps([r.to_dict() for r in res])  # results are plain JSON
     if backend == "onnx":
         assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # exported once, into the cache
 
@@ -112,7 +112,7 @@ def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
     imgs = photo_folder(d, 3, seed=1)
     (d / "empty.jpg").write_bytes(b"")
     est = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="cropped")
-    res = est.predict([d, tmp_path / "missing.jpg", np.zeros((4, 4), np.uint8), str(d / "f*.png")])
+    res = est.predict([d, tmp_path / "missing.jpg", np.zeros((4, 4, 2), np.uint8), str(d / "f*.png")])
     by = {r["source"].split("/")[-1]: r for r in res}
     assert by["bad.jpg"]["error"] and not by["bad.jpg"]["faces"]
     assert by["empty.jpg"]["error"] == "zero bytes"
@@ -127,7 +127,7 @@ def test_paths_folders_and_bad_inputs_are_reported(ckpt, tmp_path):
 def test_worker_processes_give_the_same_results_in_order(ckpt, tmp_path):
     d = tmp_path / "photos"
     imgs = photo_folder(d, 9, seed=6)
-    inputs = [d, tmp_path / "missing.jpg", np.zeros((4, 4), np.uint8), imgs[2], str(d / "f1*.png")]
+    inputs = [d, tmp_path / "missing.jpg", np.zeros((4, 4, 2), np.uint8), imgs[2], str(d / "f1*.png")]
     est = agekit.Estimator.from_pretrained(ckpt, backend="onnx", detector="cropped", cache_dir=tmp_path / "c")
     one = est.predict(inputs, workers=1)
     cv2.GaussianBlur(np.zeros((1500, 1500, 3), np.uint8), (7, 7), 0)  # OpenCV's thread pool has run here

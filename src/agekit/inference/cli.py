@@ -13,10 +13,18 @@ CSV_FIELDS = ("source", "frame", "face", "x1", "y1", "x2", "y2", "age", "age_smo
               "gender", "gender_female", "track", "detector", "error")
 
 
-def _rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per face (or per input without a face, carrying its error)."""
+def _plain(r: Any) -> dict[str, Any]:
+    """A result (typed or a dict) as the record the command writes: rounded to ``PRECISION`` (ages and +- to
+    0.01 year, probabilities to 0.001, boxes to whole pixels), with the same fields for photos and video frames."""
+    from agekit.inference.results import PhotoResult
+
+    return (r if isinstance(r, PhotoResult) else PhotoResult.from_dict(r)).to_dict(rounded=True)
+
+
+def _rows(results: list[Any]) -> list[dict[str, Any]]:
+    """One flat row per face (or per input without a face, carrying its error), rounded (see ``_plain``)."""
     rows = []
-    for r in results:
+    for r in map(_plain, results):
         base = {"source": r["source"], "frame": r.get("frame"), "error": r.get("error")}
         if not r["faces"]:
             rows.append({**base, "face": None})
@@ -137,9 +145,10 @@ class Annotator:
             self.failed = True
 
 
-def _emit(results: list[dict[str, Any]], args: argparse.Namespace, header: bool = True) -> None:
-    if args.json:
-        print(json.dumps(results if len(results) != 1 or not args.stream else results[0]))
+def _emit(results: list[Any], args: argparse.Namespace, header: bool = True) -> None:
+    if args.json:  # JSON lines: one record per photo or video frame, the same shape for both
+        for r in results:
+            print(json.dumps(_plain(r)))
     elif args.csv:
         text = format_csv(results)
         print(text if header else text.split("\n", 1)[1], end="")
@@ -189,7 +198,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     try:
         detector, detector_kwargs = detector_choice(args)
         est = Estimator.from_pretrained(
-            args.model, backend=args.backend, detector=detector, multi_face=args.multi_face,
+            args.model, backend=args.backend, detector=detector,
+            multi_face="largest" if args.largest else (args.multi_face or "all"),
             gender=_gender_model(args), threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
             max_pixels=args.max_pixels, **detector_kwargs,
         )
@@ -285,6 +295,22 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 OUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
+PREDICT_COLUMNS = """\
+output (one line per face; a photo without a face gets one line with its error):
+  source   the photo (its path; array[i], bytes[i], file[i] from Python), or VIDEO#FRAME
+  face     the face's number in the photo (every face by default; --largest keeps the largest)
+  box      x1,y1,x2,y2: the face's box in pixels, clipped to the image
+  age      the estimated age in years (a video: smoothed per tracked face)
+  +-       the model's uncertainty: the standard deviation of its predicted age distribution, in years
+           (- for networks without one)
+  gender   female or male: P(f) >= 0.5 is female
+  P(f)     the model's probability that the face is female (0 to 1)
+--json prints one JSON record per line (JSON lines) for photos and video frames alike: source, frame, time_s,
+error, dropped and faces (box, score, landmarks, detector, age, uncertainty, gender, gender_female, track,
+age_smoothed, ...); --csv and --out FILE.csv give one row per face. Written figures are rounded: ages and +- to
+0.01 year, probabilities and scores to 0.001, boxes to whole pixels, landmarks to 0.1 pixel.
+The licence of the weights is the first line on stderr (# ...)."""
+
 
 def _complete_lines(path: Path, csv_format: bool = False) -> str:
     """The file's text up to its last complete photo; an interrupted write is cut off the file (see
@@ -361,7 +387,7 @@ def _predict_to_file(est: Any, args: argparse.Namespace, inputs: list, workers: 
                 if r["error"]:
                     _say(r["source"], r["error"])
                     errors += 1
-                f.write(format_csv([r]).split("\n", 1)[1] if fmt == "csv" else json.dumps(r) + "\n")
+                f.write(format_csv([r]).split("\n", 1)[1] if fmt == "csv" else json.dumps(_plain(r)) + "\n")
                 n += 1
                 faces += bool(r["faces"])
                 if annotate is not None:
@@ -406,7 +432,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``predict``, ``export`` and ``bench``."""
     from agekit.weightfile import add_trust_pickle_argument
 
-    p = sub.add_parser("predict", help="ages (and genders) of the faces in photos, a video or a webcam")
+    p = sub.add_parser(
+        "predict", help="ages (and genders) of the faces in photos, a video or a webcam",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Ages (and genders) of every face in photos, folders, globs, a video or a webcam, with the "
+                    "shipped weights\n(non-commercial research use only: trained on UTKFace; not for decisions "
+                    "about individuals).",
+        epilog=PREDICT_COLUMNS)
     p.add_argument("paths", nargs="*", help="image files, folders or globs")
     p.add_argument("--model", default="age", help="shipped weight name or a .safetensors/.pt/.ckpt/.onnx file (default: age)")
     p.add_argument("--gender-model", default="auto", help="gender model: name or file; 'none' for none (default: the shipped one)")
@@ -423,7 +455,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "640x480 photo); use it for group photos")
     p.add_argument("--fallback-detector", default=None, metavar="NAME",
                    help="detector to run when the detector finds no face, e.g. cropped (the whole image is the face)")
-    p.add_argument("--multi-face", choices=("largest", "all"), default="largest")
+    p.add_argument("--largest", action="store_true",
+                   help="only the largest face of each photo (default: every face; smaller ones listed as dropped)")
+    p.add_argument("--multi-face", choices=("largest", "all"), default=None,
+                   help="same as --largest (largest) or the default (all); kept for scripts")
     flip = p.add_mutually_exclusive_group()
     flip.add_argument("--flip", dest="flip", action="store_true", default=None,
                       help="average each face with its mirror image (default: as the model card says)")

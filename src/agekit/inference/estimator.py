@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any, Container, Iterable, Iterator, Sequence
 import numpy as np
 
 # torch-free: the ONNX path of a core install never imports torch (checkpoints and the torch backend load it on use)
+from agekit.inference.results import FaceResult, PhotoResult  # noqa: F401  (typed results)
 from agekit.inference.runtime import OnnxRunner, read_onnx_card
 from agekit.inference.weights import NoShippedWeightsError, resolve_weights
 from agekit.preprocessing import PreprocessSpec
@@ -158,11 +160,33 @@ class Inputs(list):
     """What :func:`expand_inputs` returns: (source, object) pairs, passed on as they are (folders listed once)."""
 
 
-def expand_inputs(x: Any) -> "Inputs":
-    """Inputs as (source label, path or RGB array or ``Exception``): folders list their images, globs expand."""
+ACCEPTED_INPUTS = ("a path (str or os.PathLike: an image file, a folder or a glob), a numpy array (HxWx3 uint8, RGB "
+                   "unless colour='bgr'; HxW grey; HxWx4 RGBA; or a stack NxHxWx3), a PIL image, bytes (an encoded "
+                   "image), a binary file object (opened with 'rb', or io.BytesIO), or a list or other iterable of them")
+COLOURS = ("rgb", "bgr")
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """Encoded image bytes (``bytes`` or what a binary file object held): decoded by
+    :func:`agekit.face.io.decode_image` (format sniffed, pixel count checked from the header) where it is processed."""
+
+    data: bytes
+    name: str
+
+
+def expand_inputs(x: Any, colour: str = "rgb") -> "Inputs":
+    """Inputs as (source label, path or RGB array or :class:`EncodedImage` or ``Exception``) pairs: folders list
+    their images, globs expand, arrays in ``colour`` order ("rgb" or "bgr") become RGB, PIL images become RGB arrays,
+    bytes and binary file objects become :class:`EncodedImage`. Anything else raises ``TypeError`` naming what is
+    accepted (see :data:`ACCEPTED_INPUTS`)."""
     if isinstance(x, Inputs):  # already expanded: do not list the folders again
         return x
-    return Inputs(_expand(x))
+    colour = str(colour).lower()
+    if colour not in COLOURS:
+        raise ValueError(f"colour must be 'rgb' or 'bgr', not {colour!r}")
+    counts: dict[str, int] = {}
+    return Inputs(_expand(x, colour, counts))
 
 
 def _path_items(x: str | os.PathLike) -> list[tuple[str, Any]]:
@@ -199,23 +223,84 @@ def _path_items(x: str | os.PathLike) -> list[tuple[str, Any]]:
     return [(str(p), ImageReadError(reason, p))]
 
 
-def _expand(x: Any) -> list[tuple[str, Any]]:
+def _label(kind: str, counts: dict[str, int]) -> str:
+    """``kind[i]``: the i-th input of that kind in the call (``array[0]``, ``image[1]``, ``bytes[0]``, ``file[2]``)."""
+    i = counts.get(kind, 0)
+    counts[kind] = i + 1
+    return f"{kind}[{i}]"
+
+
+def _as_rgb_array(a: np.ndarray, colour: str) -> Any:
+    """An image array as RGB uint8 HxWx3 (grey repeated, RGBA's alpha dropped), or the ``ValueError`` saying why not."""
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 2:
+        return ValueError(f"expected an RGB uint8 HxWx3 image (or HxW grey, HxWx4 RGBA), got {a.dtype} {a.shape}")
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    a = a[:, :, :3]
+    return a[:, :, ::-1] if colour == "bgr" else a
+
+
+def _is_pil_image(x: Any) -> bool:
+    return any(c.__module__ == "PIL.Image" and c.__name__ == "Image" for c in type(x).__mro__)
+
+
+def _pil_rgb(im: Any) -> Any:
+    """A PIL image as an RGB uint8 array (as a photo file of that mode would be read), or the reason it cannot be."""
+    from agekit.face.io import ImageReadError, _pil_to_rgb
+
+    try:
+        im.load()
+        return _pil_to_rgb(im)
+    except ImageReadError as e:
+        return e
+    except Exception as e:  # a lazily loaded image whose file is corrupt or closed
+        return ImageReadError(f"cannot load the PIL image ({type(e).__name__}: {e})")
+
+
+def _file_bytes(f: Any) -> Any:
+    """What a binary file object holds (read once, from where it stands), or the reason it cannot be read."""
+    from agekit.face.io import ImageReadError, max_file_bytes
+
+    if isinstance(f, io.TextIOBase):
+        raise TypeError(f"predict takes {ACCEPTED_INPUTS}; got a text file object ({type(f).__name__}: open it with 'rb')")
+    limit = max_file_bytes()
+    try:
+        data = f.read(limit + 1)
+    except Exception as e:
+        return ImageReadError(f"cannot read the file object ({type(e).__name__}: {e})")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"predict takes {ACCEPTED_INPUTS}; got a file object whose read() gives "
+                        f"{type(data).__name__}, not bytes (open it with 'rb')")
+    if len(data) > limit:
+        return ImageReadError(f"larger than {limit} bytes")
+    return bytes(data)
+
+
+def _expand(x: Any, colour: str = "rgb", counts: dict[str, int] | None = None) -> list[tuple[str, Any]]:
+    counts = {} if counts is None else counts
     if isinstance(x, np.ndarray) and x.ndim == 4:
-        return [(f"array[{i}]", a) for i, a in enumerate(x)]
+        return [(_label("array", counts), _as_rgb_array(a, colour)) for a in x]
     if isinstance(x, np.ndarray):
-        return [("array[0]", x)]
+        return [(_label("array", counts), _as_rgb_array(x, colour))]
     if isinstance(x, (str, os.PathLike)):
         return _path_items(x)
-    if isinstance(x, Iterable):
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        source = _label("bytes", counts)
+        return [(source, EncodedImage(bytes(x), source))]
+    if _is_pil_image(x):
+        name = getattr(x, "filename", "") or ""
+        return [(name if isinstance(name, str) and name else _label("image", counts), _pil_rgb(x))]
+    if hasattr(x, "read") and callable(x.read):  # a binary file object (open(..., "rb"), io.BytesIO, a socket file)
+        name = getattr(x, "name", None)
+        source = name if isinstance(name, str) and name else _label("file", counts)
+        data = _file_bytes(x)
+        return [(source, data if isinstance(data, Exception) else EncodedImage(data, source))]
+    if isinstance(x, Iterable) and not isinstance(x, (dict, set, frozenset)):  # a list, tuple or generator of inputs
         out: list[tuple[str, Any]] = []
-        arrays = 0
         for item in x:
-            for src, obj in _expand(item):
-                if isinstance(obj, np.ndarray):
-                    src, arrays = f"array[{arrays}]", arrays + 1
-                out.append((src, obj))
+            out.extend(_expand(item, colour, counts))
         return out
-    return [(repr(x)[:60], TypeError(f"cannot read an image from a {type(x).__name__}"))]
+    raise TypeError(f"predict takes {ACCEPTED_INPUTS}; got a {type(x).__name__}")
 
 
 def _check_array(a: np.ndarray) -> np.ndarray:
@@ -224,10 +309,15 @@ def _check_array(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _face_record(det: Any) -> dict[str, Any]:
+def _face_record(det: Any, size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A detection as a result record; ``size`` (width, height): its box is clipped to the image."""
     lm = getattr(det, "landmarks", None)
+    box = [float(v) for v in np.asarray(det.box).reshape(-1)[:4]]
+    if size is not None:
+        w, h = size
+        box = [min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w), min(max(box[3], 0.0), h)]
     return {
-        "box": [float(v) for v in np.asarray(det.box).reshape(-1)[:4]],
+        "box": box,
         "score": float(det.score),
         "landmarks": None if lm is None else np.asarray(lm, dtype=float).round(2).tolist(),
         "detector": getattr(det, "detector", None),
@@ -261,10 +351,17 @@ def _process_input(pipeline: Any, obj: Any) -> Any:
         if isinstance(obj, Exception):
             raise obj
         if isinstance(obj, np.ndarray):
-            return pipeline.process(_check_array(obj))
-        image = read_image(obj, getattr(pipeline, "max_pixels", None))
+            image = _check_array(obj)
+        elif isinstance(obj, EncodedImage):  # bytes or a file object's content: the guarded decoder, the pixel cap
+            from agekit.face.io import decode_image
+
+            image = decode_image(obj.data, None, getattr(pipeline, "max_pixels", None))
+        else:
+            image = read_image(obj, getattr(pipeline, "max_pixels", None))
         result = pipeline.process(image)
-        result.path = str(obj)
+        if not isinstance(obj, (np.ndarray, EncodedImage)):
+            result.path = str(obj)
+        result.image_size = (image.shape[1], image.shape[0])  # boxes are clipped to it
         return result
     except ImageReadError as e:
         return e.reason
@@ -298,9 +395,10 @@ def _result_record(source: str, fr: Any, pending: list[tuple[dict[str, Any], Any
         res["error"] = fr
         return res
     res["error"] = fr.error
-    res["dropped"] = [{**(_face_record(d) if d is not None else {}), "reason": why} for d, why in fr.dropped]
+    size = getattr(fr, "image_size", None)
+    res["dropped"] = [{**(_face_record(d, size) if d is not None else {}), "reason": why} for d, why in fr.dropped]
     for face in fr.faces:
-        rec = _face_record(face.detection)
+        rec = _face_record(face.detection, size)
         rec["detector"] = face.detector or rec["detector"]
         res["faces"].append(rec)
         pending.append((rec, face))
@@ -339,7 +437,7 @@ class Estimator:
         age: ModelHead | None,
         gender: ModelHead | None = None,
         detector: Any = "cascade",
-        multi_face: str = "largest",
+        multi_face: str = "all",
         batch_size: int = 64,
         fallback: Any = None,
         workers: int = 1,
@@ -368,7 +466,7 @@ class Estimator:
         name_or_path: str | Path | None = "age",
         backend: str = "onnx",
         detector: Any = "cascade",
-        multi_face: str = "largest",
+        multi_face: str = "all",
         gender: str | Path | None = None,
         cache_dir: str | Path | None = None,
         threads: int | None = None,
@@ -397,29 +495,48 @@ class Estimator:
                    workers=workers, max_pixels=max_pixels, **detector_kwargs)
 
     def describe(self) -> str:
-        """One line naming the models and backend."""
+        """One line naming the models and backend, then the weights' licence and intended use (from the cards)."""
         parts = [f"{k} {h.name} ({h.backend}, {h.source})" for k, h in (("age", self.age_head), ("gender", self.gender_head)) if h]
-        return "; ".join(parts)
+        licence = self.licence()
+        return "; ".join(parts) + (f"; weights: {licence}" if licence else "")
+
+    def licence(self) -> str:
+        """The models' licence terms as their cards state them (``licence_short`` or ``licence``), with the intended
+        use; empty when no card says."""
+        terms = []
+        for h in self.heads:
+            card = h.card or {}
+            text = card.get("licence_short") or card.get("licence")
+            if text and text not in terms:
+                terms.append(str(text))
+        if not terms:
+            return ""
+        return " ".join(terms) + " Research on age estimation only; not for decisions about individuals."
 
     def predict(self, x: Any, chunk: int = 256, workers: int | None = None,
-                progress: bool = False) -> list[dict[str, Any]]:
-        """One result per input image: ``source``, ``faces`` (box, landmarks, age, gender, ...), ``dropped``, ``error``.
+                progress: bool = False, colour: str = "rgb") -> list[PhotoResult]:
+        """One :class:`~agekit.inference.results.PhotoResult` per input image: ``source``, ``faces`` (each a
+        :class:`~agekit.inference.results.FaceResult`: box, landmarks, age, uncertainty, gender, P(female)),
+        ``dropped``, ``error``; ``to_dict()`` gives the plain record.
 
-        ``x``: a path, folder, glob, RGB uint8 array, or a list of them. Bad inputs are
-        reported in ``error`` (a reason string); they never stop the batch. Faces go through
-        the networks in groups of ``chunk``. ``workers`` (default: the Estimator's): processes
-        that decode, detect and crop the inputs in parallel (in input order) while this one
-        runs the networks; 1 does everything here. ``progress``: a progress bar on stderr
-        (when it is a terminal). :meth:`iter_predict` gives the same results as they come.
+        ``x``: a path (file, folder or glob), a numpy array (HxWx3 uint8 in ``colour`` order: ``"rgb"``, the
+        default, or ``"bgr"`` as OpenCV reads; HxW grey; HxWx4 RGBA; a NxHxWx3 stack), a PIL image, ``bytes`` of an
+        encoded image, a binary file object, or a list of them; anything else raises ``TypeError`` naming what is
+        accepted. Every face is reported unless the Estimator was made with ``multi_face="largest"``. Bad inputs
+        are reported in ``error`` (a reason string); they never stop the batch. Faces go through the networks in
+        groups of ``chunk``. ``workers`` (default: the Estimator's): processes that decode, detect and crop the
+        inputs in parallel (in input order) while this one runs the networks; 1 does everything here.
+        ``progress``: a progress bar on stderr (when it is a terminal). :meth:`iter_predict` gives the same
+        results as they come.
         """
-        return list(self.iter_predict(x, chunk=chunk, workers=workers, progress=progress))
+        return list(self.iter_predict(x, chunk=chunk, workers=workers, progress=progress, colour=colour))
 
     def iter_predict(self, x: Any, chunk: int = 256, workers: int | None = None, progress: bool = False,
-                     skip: Container[str] = ()) -> Iterator[dict[str, Any]]:
+                     skip: Container[str] = (), colour: str = "rgb") -> Iterator[PhotoResult]:
         """:meth:`predict`'s results one by one, in input order, each as soon as its faces have been through the
         networks (at most ``chunk`` faces wait). ``skip``: sources (as :func:`expand_inputs` names them) not to
         process at all, e.g. those a resumed run already wrote."""
-        items = [it for it in expand_inputs(x) if it[0] not in skip]
+        items = [it for it in expand_inputs(x, colour) if it[0] not in skip]
         workers = min(_check_workers(self.workers if workers is None else workers), max(1, len(items)))
         bar = None
         if progress:
@@ -427,7 +544,8 @@ class Estimator:
 
             bar = tqdm(total=len(items), unit="img", desc="predict", disable=None, dynamic_ncols=True)
         try:
-            yield from self.iter_items(items, chunk=chunk, workers=workers, on_input=bar.update if bar else None)
+            for rec in self.iter_items(items, chunk=chunk, workers=workers, on_input=bar.update if bar else None):
+                yield PhotoResult.from_dict(rec)
         finally:
             if bar is not None:
                 bar.close()
