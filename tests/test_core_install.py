@@ -169,3 +169,22 @@ def test_the_5_point_landmark_model_ships_in_the_package_under_its_licence():
     assert digest in note and "CC0 1.0" in note and (p.parent / "LICENSE-CC0-1.0.txt").is_file()
     data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert {"face/models/*.dat", "face/models/*.md", "face/models/*.txt", "py.typed"} <= set(data["package-data"]["agekit"])
+
+
+def test_user_mistakes_are_one_line_with_a_suggestion(capsys, tmp_path):
+    from agekit.cli import main
+
+    assert main(["predict", str(tmp_path / "x.jpg"), "--model", "agee"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shipped weight called 'agee' (did you mean 'age'?)" in err[0]
+    assert "agekit train --recipe RECIPE --data caches/utkface --out runs/age" in err[0]  # a command that runs
+    assert main(["prepare", "utkfac", "--root", str(tmp_path), "--out", str(tmp_path / "c")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and "unknown dataset 'utkfac' (did you mean 'utkface'?)" in err[0] and '"' not in err[0]
+
+
+def test_top_level_exports_the_typed_results():
+    import agekit
+    from agekit.inference.results import FaceResult, PhotoResult
+
+    assert agekit.PhotoResult is PhotoResult and agekit.FaceResult is FaceResult

@@ -27,7 +27,7 @@ def test_models_command_filters_and_marks_shipped_weights(capsys):
     assert {"lmtcnn_1_1", "lmtcnn_2_1"} <= {r["name"] for r in zoo_rows(family="lmtcnn")} and not zoo_rows("ssr*", "lmtcnn")
     assert main(["models", "ssrnet"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2].split()[:4] == ["ssrnet", "ssrnet", "3x64x64", "40,531"] and out[-1].startswith("1 models")
+    assert out[2].split()[:4] == ["ssrnet", "ssrnet", "3x64x64", "40,531"] and out[-1].startswith("1 model;")
 
 
 def test_listing_the_zoo_builds_no_network_and_imports_no_torch():

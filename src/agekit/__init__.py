@@ -12,6 +12,8 @@ _LAZY = {
     "list_models": "agekit.models.registry",
     "model_entry": "agekit.models.registry",
     "register_model": "agekit.models.registry",
+    "PhotoResult": "agekit.inference.results",
+    "FaceResult": "agekit.inference.results",
 }
 
 __version__ = "0.1.0"
@@ -27,6 +29,8 @@ __all__ = [
     "model_entry",
     "register_model",
     "Estimator",
+    "FaceResult",
+    "PhotoResult",
 ]
 
 

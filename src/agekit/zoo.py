@@ -91,7 +91,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['macs'] / 1e6:>9.2f}M {r['macs_ptflops'] / 1e6:>9.2f}M {r['fp32_bytes'] / 1024:>8.1f}  {'*' if r['weights'] else ''}"
         )
     lines.append(
-        f"{len(rows)} models; MACs = conv+linear multiply-accumulates per image; "
+        f"{len(rows)} model{'' if len(rows) == 1 else 's'}; MACs = conv+linear multiply-accumulates per image; "
         "MACC* = the HSR paper's (ptflops) convention, MACs + bias/BN/ReLU/avg-pool ops; w * = shipped weights"
     )
     return "\n".join(lines)

@@ -16,14 +16,18 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 WEIGHT_SUFFIX = ".safetensors"
 
 HOW_TO_GET_WEIGHTS = (
-    "Train a model and point at its checkpoint instead, for example:\n"
-    "  agekit prepare utkface --root PATH/TO/UTKFace --out caches/utkface\n"
-    "  agekit train --recipe src/agekit/recipes/<recipe>.yaml --out runs/age\n"
-    "  agekit predict --model runs/age/final.safetensors PHOTOS...\n"
-    "or convert the authors' released weights with `agekit convert`. A trained checkpoint "
-    f"becomes a shipped weight when its .safetensors, .json and .md card are placed in {WEIGHTS_DIR} "
-    "(`agekit.inference.ship.ship_checkpoint` writes all of them)."
+    "or give a model file: train one (agekit prepare utkface --root PATH/TO/UTKFace --out caches/utkface; "
+    "agekit train --recipe RECIPE --data caches/utkface --out runs/age; agekit predict --model "
+    "runs/age/final.safetensors PHOTOS...) or convert the authors' weights (agekit convert)"
 )
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``choices``, else an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class NoShippedWeightsError(LookupError):
@@ -66,6 +70,8 @@ def resolve_weights(name: str, weights_dir: str | Path | None = None) -> dict[st
         if name in e["aliases"]:
             return e
     if not entries:
-        raise NoShippedWeightsError(f"no shipped weights yet (looked for {name!r} in {WEIGHTS_DIR}).\n{HOW_TO_GET_WEIGHTS}")
+        raise NoShippedWeightsError(f"no shipped weights in this installation (looked for {name!r}); "
+                                    f"{HOW_TO_GET_WEIGHTS}")
     names = sorted({e["name"] for e in entries} | {a for e in entries for a in e["aliases"]})
-    raise NoShippedWeightsError(f"no shipped weight called {name!r}; shipped: {names}.\n{HOW_TO_GET_WEIGHTS}")
+    raise NoShippedWeightsError(f"no shipped weight called {name!r}{did_you_mean(name, names)}; shipped: "
+                                f"{', '.join(names)}; {HOW_TO_GET_WEIGHTS}")

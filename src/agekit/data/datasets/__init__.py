@@ -33,12 +33,23 @@ for _cls in (IMDB, Wiki, Morph2, MegaAge, MegaAgeAsian, FGNet, ChaLearn2015, Adi
     register_adapter(_cls)
 
 
+class UnknownDatasetError(KeyError):
+    """No adapter has that name; ``str()`` is the one-line message (without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def get_adapter(name: str) -> type[DatasetAdapter]:
     """The adapter class registered as ``name`` (case-insensitive; a few aliases such as morph2)."""
     key = name.lower()
     key = _ALIASES.get(key, key)
     if key not in _ADAPTERS:
-        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(list_adapters())}")
+        import difflib
+
+        close = difflib.get_close_matches(key, list_adapters(), n=1, cutoff=0.6)
+        raise UnknownDatasetError(f"unknown dataset {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                  + f"; available: {', '.join(list_adapters())}")
     return _ADAPTERS[key]
 
 
