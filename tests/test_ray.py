@@ -14,6 +14,16 @@ from agekit.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+def cli_records(out: str) -> list[dict]:
+    """The records ``agekit predict --json`` printed: one JSON object per line (or one JSON list)."""
+    out = out.strip()
+    try:
+        doc = json.loads(out)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return doc if isinstance(doc, list) else [doc]
+
+
 N_PHOTOS = 200
 
 
@@ -46,7 +56,7 @@ def test_ray_gives_the_records_of_agekit_predict(photos, local_cluster, tmp_path
     from agekit.integrations.ray import read_results
 
     assert main(["predict", str(photos), "--json", "--workers", "1", "--no-progress"]) == 0
-    want = {r["source"]: r for r in json.loads(capsys.readouterr().out)}
+    want = {r["source"]: r for r in cli_records(capsys.readouterr().out)}
     assert len(want) == N_PHOTOS + 4
 
     out = tmp_path / "res.jsonl"

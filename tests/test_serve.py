@@ -152,8 +152,8 @@ def test_timeout_answers_504_and_frees_the_slot():
 def test_photos_of_concurrent_requests_share_a_batch():
     engine = Engine(ServeConfig(workers=1, max_batch=3))
     images = [drawn_face(160, 120, seed=i, scale=0.4) for i in range(5)]
-    k_all = engine.key(multi_face="all")
-    jobs = [Job(engine.key(), images[0], 1), Job(k_all, images[1], 1), Job(engine.key(), images[2], 1),
+    k_largest = engine.key(multi_face="largest")
+    jobs = [Job(engine.key(), images[0], 1), Job(k_largest, images[1], 1), Job(engine.key(), images[2], 1),
             Job(engine.key(), images[3], 1), Job(engine.key(), images[4], 1)]
     engine.reserve(5, 5)
     for j in jobs:  # queued before any worker runs, as from concurrent requests
@@ -162,7 +162,7 @@ def test_photos_of_concurrent_requests_share_a_batch():
     try:
         for j in jobs:
             assert j.future.result(timeout=30)["source"].startswith("array[")
-        # first batch: the three oldest with the default key; then the "all" photo; then the last one
+        # first batch: the three oldest with the default key; then the "largest" photo; then the last one
         assert engine.stats["batches"] == 3 and engine.stats["photos"] == 5
         assert engine.admitted() == 0
     finally:

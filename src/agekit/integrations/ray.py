@@ -59,7 +59,9 @@ class EstimatorActor:
         paths = batch.column("path").to_pylist()
         blobs = batch.column("bytes").to_pylist()
         items = Inputs((p, self._decode(b, p)) for p, b in zip(paths, blobs))
-        results = self.estimator.predict(items, workers=1)
+        from agekit.serve.engine import plain_record
+
+        results = [plain_record(r) for r in self.estimator.predict(items, workers=1)]
         return pa.table({
             "source": pa.array([r["source"] for r in results], pa.string()),
             "error": pa.array([r["error"] for r in results], pa.string()),
@@ -172,9 +174,11 @@ def run_predict_cli(args: Any) -> int:
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
     try:
+        multi_face = "largest" if getattr(args, "largest", False) else (args.multi_face or "all")
         counts = predict(args.ray, args.out, model=args.model, gender=_gender_model(args), actors=args.ray_actors,
-                         backend=args.backend, detector=detector, multi_face=args.multi_face,
-                         fallback=args.fallback_detector, flip=args.flip, threads=args.threads, **detector_kwargs)
+                         backend=args.backend, detector=detector, multi_face=multi_face,
+                         fallback=args.fallback_detector, flip=args.flip, threads=args.threads,
+                         max_pixels=getattr(args, "max_pixels", None), **detector_kwargs)
     finally:
         if started:
             ray.shutdown()

@@ -194,7 +194,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         request: Request,
         model: str | None = Query(None, description="age model (a name from /v1/models; default: the server's)"),
         gender_model: str | None = Query(None, description="gender model name, 'none', or 'auto' (default)"),
-        multi_face: Literal["largest", "all"] | None = Query(None, description="every face or the largest (default)"),
+        multi_face: Literal["largest", "all"] | None = Query(None, description="every face (default) or the largest"),
         flip: bool | None = Query(None, description="average each face with its mirror image (default: model card)"),
         crops: bool | None = Query(None, description="add each face's crop as a JPEG data URL"),
         name: str | None = Query(None, description="the photo's name in the answer (raw bytes)"),

@@ -12,7 +12,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         model=args.model, gender_model=args.gender_model, backend=args.backend, detector=args.detector,
-        fallback=args.fallback_detector, threads=args.threads, workers=args.workers, max_batch=args.max_batch,
+        fallback=args.fallback_detector, multi_face=args.multi_face, threads=args.threads, workers=args.workers, max_batch=args.max_batch,
         max_queue=args.max_queue, max_queue_pixels=int(args.max_queue_mp * 1e6), timeout_s=args.timeout,
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_images=args.max_images,
         max_pixels=int(args.max_mp * 1e6), extra_models=tuple(args.serve_model or ()), processes=not args.in_process,
@@ -69,6 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="cascade", help="face detector (as agekit predict; default cascade)")
     p.add_argument("--fallback-detector", default=None, metavar="NAME",
                    help="detector to run when the detector finds no face, e.g. cropped")
+    p.add_argument("--multi-face", choices=("all", "largest"), default="all",
+                   help="requests' default: every face (as agekit predict) or the largest")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model (default 1)")
     p.add_argument("--workers", type=int, default=usable_cores(),
                    help="inference worker processes (default: the cores this process may use)")

@@ -50,6 +50,7 @@ class ServeConfig:
     backend: str = "onnx"
     detector: str = "cascade"
     fallback: str | None = None  # detector run when the detector finds no face (e.g. "cropped")
+    multi_face: str = "all"  # default of requests: every face (as agekit predict), or "largest"
     threads: int | None = None  # ONNX Runtime intra-op threads per model (None: $AGEKIT_ORT_THREADS or 1)
     workers: int = field(default_factory=usable_cores)  # inference threads
     max_batch: int = 8  # photos per network call across requests (1: no cross-request batching)
@@ -135,7 +136,7 @@ class Engine:
             raise UnknownModel(f"unknown model {model!r}; this server offers {served}")
         if gender_model is not None and gender_model not in ("auto", "none", "") and gender_model not in served:
             raise UnknownModel(f"unknown gender model {gender_model!r}; this server offers {served} (or none)")
-        multi_face = multi_face or "largest"
+        multi_face = multi_face or self.config.multi_face
         if multi_face not in MULTI_FACE_CHOICES:
             raise ValueError(f"multi_face must be one of {MULTI_FACE_CHOICES}, not {multi_face!r}")
         if flip not in FLIP_CHOICES:
