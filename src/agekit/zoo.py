@@ -97,9 +97,23 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def shipped_licence_line() -> str:
+    """The shipped weights' licence and intended use, from their cards (one line)."""
+    from agekit.inference.weights import shipped_weights
+
+    terms = sorted({w["card"].get("licence_short") or w["card"].get("licence") or "see its card"
+                    for w in shipped_weights()})
+    if not terms:
+        return ""
+    return (f"* shipped weights: {' '.join(terms)} Not for decisions about individuals; "
+            "their model cards (agekit/weights/*.md) say why.")
+
+
 def _run(args: argparse.Namespace) -> int:
     rows = zoo_rows(args.pattern, args.family)
     print(json.dumps(rows, indent=1) if args.json else format_table(rows))
+    if not args.json and any(r["weights"] for r in rows):
+        print(shipped_licence_line())
     return 0
 
 

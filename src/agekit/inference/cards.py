@@ -9,15 +9,16 @@ stored in checkpoints and ``<name>.json``; :func:`render_markdown` makes ``<name
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
-
-from agekit.models.complexity import complexity
 from agekit.preprocessing import PreprocessSpec
-from agekit.models.registry import model_entry
+
+if TYPE_CHECKING:  # rendering and refreshing cards needs no torch; building one from a network does
+    import torch.nn as nn
 
 # Licences of the training sets we can name; weights inherit their data's terms.
 DATA_LICENCES = {
@@ -26,6 +27,48 @@ DATA_LICENCES = {
     "imdb-wiki": "IMDB-WIKI: non-commercial research use only; weights inherit it.",
     "morph2": "MORPH II academic licence; weights inherit it.",
 }
+
+
+# Hugging Face model-card metadata per training set: the licence identifier, its name and where its terms are.
+DATA_HUB = {
+    "utkface": {"license": "other", "license_name": "utkface-non-commercial-research",
+                "license_link": "https://susanqq.github.io/UTKFace/", "dataset": "UTKFace"},
+}
+LICENCE_SHORT = {"utkface": "non-commercial research use only (trained on UTKFace)."}
+
+INTENDED_USE = [
+    "Research and teaching on age and gender estimation from face photos: benchmarking, reproducing the papers' "
+    "experiments, studying errors and their differences between groups.",
+    "Non-commercial use only, as the training data's licence requires.",
+]
+OUT_OF_SCOPE = [
+    "Decisions about individuals: age verification or age-gating, access control, hiring, insurance, credit, "
+    "policing, immigration, school or medical decisions. The mean error is several years and larger for some "
+    "groups (see Fairness).",
+    "Inferring a person's gender identity: the gender output is the binary label that UTKFace's annotators gave "
+    "from the photo.",
+    "Surveillance, tracking or identifying people; faces of people who have not agreed to it.",
+    "Commercial use of any kind (the licence of the training data).",
+    "Photos unlike UTKFace's (other populations, cameras, poses or lighting) without first measuring the error on "
+    "such photos.",
+]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_LOCAL_PATH = re.compile(r"(?<![\w.])/(?:tmp|home|root|work|Users|mnt|var|opt)/[^\s\"',]*")
+
+
+def local_paths(card: Any) -> list[str]:
+    """Absolute paths of the machine a card was made on, found anywhere in it (a shipped card must have none)."""
+    text = json.dumps(card) if not isinstance(card, str) else card
+    return _LOCAL_PATH.findall(text)
 
 
 def describe_preprocess(spec: PreprocessSpec) -> str:
@@ -49,7 +92,7 @@ def describe_preprocess(spec: PreprocessSpec) -> str:
 
 
 def build_card(
-    model: nn.Module,
+    model: "nn.Module",
     name: str,
     *,
     config: dict[str, Any] | None = None,
@@ -66,6 +109,9 @@ def build_card(
     **extra: Any,
 ) -> dict[str, Any]:
     """The model card dict of a network (complexity is measured here, not copied)."""
+    from agekit.models.complexity import complexity
+    from agekit.models.registry import model_entry
+
     entry = model_entry(name)
     spec = preprocess or getattr(model, "preprocess", None) or entry.preprocess
     if spec is None:
@@ -112,13 +158,75 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_markdown(card: dict[str, Any], title: str | None = None) -> str:
-    """The human-readable card (``<name>.md``) of a card dict."""
+def _yaml_scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(round(v, 4) if isinstance(v, float) else v)
+    return json.dumps(str(v))  # a JSON string is a valid YAML scalar
+
+
+def hub_metadata(card: dict[str, Any], name: str) -> list[str]:
+    """The card's YAML front matter in the Hugging Face model-card form: licence, datasets, metrics, model-index."""
+    data = str(card.get("training_data") or "").lower()
+    hub = DATA_HUB.get(data, {})
+    m = card.get("metrics") or {}
+    split = "test"
+    n = m.get("n")
+    lines = ["---"]
+    if hub:
+        lines += [f"license: {hub['license']}", f"license_name: {hub['license_name']}",
+                  f"license_link: {hub['license_link']}"]
+    else:
+        lines += ["license: other", f"license_name: {_yaml_scalar(card.get('licence') or 'unknown')}"]
+    lines += ["library_name: agekit", "tags:", "- age-estimation"]
+    if "gender_accuracy" in m:
+        lines.append("- gender-classification")
+    lines += ["- face", "- onnx"]
+    if data:
+        lines += ["datasets:", f"- {data}"]
+    metric_rows = [("mae", "MAE (years)", m.get("mae"), "age-estimation", "Age estimation"),
+                   ("accuracy", "Gender accuracy", m.get("gender_accuracy"), "gender-classification",
+                    "Gender classification")]
+    metric_rows = [r for r in metric_rows if isinstance(r[2], (int, float))]
+    if metric_rows:
+        lines += ["metrics:", *(f"- {t}" for t, *_ in metric_rows)]
+        lines += ["model-index:", f"- name: {name}", "  results:"]
+        for t, label, value, task, task_name in metric_rows:
+            lines += [
+                "  - task:", f"      type: {task}", f"      name: {task_name}",
+                "    dataset:", f"      type: {data or 'unknown'}",
+                f"      name: {_yaml_scalar((hub.get('dataset') or data) + (f' ({split} split, n = {n})' if n else ''))}",
+                f"      split: {split}",
+                "    metrics:", f"    - type: {t}", f"      value: {_yaml_scalar(float(value))}",
+                f"      name: {_yaml_scalar(label)}",
+            ]
+    lines.append("---")
+    return lines
+
+
+def render_markdown(card: dict[str, Any], title: str | None = None, name: str | None = None) -> str:
+    """The human-readable card (``<name>.md``) of a card dict: Hugging Face YAML front matter, intended and
+    out-of-scope use, licence, architecture, preprocessing, training, metrics, errors by group, size, latency and the
+    files it describes (sha256, agekit version)."""
     c = card.get("complexity", {})
+    name = name or card.get("name") or card.get("model", "model")
     lines = [
-        f"# {title or card.get('model', 'model')}",
+        *hub_metadata(card, name),
+        "",
+        f"# {title or card.get('title') or card.get('model', 'model')}",
         "",
         f"{card.get('description', '')}".strip(),
+        "",
+        f"**Licence: {card.get('licence_short') or card.get('licence')}** Not for decisions about individuals.",
+        "",
+        "## Intended use",
+        "",
+        *(f"- {x}" for x in INTENDED_USE),
+        "",
+        "## Out-of-scope use",
+        "",
+        *(f"- {x}" for x in OUT_OF_SCOPE),
         "",
         "## Architecture",
         "",
@@ -153,6 +261,9 @@ def render_markdown(card: dict[str, Any], title: str | None = None) -> str:
         lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if not isinstance(v, (dict, list))]
         ca = metrics.get("ca") or {}
         lines += [f"| CA({n}) | {_fmt(ca[n])} |" for n in sorted(ca, key=lambda n: float(n))]
+        lines += ["", "## Fairness: errors by group", "",
+                  f"The same test faces split by UTKFace's gender, race and age labels (MAE in years). Errors differ "
+                  f"between groups; check them on your own population before relying on any figure."]
         for key, title in (("mae_by_gender", "gender"), ("mae_by_race", "race"), ("mae_by_decade", "age decade")):
             groups = metrics.get(key) or {}
             if not groups:
@@ -182,13 +293,74 @@ def render_markdown(card: dict[str, Any], title: str | None = None) -> str:
         lines += [f"| {k} | {_fmt(v)} |" for k, v in latency.items()]
     else:
         lines.append("not measured (run `agekit bench`)")
+    files = card.get("files") or {}
+    if files:
+        lines += ["", "## Files", "", "| file | bytes | sha256 |", "| --- | ---: | --- |"]
+        lines += [f"| `{f}` | {_fmt(v.get('bytes'))} | `{v.get('sha256')}` |" for f, v in sorted(files.items())]
+    if card.get("agekit_version"):
+        lines += ["", f"Written by agekit {card['agekit_version']}."]
     return "\n".join(lines) + "\n"
+
+
+def refresh_card(json_path: str | Path) -> dict[str, Any]:
+    """Bring a shipped card up to date with its files and rewrite ``<stem>.json`` and ``<stem>.md``: the sha256 and
+    size of the weight file and its ONNX graph, the agekit version, the short licence; local paths refused."""
+    from agekit import __version__
+
+    js = Path(json_path)
+    card = json.loads(js.read_text())
+    files = {}
+    for suffix in (".safetensors", ".onnx"):
+        f = js.with_suffix(suffix)
+        if f.is_file():
+            files[f.name] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
+    card["files"] = files
+    card["agekit_version"] = __version__
+    data = str(card.get("training_data") or "").lower()
+    if data in LICENCE_SHORT:
+        card["licence_short"] = LICENCE_SHORT[data]
+    bad = local_paths(card)
+    if bad:
+        raise ValueError(f"{js}: the card names local paths {bad[:3]}; replace them before shipping")
+    js.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
+    js.with_suffix(".md").write_text(render_markdown(card, name=js.stem))
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agekit.inference.cards [--check]``: refresh (or check) every shipped weight's card."""
+    import sys
+
+    from agekit.inference.weights import WEIGHTS_DIR
+
+    argv = sys.argv[1:] if argv is None else argv
+    stale = []
+    for js in sorted(WEIGHTS_DIR.glob("*.json")):
+        before = (js.read_text(), js.with_suffix(".md").read_text() if js.with_suffix(".md").is_file() else "")
+        if "--check" in argv:
+            card = json.loads(before[0])
+            if before[1] != render_markdown(card, name=js.stem) or any(
+                    card.get("files", {}).get(f.name, {}).get("sha256") != file_sha256(f)
+                    for f in (js.with_suffix(".safetensors"), js.with_suffix(".onnx")) if f.is_file()):
+                stale.append(js.stem)
+            continue
+        refresh_card(js)
+    if stale:
+        print(f"stale cards: {', '.join(stale)}; run python -m agekit.inference.cards", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 def write_card(weight_path: str | Path, card: dict[str, Any], title: str | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.md`` next to a weight file; returns both paths."""
     p = Path(weight_path)
     js, md = p.with_suffix(".json"), p.with_suffix(".md")
+    if title:
+        card = {**card, "title": title}
     js.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
-    md.write_text(render_markdown(card, title or p.stem))
+    md.write_text(render_markdown(card, title or p.stem, name=p.stem))
     return js, md

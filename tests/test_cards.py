@@ -1,0 +1,70 @@
+"""The shipped weights' model cards: Hugging Face front matter, intended and out-of-scope use, errors by group, the
+files they describe (sha256) and the recipe; the licence where users look (predict, models, describe)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agekit import __version__
+from agekit.inference.cards import file_sha256, local_paths, main as cards_main, render_markdown
+from agekit.inference.weights import WEIGHTS_DIR, shipped_weights
+
+RECIPES = Path(__import__("agekit").__file__).parent / "recipes"
+WEIGHTS = [w["name"] for w in shipped_weights()]
+
+
+def _front_matter(md: str) -> dict:
+    yaml = pytest.importorskip("yaml")
+    assert md.startswith("---\n")
+    return yaml.safe_load(md.split("---\n", 2)[1])
+
+
+@pytest.mark.parametrize("name", WEIGHTS)
+def test_card_has_hub_metadata_use_fairness_and_file_hashes(name):
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    md = (WEIGHTS_DIR / f"{name}.md").read_text()
+    meta = _front_matter(md)
+    assert meta["license"] == "other" and meta["license_name"] == "utkface-non-commercial-research"
+    assert meta["datasets"] == ["utkface"] and "mae" in meta["metrics"]
+    results = meta["model-index"][0]["results"]
+    assert meta["model-index"][0]["name"] == name
+    assert results[0]["metrics"][0] == {"type": "mae", "value": round(card["metrics"]["mae"], 4), "name": "MAE (years)"}
+    for heading in ("## Intended use", "## Out-of-scope use", "## Fairness: errors by group", "MAE by race",
+                    "MAE by gender", "## Files"):
+        assert heading in md, heading
+    assert "non-commercial research use only" in md.split("## Intended use")[0]
+    for suffix in (".safetensors", ".onnx"):
+        f = WEIGHTS_DIR / f"{name}{suffix}"
+        assert card["files"][f.name]["sha256"] == file_sha256(f) and card["files"][f.name]["sha256"] in md
+    assert card["agekit_version"] == __version__ and f"agekit {__version__}" in md
+    assert not local_paths(card) and not local_paths(md), local_paths(card) + local_paths(md)
+    assert md == render_markdown(card, name=name)  # the .md is the JSON card rendered
+
+
+@pytest.mark.parametrize("name", WEIGHTS)
+def test_card_names_the_recipe_of_the_shipped_weight(name):
+    recipe = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())["training"]["recipe"]
+    assert (RECIPES / f"{recipe}.yaml").is_file(), recipe
+    if (RECIPES / f"{name}.yaml").is_file():  # a recipe named after the weight is the one it was trained with
+        assert recipe == name
+
+
+def test_cards_are_up_to_date():
+    assert cards_main(["--check"]) == 0
+
+
+def test_licence_where_users_look(capsys):
+    from agekit.cli import main
+    from agekit.inference.estimator import Estimator
+
+    est = Estimator.from_pretrained("age", detector="cropped")
+    assert "non-commercial research use only" in est.describe() and "not for decisions about individuals" in est.describe()
+    assert main(["models", "agenet_mt"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("* shipped weights: non-commercial research use only (trained on UTKFace)")
+    assert main(["predict", str(Path(__file__)), "--detector", "cropped"]) == 1  # not a photo: still the licence first
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("# age ") and "non-commercial research use only" in err[0]
+    assert sum("non-commercial" in line for line in err) == 1
