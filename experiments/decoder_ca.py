@@ -20,7 +20,7 @@ def view_probs(ckpt: str, data: str, split: str) -> tuple[np.ndarray, np.ndarray
     from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
     from agekit.training.datamodule import resolve_protocol, to_network_input
-    from agekit.training.module import output_to_float
+    from agekit.outputs import output_to_float
     from agekit.training.teacher import method_for_loaded
 
     loaded = load_checkpoint(ckpt)

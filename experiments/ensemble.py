@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from agekit.methods.base import Method
     from agekit.evaluation.report import write_report
     from agekit.training.datamodule import resolve_protocol
-    from agekit.training.engine import predict_split
+    from agekit.evaluation.evaluate import predict_split
     from agekit.training.teacher import load_teacher
 
     if a.threads:

@@ -19,9 +19,9 @@ BANDS = ((0, 20), (20, 40), (40, 60), (60, 200))
 def main() -> None:
     from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
-    from agekit.inference.backends import load_method
+    from agekit.methods import load_method
     from agekit.training.datamodule import resolve_protocol
-    from agekit.training.engine import predict_split
+    from agekit.evaluation.evaluate import predict_split
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")

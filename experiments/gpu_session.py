@@ -135,7 +135,7 @@ def clamp(x: float, lo: int, hi: int) -> int:
 def evaluate_all(runs: Path, cache: Path, out: Path, deadline: float, results: dict) -> dict:
     import torch
 
-    from agekit.training.engine import evaluate
+    from agekit.evaluation.evaluate import evaluate
 
     reports = results.setdefault("eval", {})
     # the LRN generations first: their weights do not travel back (all but the last), so only this evaluates them

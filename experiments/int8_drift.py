@@ -14,7 +14,8 @@ import numpy as np
 
 from agekit.models.checkpoint import load_checkpoint
 from agekit.data.cache import PreparedCache
-from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
+from agekit.inference.backends import OnnxRunner, TorchRunner
+from agekit.methods import load_method
 from agekit.export.onnx import export_onnx, network_inputs
 from agekit.evaluation.metrics import mae
 from agekit.training.datamodule import resolve_protocol

@@ -94,7 +94,8 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
             flip: bool = False) -> dict:
     """Train and evaluate one recipe; a row of the results table."""
     from agekit.data.cache import PreparedCache
-    from agekit.training.engine import evaluate, method_name_for, resolve_spec, train
+    from agekit.evaluation.evaluate import evaluate
+    from agekit.training.engine import method_name_for, resolve_spec, train
     from agekit.training.recipes import load_recipe
 
     over = [f"data.cache={data}", f"trainer.max_epochs={epochs}", "trainer.progress_bar=false", *extra]

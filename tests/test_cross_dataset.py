@@ -14,7 +14,7 @@ from agekit.evaluation.cross_dataset import (
 )
 from agekit.preprocessing import AGEKIT
 from agekit.models.registry import create_model
-from agekit.training.engine import evaluate
+from agekit.evaluation.evaluate import evaluate
 
 
 def test_summarize_by_hand():

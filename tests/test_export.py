@@ -10,7 +10,8 @@ import torch
 
 import agekit
 from agekit.models.checkpoint import load_checkpoint, save_checkpoint
-from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
+from agekit.inference.backends import OnnxRunner, TorchRunner
+from agekit.methods import load_method
 from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
 
 # single-crop SSR-Net, a separable HSR on k = 3 resolutions, C3AE's three context crops

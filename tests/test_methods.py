@@ -448,7 +448,7 @@ def test_teacher_member_gets_its_own_normalisation():
 
 def test_inference_decoder_of_a_distilled_student_uses_its_card():
     # the predictor builds the method from the card's options: a distilled AgeNet decodes as DLDL, not HSR
-    from agekit.inference.backends import load_method
+    from agekit.methods import load_method
 
     card = {"method_config": {"student": "dldl", "student_config": {"sigma": 2.0}, "teacher_method": None, "tau": 2.0}}
     m = load_method("distill", "agenet_mt", card)
@@ -459,3 +459,27 @@ def test_inference_decoder_of_a_distilled_student_uses_its_card():
     out = ModelOutput(logits=lg, probs=lg.softmax(1), bin_ages=torch.arange(101.0), age=torch.tensor([41.0]))
     assert m.predict(out)["age"].item() == pytest.approx(41.0)
     assert load_method("c3ae", "c3ae_wide", {"method_config": {"alpha": 10.0, "generation": 2}}).alpha == 10.0
+
+
+def test_load_method_refuses_card_options_the_method_does_not_take():
+    # a card is decoded with its own options or not at all: never silently with the defaults
+    from agekit.methods import load_method
+
+    with pytest.raises(ValueError, match="c3ae_wide.*no_such_option"):
+        load_method("c3ae", "c3ae_wide", {"method_config": {"no_such_option": 1.0}})
+    with pytest.raises(ValueError, match="unknown method"):
+        load_method("no_such_method", "c3ae_wide", {})
+
+
+def test_methods_state_their_labels_and_default_models():
+    from agekit.methods import default_method_for
+    from agekit.methods.base import get_registered
+
+    assert get_registered("ssr_gender").required_labels == ("gender",)
+    assert get_registered("levi_hassner_age").required_labels == ("age_group",)
+    assert get_registered("lmtcnn").required_labels == ()
+    assert get_registered("dldl").required_labels == ("age",)
+    # the most specific glob wins: ssrnet*gender* over ssrnet*, an exact name over a glob
+    assert default_method_for("ssrnet_gender") == "ssr_gender" and default_method_for("ssrnet") == "ssr"
+    assert default_method_for("levi_hassner") == "lmtcnn" and default_method_for("levi_hassner_age") == "levi_hassner_age"
+    assert default_method_for("resnet18") == "l1"

@@ -13,7 +13,8 @@ from agekit.models.checkpoint import load_checkpoint
 from agekit.preprocessing import HSR, IMAGENET, LMTCNN, SSRNET, hsr_kres
 from agekit.training.augment import BatchAugment, BrightnessContrast, build_augment
 from agekit.training.datamodule import EpochShuffleSampler, center_crop, normalize_on_device, ten_crop, to_network_input
-from agekit.training.engine import evaluate, resolve_spec, train
+from agekit.evaluation.evaluate import evaluate
+from agekit.training.engine import resolve_spec, train
 from agekit.training.recipes import list_recipes, load_recipe
 
 N = 8  # rows of the tiny cache
@@ -134,7 +135,8 @@ def test_resume_from_last_ckpt_matches_uninterrupted_run(tiny_cache, tmp_path):
 def test_bf16_autocast_keeps_decoder_and_loss_fp32(name):
     from agekit import create_model
     from agekit.methods import default_method_for, get_method
-    from agekit.training.module import keep_fp32, no_autocast, output_to_float
+    from agekit.outputs import output_to_float
+    from agekit.training.module import keep_fp32, no_autocast
 
     torch.manual_seed(0)
     model = create_model(name).eval()
@@ -345,7 +347,7 @@ def test_teacher_outputs_match_the_evaluator_and_feed_distillation(tiny_cache, t
     from agekit.models.checkpoint import load_checkpoint
     from agekit.cli import main
     from agekit.data.cache import PreparedCache
-    from agekit.training.engine import predict_split
+    from agekit.evaluation.evaluate import predict_split
     from agekit.training.teacher import method_for_loaded
 
     files = []

@@ -1,7 +1,9 @@
 """The typed output every agekit network returns from ``forward``."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from torch import Tensor
 
@@ -45,3 +47,18 @@ class ModelOutput:
             if isinstance(v, Tensor):
                 out[f.name] = v
         return out
+
+
+def output_to_float(out: ModelOutput) -> ModelOutput:
+    """A copy of ``out`` with every floating tensor (also in ``stages``/``extras``) cast to float32."""
+
+    def f(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return v.float() if v.is_floating_point() else v
+        if isinstance(v, dict):
+            return {k: f(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list)):
+            return type(v)(f(x) for x in v)
+        return v
+
+    return dataclasses.replace(out, **{fld.name: f(getattr(out, fld.name)) for fld in dataclasses.fields(out)})

@@ -94,7 +94,7 @@ def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str 
     """:func:`summarize` of a checkpoint on a cache split, on colour faces and (``grey``) on grey-converted ones."""
     from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
-    from agekit.training.engine import predict_split
+    from agekit.evaluation.evaluate import predict_split
     from agekit.training.teacher import method_for_loaded
 
     loaded = load_checkpoint(checkpoint, map_location="cpu")

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from agekit.data.datasets.adience import AGE_GROUPS
 from agekit.evaluation import metrics
 from agekit.evaluation.metrics import GENDER_NAMES, RACE_NAMES
 
@@ -279,10 +280,8 @@ def write_report(
 
 
 def _default_group_names(k: int) -> list[str]:
-    from agekit.methods.lmtcnn import ADIENCE_AGE_GROUPS
-
-    if k == len(ADIENCE_AGE_GROUPS):
-        return [f"{a}-{b}" for a, b in ADIENCE_AGE_GROUPS]
+    if k == len(AGE_GROUPS):
+        return [f"{a}-{b}" for a, b in AGE_GROUPS]
     return [str(i) for i in range(k)]
 
 

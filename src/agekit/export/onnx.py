@@ -1,6 +1,6 @@
 """ONNX export of an agekit checkpoint, with a parity check and optional int8 quantisation.
 
-The exported graph is :class:`~agekit.inference.backends.ExportWrapper`: input ``input``
+The exported graph is :class:`~agekit.methods.decode.ExportWrapper`: input ``input``
 (batch, 3, H, W) or (batch, k, 3, H, W) of *normalised* crops (``spec.normalize``), outputs
 ``age`` [, ``gender_female``, ``uncertainty``, ``age_group_probs``, ``distribution``], with a
 dynamic batch axis and opset >= 17 (legacy TorchScript exporter, ``dynamo=False``). A
@@ -19,8 +19,10 @@ import cv2
 import numpy as np
 import torch
 
+from agekit.data.cache import PreparedCache
+from agekit.face.pipeline import FacePipeline
+from agekit.methods.decode import ExportWrapper, load_method
 from agekit.models.checkpoint import LoadedModel, load_checkpoint
-from agekit.inference.backends import ExportWrapper, OnnxRunner, load_method
 from agekit.preprocessing import PreprocessSpec
 
 ONNX_FORMAT = "agekit-onnx-1"
@@ -134,13 +136,10 @@ def sample_crops(spec: PreprocessSpec, n: int = 32, source: str | Path | None = 
     if source is not None:
         src = Path(source)
         if (src / "meta.npz").exists() or (src / "info.json").exists():
-            from agekit.data.cache import PreparedCache
-
             cache = PreparedCache(src)
             view = cache.view(spec.view_key)
             rows = np.unique(np.linspace(0, len(view) - 1, min(n, len(view))).astype(int))
             return np.asarray(view[rows]), f"{len(rows)} faces of prepared cache {src}"
-        from agekit.face.pipeline import FacePipeline
 
         pipe = FacePipeline([spec], detector="cropped")
         files = sorted(p for p in src.rglob("*") if p.is_file())
@@ -168,7 +167,7 @@ def check_parity(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Max |ONNX Runtime - PyTorch| per output on ``x`` (batch 1 and full batch: the dynamic axis), and the outputs
     beyond ``atol + rtol * |PyTorch|``."""
-    runner = OnnxRunner(onnx_path, threads=1, chunk=0)  # whole batch: checks the dynamic axis
+    runner = _OrtCheck(onnx_path)  # the whole batch in one run: checks the dynamic axis
     with torch.inference_mode():
         ref = {k: v.numpy().astype(np.float64) for k, v in wrapper.named(torch.from_numpy(x)).items()}
     diff: dict[str, float] = {}
@@ -181,6 +180,22 @@ def check_parity(
             if d.size and np.any(~(d <= atol + rtol * np.abs(r))):
                 bad[k] = diff[k]
     return diff, bad
+
+
+class _OrtCheck:
+    """An exported graph on ONNX Runtime's CPU provider, one thread, the batch whole: named float outputs."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        self.names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.names, self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})))
 
 
 class _Calibration:
@@ -331,7 +346,7 @@ def export_onnx(
         mode, notes = quantize_int8(out, q, x)
         report.int8_path, report.int8_mode = str(q), mode
         report.notes += notes
-        a, b = OnnxRunner(out, threads=1)(x), OnnxRunner(q, threads=1)(x)
+        a, b = _OrtCheck(out)(x), _OrtCheck(q)(x)
         for k in a:
             d = np.abs(a[k].astype(np.float64) - b[k])
             report.int8_drift[f"{k} mean|diff|"] = float(d.mean())

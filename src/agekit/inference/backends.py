@@ -2,104 +2,21 @@
 
 Both answer ``runner(x) -> {"age", "gender_female", "uncertainty", "age_group_probs",
 "distribution"}`` (the keys the model produces), so the :class:`Estimator` does not care
-which one it drives. :class:`ExportWrapper` is the module that ONNX export traces: the
-network plus its method's decoder, returning plain tensors.
+which one it drives. The PyTorch runner calls :class:`agekit.methods.decode.ExportWrapper`: the network plus
+its method's decoder, the module that ONNX export traces.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch import Tensor
 
-from agekit.outputs import ModelOutput
+from agekit.methods.decode import ExportWrapper
 
 # ONNX Runtime inference lives in the torch-free agekit.inference.runtime (re-exported here)
-from agekit.inference.runtime import DEFAULT_CHUNK, OUTPUT_KEYS, OnnxRunner, ort_session  # noqa: F401
-
-
-def load_method(method: str | None, model_name: str, card: dict | None = None) -> Any | None:
-    """The training method whose ``predict`` decodes ``model_name``'s outputs, or None without agekit.methods.
-
-    With the checkpoint's ``card``, the method gets the options it was trained with
-    (``method_config``): a distilled student decodes with its own method's options, e.g.
-    ``distill`` with ``student: dldl``.
-    """
-    try:
-        from agekit.methods import default_method_for, get_method
-    except ImportError:
-        return None
-    name = method or default_method_for(model_name)
-    card = card or {}
-    # a training checkpoint's card has method_config; a shipped card keeps the training card under "training"
-    cfg = dict(card.get("method_config") or (card.get("training") or {}).get("method_config") or {})
-    cfg.pop("generation", None)
-    if cfg:
-        try:
-            return get_method(name, **cfg)
-        except (TypeError, KeyError, ValueError):
-            pass
-    return get_method(name)
-
-
-def decode(out: ModelOutput, method: Any | None = None) -> dict[str, Tensor]:
-    """Named per-face tensors from a network output: the method's ``predict`` first, then the output's own fields.
-
-    ``age`` is ``out.age`` (every network decodes its own age, see ModelOutput), P(female)
-    is the softmax of ``gender_logits`` or ``1 - gender_prob`` (SSR-Net's V = 1 regression
-    gives P(male)); without a method the uncertainty is the std of the age distribution.
-    """
-    d: dict[str, Tensor] = {}
-    if method is not None:
-        for k, v in method.predict(out).items():
-            if k in OUTPUT_KEYS and isinstance(v, Tensor) and v.is_floating_point():
-                d[k] = v.float()
-    if "age" not in d and out.age is not None:
-        d["age"] = out.age.float().reshape(-1)
-    if "gender_female" not in d:
-        if out.gender_logits is not None:
-            d["gender_female"] = torch.softmax(out.gender_logits.float(), dim=1)[:, 1]
-        elif out.gender_prob is not None:
-            d["gender_female"] = 1.0 - out.gender_prob.float().reshape(-1)
-    if "age_group_probs" not in d and out.age_group_logits is not None:
-        d["age_group_probs"] = torch.softmax(out.age_group_logits.float(), dim=1)
-    if out.probs is not None and out.bin_ages is not None:
-        d["distribution"] = out.probs.float()
-        if method is None and "uncertainty" not in d:
-            bins = out.bin_ages.float().to(out.probs.device)
-            mean = (out.probs * bins).sum(1, keepdim=True)
-            d["uncertainty"] = ((out.probs * (bins - mean) ** 2).sum(1)).clamp_min(0).sqrt()
-    return d
-
-
-class ExportWrapper(nn.Module):
-    """The network and its decoder as one module returning a tuple of plain tensors (for tracing)."""
-
-    def __init__(self, model: nn.Module, method: Any | None = None, keys: tuple[str, ...] | None = None):
-        super().__init__()
-        self.model = model
-        self.method = method
-        self.keys = tuple(keys) if keys is not None else None
-
-    def named(self, x: Tensor) -> dict[str, Tensor]:
-        """All decoded outputs by name."""
-        return decode(self.model(x), self.method)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        d = self.named(x)
-        keys = self.keys or tuple(k for k in OUTPUT_KEYS if k in d)
-        return tuple(d[k] for k in keys)
-
-    def discover_keys(self, example: Tensor) -> tuple[str, ...]:
-        """Fix the output names from one forward pass on ``example``."""
-        with torch.inference_mode():
-            d = self.named(example)
-        self.keys = tuple(k for k in OUTPUT_KEYS if k in d)
-        return self.keys
+from agekit.inference.runtime import DEFAULT_CHUNK, OnnxRunner, ort_session  # noqa: F401
 
 
 class TorchRunner:

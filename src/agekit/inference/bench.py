@@ -121,7 +121,8 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     (``config``: the model's registry configuration overrides, e.g. LRN's ``input_size`` and ``stem``)."""
     from agekit.models.checkpoint import LoadedModel
     from agekit.models.complexity import complexity
-    from agekit.inference.backends import OnnxRunner, TorchRunner, load_method
+    from agekit.inference.backends import OnnxRunner, TorchRunner
+    from agekit.methods import load_method
     from agekit.export.onnx import export_onnx, read_sidecar
     from agekit.models.registry import model_entry
 

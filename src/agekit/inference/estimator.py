@@ -145,7 +145,8 @@ def load_head(
         spec = PreprocessSpec.from_dict(info["preprocess"])
         return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), source or str(p), info)
     from agekit.models.checkpoint import load_checkpoint
-    from agekit.inference.backends import TorchRunner, load_method
+    from agekit.inference.backends import TorchRunner
+    from agekit.methods import load_method
 
     loaded = load_checkpoint(p)
     if backend == "torch":

@@ -1,6 +1,6 @@
 """Turn a trained checkpoint into a shipped weight: evaluate, export, time, and write its model card.
 
-``ship_checkpoint`` evaluates the checkpoint with :func:`agekit.training.engine.evaluate` on
+``ship_checkpoint`` evaluates the checkpoint with :func:`agekit.evaluation.evaluate.evaluate` on
 a prepared cache split (the card's metrics are exactly what ``agekit evaluate`` prints),
 exports it to ONNX with the parity check, measures batch-1 latency (ONNX Runtime and torch
 eager, single thread, median), and writes ``<name>.safetensors`` (data only, see
@@ -69,7 +69,7 @@ def ship_checkpoint(
     """
     from agekit.inference.cards import build_card, write_card
     from agekit.export.onnx import export_onnx
-    from agekit.training.engine import evaluate
+    from agekit.evaluation.evaluate import evaluate
 
     out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

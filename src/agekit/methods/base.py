@@ -9,6 +9,7 @@ Samples with an unknown label do not contribute to the loss term of that label.
 """
 from __future__ import annotations
 
+import fnmatch
 from typing import Any, Callable
 
 import torch
@@ -18,19 +19,45 @@ from torch import Tensor, nn
 from agekit.outputs import ModelOutput
 
 _METHODS: dict[str, type["Method"]] = {}
+# (fnmatch glob on a model's registry name, method): the method a model trains with unless a recipe says otherwise
+_DEFAULT_FOR: list[tuple[str, str]] = []
+FALLBACK_METHOD = "l1"
 
 
-def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
-    """Class decorator adding a :class:`Method` subclass under ``name``."""
+def register_method(name: str, *, models: tuple[str, ...] = ()) -> Callable[[type["Method"]], type["Method"]]:
+    """Class decorator adding a :class:`Method` subclass under ``name``.
+
+    ``models``: globs on registry names of the models this method is the default for (see
+    :func:`default_method_for`); the method's own class states the labels it trains on (``required_labels``).
+    """
 
     def deco(cls: type["Method"]) -> type["Method"]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered")
         cls.name = name
         _METHODS[name] = cls
+        _DEFAULT_FOR.extend((pattern, name) for pattern in models)
         return cls
 
     return deco
+
+
+def _specificity(pattern: str) -> tuple[bool, int]:
+    """Exact names first, then the glob with the most literal characters (``ssrnet*gender*`` before ``ssrnet*``)."""
+    return (not any(c in pattern for c in "*?["), len(pattern.replace("*", "").replace("?", "")))
+
+
+def default_method_for(model_name: str) -> str:
+    """The method a model trains with unless told otherwise: the registered method whose ``models`` glob matches its
+    name most specifically (other age regressors: ``l1``)."""
+    hits = [(pattern, method) for pattern, method in _DEFAULT_FOR if fnmatch.fnmatchcase(model_name, pattern)]
+    if not hits:
+        return FALLBACK_METHOD
+    best = max(_specificity(p) for p, _ in hits)
+    methods = {m for p, m in hits if _specificity(p) == best}
+    if len(methods) > 1:
+        raise ValueError(f"model {model_name!r}: methods {sorted(methods)} both claim it; make one glob more specific")
+    return methods.pop()
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -147,6 +174,8 @@ class Method:
 
     name: str = "method"
     needs_teacher: bool = False
+    # labels a training sample must have (rows without them are left out of training): "age", "gender", "age_group"
+    required_labels: tuple[str, ...] = ("age",)
     defaults: dict[str, Any] = {"gender_weight": 1.0}
 
     def __init__(self, **config: Any) -> None:

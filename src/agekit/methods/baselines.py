@@ -15,7 +15,7 @@ from agekit.methods.base import (
 )
 
 
-@register_method("dex")
+@register_method("dex", models=("dex*",))
 class DEX(Method):
     """DEX: cross-entropy on the one-hot age over 101 bins (0..100); age = expectation (DEX Eq. 1).
 
@@ -77,7 +77,7 @@ class L1(Method):
         return {"l1": masked_l1(age, batch["age"])}
 
 
-@register_method("dldl")
+@register_method("dldl", models=("agenet*",))
 class DLDL(DEX):
     """DLDL-v2 (Gao et al., IJCAI 2018): KL from a Gaussian label distribution (sigma years) + L1 on the expectation (Eq. 9).
 

@@ -52,7 +52,7 @@ def w1_l1_norm(model: nn.Module | None) -> Tensor | None:
     return weight.abs().sum()
 
 
-@register_method("c3ae")
+@register_method("c3ae", models=("c3ae*", "*_c3ae"))
 class C3AE(Method):
     """C3AE cascade loss, Eq. 4-6: L1(age) + alpha * (KL(two-point || W1 output) + lambda ||W1||_1).
 

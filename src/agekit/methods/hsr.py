@@ -22,7 +22,7 @@ def homologous_stagewise_age(probs: Sequence[Tensor], bins: Sequence[Tensor]) ->
     return sum((p * b.to(p.dtype).reshape(1, -1) if b.dim() == 1 else p * b).sum(1) for p, b in zip(probs, bins))
 
 
-@register_method("hsr")
+@register_method("hsr", models=("*hsr*",))
 class HSR(L1):
     """HSR-Net age: L1 between coarse + fine stage values and the label."""
 

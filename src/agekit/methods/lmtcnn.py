@@ -2,21 +2,18 @@
 
 LMTCNN is trained multi-task with loss = age-group cross-entropy + gender cross-entropy
 (the released TensorFlow code sums the two); Levi-Hassner trains one network per task.
-Age groups are Adience's eight classes (:data:`ADIENCE_AGE_GROUPS`).
+Age groups are Adience's eight classes (:data:`agekit.data.datasets.adience.AGE_GROUPS`).
 """
 from __future__ import annotations
 
 from agekit.methods.base import Method, masked_cross_entropy, register_method
 
-#: Adience age groups (years, inclusive), the classes of LMTCNN and Levi-Hassner.
-ADIENCE_AGE_GROUPS: tuple[tuple[int, int], ...] = (
-    (0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100),
-)
 
-
-@register_method("lmtcnn")
+@register_method("lmtcnn", models=("lmtcnn*", "levi_hassner"))
 class LMTCNN(Method):
     """LMTCNN multi-task loss: CE(age group) * ``age_weight`` + CE(gender) * ``gender_weight``."""
+
+    required_labels = ()  # age group and gender: each loss term skips the rows without its label
 
     defaults = {"age_weight": 1.0}
 
@@ -31,16 +28,20 @@ class LMTCNN(Method):
         return None, None
 
 
-@register_method("levi_hassner_age")
+@register_method("levi_hassner_age", models=("levi_hassner_age*",))
 class LeviHassnerAge(LMTCNN):
     """Levi-Hassner single-task age-group classifier: CE over the eight Adience groups."""
+
+    required_labels = ("age_group",)
 
     defaults = {"age_weight": 1.0, "gender_weight": 0.0}
 
 
-@register_method("levi_hassner_gender")
+@register_method("levi_hassner_gender", models=("levi_hassner_gender*",))
 class LeviHassnerGender(LMTCNN):
     """Levi-Hassner single-task gender classifier: CE over male / female."""
+
+    required_labels = ("gender",)
 
     defaults = {"age_weight": 0.0, "gender_weight": 1.0}
 

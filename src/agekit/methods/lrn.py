@@ -48,7 +48,7 @@ def slack_l1(s: Tensor, y: Tensor, slack: Tensor) -> Tensor:
     return ((s - y).abs() - slack).clamp_min(0.0)
 
 
-@register_method("lrn")
+@register_method("lrn", models=("lrn*",))
 class LRN(Method):
     """Label refinery network loss (LRN Eq. 16 for generation 1, Eq. 17 for t > 1) and Eq. 20 decoder.
 

@@ -36,7 +36,7 @@ def soft_stagewise_age(
     )
 
 
-@register_method("ssr")
+@register_method("ssr", models=("ssrnet*",))
 class SSR(L1):
     """SSR-Net age: L1 between the soft stagewise age and the label (Eq. 1 on Eq. 7)."""
 
@@ -57,9 +57,11 @@ class SSR(L1):
         return None, None
 
 
-@register_method("ssr_gender")
+@register_method("ssr_gender", models=("ssrnet*gender*",))
 class SSRGender(Method):
     """SSR-Net gender model (V = 1): L1 between P(male) and the male indicator (released code)."""
+
+    required_labels = ("gender",)
 
     def age_loss(self, out, batch, model=None, teacher=None):
         """L1 between ``out.gender_prob`` (or ``out.age`` with V = 1) and 1 - gender."""

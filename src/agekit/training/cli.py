@@ -46,7 +46,7 @@ def _print_config(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from agekit.training.engine import evaluate
+    from agekit.evaluation.evaluate import evaluate
 
     try:
         rep = evaluate(args.checkpoint, args.data, args.split, args.protocol, args.out, flip=args.flip,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from agekit.data.datasets.adience import nearest_age_group
 from agekit.preprocessing import PreprocessSpec
 from agekit.training.augment import BatchAugment, build_augment
 from agekit.training.recipes import Data
@@ -32,22 +33,14 @@ def age_groups_from_age(age: np.ndarray | Tensor, age_group: np.ndarray | Tensor
                         rule: str = "adience") -> np.ndarray | Tensor:
     """Adience group index (0..7) of each age where ``age_group`` is unknown (-1); -1 where the age is NaN.
 
-    The rule of :func:`agekit.data.datasets.adience.adience_age_group` for the release's stray
-    labels: the group the age falls in, else the nearest group (ties to the younger group), e.g.
-    3 -> 0 (0-2), 14 -> 3 (15-20), 23 -> 4 (25-32), 35 -> 4 (a tie), 36 -> 5 (38-43). Lets LMTCNN's 8-way
+    The rule of :func:`agekit.data.datasets.adience.nearest_age_group` (Adience's stray labels use it too): the
+    group the age falls in, else the nearest group (ties to the younger group). Lets LMTCNN's 8-way
     age-group head train on a dataset with ages only (UTKFace). Known groups are kept.
     """
     if rule not in AGE_GROUP_RULES:
         raise ValueError(f"unknown age-group rule {rule!r}: one of {AGE_GROUP_RULES}")
-    from agekit.data.datasets.adience import AGE_GROUPS
-
     is_t = isinstance(age, Tensor)
-    a = age.detach().cpu().double().numpy() if is_t else np.asarray(age, dtype=np.float64)
-    lo = np.array([g[0] for g in AGE_GROUPS], np.float64)
-    hi = np.array([g[1] for g in AGE_GROUPS], np.float64)
-    v = a.reshape(-1, 1)
-    dist = np.where((v >= lo) & (v <= hi), 0.0, np.minimum(np.abs(v - lo), np.abs(v - hi)))
-    groups = np.where(np.isfinite(a.reshape(-1)), dist.argmin(1), -1).reshape(a.shape)  # argmin: first of ties
+    groups = nearest_age_group(age.detach().cpu().double().numpy() if is_t else np.asarray(age, dtype=np.float64))
     if age_group is not None:
         known = age_group.detach().cpu().numpy() if isinstance(age_group, Tensor) else np.asarray(age_group)
         groups = np.where(known >= 0, known, groups)

@@ -8,7 +8,6 @@ of mantissa: ages near 60 would otherwise be rounded to 0.25-0.5 years).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any
 
 import lightning as L
@@ -17,27 +16,27 @@ import torch.nn as nn
 from pydantic import BaseModel
 from torch import Tensor
 
-from agekit.outputs import ModelOutput
-from agekit.preprocessing import PreprocessSpec
+from agekit.methods import get_method
+from agekit.models.checkpoint import load_checkpoint
 from agekit.models.registry import create_model
+from agekit.outputs import ModelOutput, output_to_float
+from agekit.preprocessing import PreprocessSpec
+from agekit.training.datamodule import age_groups_from_age
 from agekit.training.recipes import (
-    OPTIMIZER, SCHEDULER, SGD, Adam, AdamW, Cosine, MultiStep, NoSchedule, Plateau, RMSprop, Step, parse_recipe,
+    OPTIMIZER,
+    SCHEDULER,
+    SGD,
+    Adam,
+    AdamW,
+    Cosine,
+    MultiStep,
+    NoSchedule,
+    Plateau,
+    RMSprop,
+    Step,
+    parse_recipe,
 )
-
-
-def output_to_float(out: ModelOutput) -> ModelOutput:
-    """A copy of ``out`` with every floating tensor (also in ``stages``/``extras``) cast to float32."""
-
-    def f(v: Any) -> Any:
-        if isinstance(v, Tensor):
-            return v.float() if v.is_floating_point() else v
-        if isinstance(v, dict):
-            return {k: f(x) for k, x in v.items()}
-        if isinstance(v, (tuple, list)):
-            return type(v)(f(x) for x in v)
-        return v
-
-    return dataclasses.replace(out, **{fld.name: f(getattr(out, fld.name)) for fld in dataclasses.fields(out)})
+from agekit.training.teacher import PrecomputedTeacher, load_teacher
 
 
 def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -160,7 +159,6 @@ class AgeModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        from agekit.methods import get_method
 
         self.model = create_model(model, **(config or {}))
         self.spec = PreprocessSpec.from_dict(preprocess)
@@ -188,8 +186,6 @@ class AgeModule(L.LightningModule):
 
     def set_teacher(self, path: Any) -> None:
         """Load a frozen teacher (previous LRN generation, a distillation teacher, or a list: an ensemble)."""
-        from agekit.training.teacher import load_teacher
-
         t = load_teacher(path, self.spec)
         self.__dict__["teacher"] = keep_fp32(t) if self.mixed else t
 
@@ -214,7 +210,6 @@ class AgeModule(L.LightningModule):
     def _teacher_output(self, x: Tensor, batch: dict[str, Tensor] | None = None) -> ModelOutput | None:
         if self.teacher is None:
             return None
-        from agekit.training.teacher import PrecomputedTeacher
 
         self.teacher.eval()
         with torch.no_grad():
@@ -228,7 +223,6 @@ class AgeModule(L.LightningModule):
         """``batch`` with ``age_group`` filled from ``age`` where unknown, when the recipe asks (``data.age_groups``)."""
         if not self.age_groups or "age" not in batch:
             return batch
-        from agekit.training.datamodule import age_groups_from_age
 
         return {**batch, "age_group": age_groups_from_age(batch["age"], batch.get("age_group"), self.age_groups)}
 
@@ -311,8 +305,6 @@ def load_matching_weights(model: nn.Module, path: str) -> tuple[list[str], list[
     Returns (loaded names, skipped names): a k-resolution HSR initialised from a
     single-resolution model takes the shared backbone and keeps its own new heads.
     """
-    from agekit.models.checkpoint import load_checkpoint
-
     src = load_checkpoint(path).model.state_dict()
     own = model.state_dict()
     loaded = [k for k, v in src.items() if k in own and own[k].shape == v.shape]

@@ -17,7 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from agekit.outputs import ModelOutput
+from agekit.data.cache import PreparedCache
+from agekit.methods.decode import load_method
+from agekit.models.checkpoint import load_checkpoint
+from agekit.outputs import ModelOutput, output_to_float
+from agekit.training.datamodule import normalize_on_device, to_network_input
 
 __all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher", "mean_distribution",
            "method_for_loaded", "read_teacher_outputs", "save_teacher_outputs",
@@ -26,8 +30,6 @@ __all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher
 
 def method_for_loaded(loaded: Any) -> Any:
     """The decoding method of a loaded checkpoint, built with its card's method options."""
-    from agekit.inference.backends import load_method
-
     return load_method(loaded.method, loaded.name, loaded.card)
 
 
@@ -54,8 +56,6 @@ class TeacherEnsemble(nn.Module):
         self.methods = list(methods)
 
     def forward(self, x: Tensor) -> ModelOutput:
-        from agekit.training.module import output_to_float
-
         ages, dists = [], []
         for m, method in zip(self.members, self.methods):
             out = output_to_float(m(x))
@@ -98,8 +98,6 @@ class Renormalize(nn.Module):
         self.student_spec, self.member_spec = student_spec, member_spec
 
     def forward(self, x: Tensor) -> Any:
-        from agekit.training.datamodule import normalize_on_device
-
         s = self.student_spec
         mean = torch.tensor(s.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
         std = torch.tensor(s.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
@@ -169,7 +167,6 @@ class PrecomputedTeacher(nn.Module):
 
     def __init__(self, files: Sequence[str | Path]) -> None:
         super().__init__()
-        import numpy as np
 
         ages, dists = [], []
         for f in files:
@@ -203,8 +200,6 @@ def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -
     the same crops (view); a member with another normalisation or channel order is fed through
     :class:`Renormalize`.
     """
-    from agekit.models.checkpoint import load_checkpoint
-
     paths = teacher_paths(teacher)
     npz = [p for p in paths if p.endswith(".npz")]
     if npz:
@@ -234,11 +229,6 @@ def save_teacher_outputs(ckpt: str | Path, cache: Any, out: str | Path, *, devic
     float16: log of the (flip-averaged) distribution) and ``bin_ages`` (K,). No augmentation.
     """
     import numpy as np
-
-    from agekit.models.checkpoint import load_checkpoint
-    from agekit.data.cache import PreparedCache
-    from agekit.training.datamodule import to_network_input
-    from agekit.training.module import output_to_float
 
     c = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
     ld = load_checkpoint(ckpt, map_location="cpu")

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Iterator
 
+import numpy as np
+
 from agekit.data.datasets.base import BadRecord, CSVRow, DatasetAdapter, Record, parse_gender, parse_number
 
 # The 8 age groups (LMTCNN Table 1 / Levi and Hassner): index = age_group label.
@@ -42,8 +44,21 @@ def adience_age_group(text: str) -> int:
             value = float(t)
         except ValueError:
             raise ValueError(f"age label {text!r} is not an Adience group") from None
-    dist = [0.0 if a <= value <= b else min(abs(value - a), abs(value - b)) for a, b in AGE_GROUPS]
-    return int(min(range(len(dist)), key=dist.__getitem__))
+    return int(nearest_age_group(np.array([value]))[0])
+
+
+def nearest_age_group(ages: np.ndarray) -> np.ndarray:
+    """The group index of each age: the group it falls in, else the nearest (ties to the younger group); -1 for NaN.
+
+    The one age-group rule of agekit (stray Adience labels, and ages of datasets without groups), e.g. 3 -> 0
+    (0-2), 14 -> 3 (15-20), 23 -> 4 (25-32), 35 -> 4 (a tie), 36 -> 5 (38-43).
+    """
+    a = np.asarray(ages, dtype=np.float64)
+    lo = np.array([g[0] for g in AGE_GROUPS], np.float64)
+    hi = np.array([g[1] for g in AGE_GROUPS], np.float64)
+    v = a.reshape(-1, 1)
+    dist = np.where((v >= lo) & (v <= hi), 0.0, np.minimum(np.abs(v - lo), np.abs(v - hi)))
+    return np.where(np.isfinite(a.reshape(-1)), dist.argmin(1), -1).reshape(a.shape).astype(np.int64)
 
 
 class Adience(DatasetAdapter):
