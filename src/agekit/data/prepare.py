@@ -11,7 +11,6 @@ kept and dropped images with reasons, duplicate contents and label conflicts.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import numpy as np
 from agekit import preprocessing as pp
 from agekit.data.cache import PreparedCache, create_view, write_meta, _atomic_json
 from agekit.data.datasets import Sample, get_adapter
+from agekit.data.datasets.base import sha1_file
 from agekit.data.protocols import make_splits, protocols_for
 from agekit.parallel import WorkerPool, ordered_map
 from agekit.preprocessing import PreprocessSpec
@@ -94,15 +94,6 @@ def crop_shape(spec: PreprocessSpec) -> tuple[int, ...]:
     if spec.num_crops > 1:
         return (spec.num_crops, spec.size, spec.size, 3)
     return (spec.size, spec.size, 3)
-
-
-def sha1_file(path: str | Path) -> str:
-    """SHA-1 of a file's bytes (the content hash that groups duplicates and assigns splits)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def reason_kind(reason: str) -> str:

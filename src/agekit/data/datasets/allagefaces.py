@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record
+from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record, sha1_file
 
 _NAME = re.compile(r"^(\d{5})A(\d{2})(\.jpe?g)?$", re.IGNORECASE)
 LAST_FEMALE_ID = 7380  # serial numbers 00000-07380 are female, 07381-13321 male (dataset README)
@@ -180,8 +180,6 @@ def make_fixed_split(names: Iterable[str], seed: int = FIXED_SEED,
 def fixed_split_from_root(root: str | Path, list_file: str = "train_.txt", seed: int = FIXED_SEED) -> dict[str, str]:
     """:func:`make_fixed_split` of the names in ``root/image sets/list_file``, byte-identical photos (SHA-1 of
     the files under ``root/original images``, where present) kept together: how :data:`SPLIT_FILE_NAME` was made."""
-    from agekit.data.prepare import sha1_file
-
     root = Path(root)
     names = [line.split()[0] for line in (root / "image sets" / list_file).read_text().splitlines() if line.strip()]
     groups = {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -425,3 +426,12 @@ def finite_or_nan(x: Any) -> float:
     except (TypeError, ValueError):
         return NAN
     return v if np.isfinite(v) else NAN
+
+
+def sha1_file(path: str | Path) -> str:
+    """SHA-1 of a file's bytes (the content hash that groups duplicates and assigns splits)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
