@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, Literal
@@ -157,7 +158,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         return {"status": "ok", "queued": engine.queued(), "admitted": engine.admitted(),
                 "max_queue": cfg.max_queue, "workers": cfg.workers, "max_batch": cfg.max_batch,
                 "worker_pids": engine.worker_pids(),
-                "uptime_s": round(__import__("time").time() - engine.started_at, 3), "rss_bytes": rss_bytes(),
+                "uptime_s": round(time.time() - engine.started_at, 3), "rss_bytes": rss_bytes(),
                 **engine.stats}
 
     @app.get("/v1/models", tags=["predict"])
@@ -200,6 +201,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         name: str | None = Query(None, description="the photo's name in the answer (raw bytes)"),
     ) -> Any:
         """Ages and genders of the faces in one or more photos: the records of ``agekit predict --json``."""
+        t0 = time.perf_counter()
         if engine.admitted() >= cfg.max_queue:  # full: refuse before reading the body, so refusing stays cheap
             engine.stats["requests_refused"] += 1
             raise HTTPException(503, f"busy: {cfg.max_queue} photos are queued or running; retry shortly",
@@ -275,7 +277,8 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
             else:
                 rec = {"source": src, "faces": [], "dropped": [], "error": errors[i][1]}
             records.append(rec)
-        return JSONResponse(records)
+        # the time this request spent in the app (body, decoding, queue, models), for clients and load tests
+        return JSONResponse(records, headers={"Server-Timing": f"app;dur={1e3 * (time.perf_counter() - t0):.1f}"})
 
     def static(path: str, filename: str, media_type: str) -> None:
         async def page() -> Response:

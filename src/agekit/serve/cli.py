@@ -78,8 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run the models in threads of the server process instead of worker processes")
     p.add_argument("--max-batch", type=int, default=8,
                    help="photos of concurrent requests run through the networks together (1: no batching)")
-    p.add_argument("--max-queue", type=int, default=32,
-                   help="photos queued or running at once; a request beyond it gets 503 (default 32)")
+    p.add_argument("--max-queue", type=int, default=16,
+                   help="photos queued or running at once; a request beyond it gets 503 (default 16)")
     p.add_argument("--max-queue-mp", type=float, default=64.0, help="decoded megapixels queued at once (default 64)")
     p.add_argument("--max-connections", type=int, default=64,
                    help="concurrent connections; beyond it uvicorn answers 503 (default 64)")

@@ -54,7 +54,7 @@ class ServeConfig:
     threads: int | None = None  # ONNX Runtime intra-op threads per model (None: $AGEKIT_ORT_THREADS or 1)
     workers: int = field(default_factory=usable_cores)  # inference threads
     max_batch: int = 8  # photos per network call across requests (1: no cross-request batching)
-    max_queue: int = 32  # photos admitted (waiting or running) at once; more: 503
+    max_queue: int = 16  # photos admitted (waiting or running) at once; more: 503
     max_queue_pixels: int = 64_000_000  # decoded pixels admitted at once; more: 503
     timeout_s: float = 10.0  # per request, queue wait included; then 504
     max_body_bytes: int = 25 << 20  # per request; more: 413
@@ -321,8 +321,13 @@ def warm_up(engine: Engine) -> None:
     engine.estimator(engine.key()).predict([np.zeros((64, 64, 3), np.uint8)])
 
 
+WORKER_NICENESS = 5  # workers yield the CPU to the server's event loop: admission and 503s stay prompt under load
+
+
 def _process_init(config: ServeConfig) -> None:
     global _PROCESS_ENGINE
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
     _PROCESS_ENGINE = Engine(dataclasses.replace(config, processes=False))
 
 
