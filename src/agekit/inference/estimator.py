@@ -24,6 +24,7 @@ import hashlib
 import io
 import itertools
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Container, Iterable, Iterator, Sequence
@@ -540,7 +541,7 @@ class Estimator:
         items = [it for it in expand_inputs(x, colour) if it[0] not in skip]
         workers = min(_check_workers(self.workers if workers is None else workers), max(1, len(items)))
         bar = None
-        if progress:
+        if progress and getattr(sys.stderr, "isatty", lambda: False)():  # tqdm shows nothing on a pipe or file
             from tqdm import tqdm
 
             bar = tqdm(total=len(items), unit="img", desc="predict", disable=None, dynamic_ncols=True)
