@@ -86,8 +86,8 @@ def main() -> None:
         finally:
             ray.shutdown()
 
-    summary = {a: {"wall_photos_per_s": statistics.median(r["photos_per_s_wall"] for r in rs),
-                   "map_photos_per_s": statistics.median(r["photos_per_s_map"] for r in rs)}
+    summary = {a: {"wall_photos_per_s": round(statistics.median(r["photos_per_s_wall"] for r in rs), 1),
+                   "map_photos_per_s": round(statistics.median(r["photos_per_s_map"] for r in rs), 1)}
                for a, rs in runs.items()}
     info = {"command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]), "cores": len(os.sched_getaffinity(0)),
             "cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
@@ -96,7 +96,10 @@ def main() -> None:
     rows = ["| actors | photos/s, wall (actor start-up included) | photos/s of the map operator (Ray Data's figure) |",
             "|---|---|---|"]
     rows += [f"| {a} | {s['wall_photos_per_s']} | {s['map_photos_per_s']} |" for a, s in summary.items()]
-    md = "\n".join([*rows, "", f"In this process, Estimator.predict with workers=1: {info['in_process_workers1_photos_per_s']} photos/s."])
+    per_round = "; ".join(f"{a} actor{'s' if a > 1 else ''}: " + ", ".join(str(r["photos_per_s_map"]) for r in rs)
+                          for a, rs in runs.items())
+    md = "\n".join([*rows, "", f"Medians of {args.rounds} interleaved rounds (map operator photos/s per round: {per_round}).",
+                     f"In this process, Estimator.predict with workers=1: {info['in_process_workers1_photos_per_s']} photos/s."])
     print(md)
     write_results(args.out, info, md)
 
