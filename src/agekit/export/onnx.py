@@ -10,6 +10,7 @@ output names and parity figures, so the ``.onnx`` is usable on its own.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ PARITY_ATOL = 1e-4  # years (and probability units for the other outputs)
 # plus float32 rounding of large values: ~8 ulp relative (an untrained SSR-Net can output ages in the thousands,
 # where one float32 ulp is 2.4e-4); at ages up to 100 this adds at most 1e-4
 PARITY_RTOL = 1e-6
+# the expectation of a distribution over ~100 age bins sums ~100 float32 products: the two runtimes' rounding
+# reaches ~1e-4 years; 1e-3 years is 10x that and 10x below the precision agekit predict writes (0.01 years)
+EXPECTATION_ATOL = 1e-3
 # channel multiple for ONNX Runtime's NCHWc kernels (16 floats per AVX-512 register; also a multiple of AVX2's 8)
 PAD_CHANNELS = 16
 
@@ -162,23 +166,55 @@ def sidecar_path(onnx_path: str | Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
+def median_decoder(method: Any) -> bool:
+    """Whether a method decodes the age as the median of its distribution (a step function of it: an age can move
+    by a bin's width when the distribution moves by a rounding error), itself or as a distillation's student."""
+    return any(getattr(m, "decoder", None) == "median" for m in (method, getattr(method, "student_method", None)) if m)
+
+
 def check_parity(
-    wrapper: ExportWrapper, onnx_path: str | Path, x: np.ndarray, atol: float = PARITY_ATOL, rtol: float = PARITY_RTOL
+    wrapper: ExportWrapper, onnx_path: str | Path, x: np.ndarray, atol: float = PARITY_ATOL, rtol: float = PARITY_RTOL,
+    bins: Sequence[float] | None = None, unchecked: Sequence[str] = (),
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Max |ONNX Runtime - PyTorch| per output on ``x`` (batch 1 and full batch: the dynamic axis), and the outputs
-    beyond ``atol + rtol * |PyTorch|``."""
+    beyond their tolerance: ``atol + rtol * |PyTorch|``, plus, with a ``distribution`` over ``bins`` (ages), what
+    the two runtimes' distribution difference can move an output decoded from it - ``sum_j |dp_j| |b_j|`` for the
+    age (an expectation over the bins, C3AE's two-point code included) and ``min(dvar / sd, sqrt(dvar))`` with
+    ``dvar = sum_j |dp_j| b_j^2 + |dmean| (|mean| + |mean'|)`` for its standard deviation. The distribution's
+    ``expectation`` is compared too (key ``expectation``, within :data:`EXPECTATION_ATOL` years). Outputs in ``unchecked`` (a median decoder's age) are
+    measured and reported, never failed."""
     runner = _OrtCheck(onnx_path)  # the whole batch in one run: checks the dynamic axis
     with torch.inference_mode():
         ref = {k: v.numpy().astype(np.float64) for k, v in wrapper.named(torch.from_numpy(x)).items()}
+    b = None if bins is None else np.asarray(bins, dtype=np.float64).reshape(-1)
     diff: dict[str, float] = {}
     bad: dict[str, float] = {}
+
+    def record(k: str, d: np.ndarray, tol: np.ndarray | float) -> None:
+        diff[k] = max(diff.get(k, 0.0), float(d.max()) if d.size else 0.0)
+        if k not in unchecked and d.size and np.any(~(d <= tol)):
+            bad[k] = diff[k]
+
     for got in (runner(x), runner(x[:1])):
+        extra: dict[str, np.ndarray] = {}
+        if b is not None and "distribution" in got and got["distribution"].shape[-1] == len(b):
+            p_onnx, p_torch = got["distribution"].astype(np.float64), ref["distribution"][: len(got["distribution"])]
+            dp = np.abs(p_onnx - p_torch)
+            m_onnx, m_torch = p_onnx @ b, p_torch @ b
+            dm = np.abs(m_onnx - m_torch)
+            record("expectation", dm, max(atol, EXPECTATION_ATOL) + rtol * np.abs(m_torch))
+            dvar = dp @ (b * b) + dm * (np.abs(m_onnx) + np.abs(m_torch))
+            extra["age"] = dp @ np.abs(b)
+            sd = np.maximum(ref["uncertainty"][: len(dp)], 1e-12) if "uncertainty" in ref else None
+            if sd is not None:
+                extra["uncertainty"] = np.minimum(dvar / sd, np.sqrt(dvar))
         for k, v in got.items():
             r = ref[k][: len(v)]
             d = np.abs(v.astype(np.float64) - r)
-            diff[k] = max(diff.get(k, 0.0), float(d.max()) if d.size else 0.0)
-            if d.size and np.any(~(d <= atol + rtol * np.abs(r))):
-                bad[k] = diff[k]
+            tol = atol + rtol * np.abs(r)
+            if k in extra:
+                tol = tol + extra[k].reshape(tol.shape)
+            record(k, d, tol)
     return diff, bad
 
 
@@ -273,6 +309,10 @@ def export_onnx(
     counts rounded up to this multiple, which ONNX Runtime's blocked-layout kernels need
     (SepHSR(30,10): 2-3x faster); the parity check still compares with the original network.
     0 exports the network as it is.
+
+    ``out`` defaults to ``<checkpoint stem>.onnx`` in the current folder; a path inside the installed agekit
+    package is refused (``PermissionError``). The graph, its ``.json`` sidecar (and the int8 graph) are written
+    under temporary names and renamed only once the parity check has passed: a failed check leaves no file.
     """
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
@@ -285,9 +325,37 @@ def export_onnx(
     if out is None:
         if src_path is None:
             raise ValueError("give out= when exporting an in-memory model")
-        out = src_path.with_suffix(".onnx")
+        out = Path.cwd() / f"{src_path.stem}.onnx"  # the current folder, never next to a shipped weight
     out = Path(out)
+    refuse_package_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    final = out
+    # everything is written under temporary names and renamed only once the parity check has passed
+    out = out.with_name(f".{out.stem}.{os.getpid()}.partial.onnx")
+    try:
+        report = _export(loaded, src_path, out, final, opset, int8, calib, n_samples, atol, check, pad_channels)
+    finally:
+        for tmp in (out, sidecar_path(out), out.with_name(out.stem + ".int8.onnx"),
+                    sidecar_path(out.with_name(out.stem + ".int8.onnx"))):
+            tmp.unlink(missing_ok=True)
+    return report
+
+
+def refuse_package_path(out: str | Path) -> None:
+    """Refuse to write an export into the installed agekit package (its shipped weights and cards)."""
+    import agekit
+
+    package = Path(agekit.__file__).resolve().parent
+    where = Path(out).resolve()
+    if where == package or package in where.parents:
+        raise PermissionError(f"{out}: inside the installed agekit package ({package}); exports never write there, "
+                              "give --out elsewhere (default: the current folder)")
+
+
+def _export(loaded: LoadedModel, src_path: Path | None, out: Path, final: Path, opset: int, int8: bool,
+            calib: str | Path | None, n_samples: int, atol: float, check: bool, pad_channels: int) -> ExportReport:
+    """:func:`export_onnx`'s work on the temporary name ``out``; renamed to ``final`` (and its sidecar, and the int8
+    graph) only when the parity check passes."""
     spec = loaded.preprocess
     model = loaded.model.eval().float()
     method = load_method(loaded.method, loaded.name, loaded.card)
@@ -316,11 +384,21 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    report = ExportReport(str(out), list(keys), opset, {}, where)
+    report = ExportReport(str(final), list(keys), opset, {}, where)
+    bins = _bin_ages(model, x[:1])
+    unchecked = ("age",) if median_decoder(method) and bins is not None and "distribution" in keys else ()
     if check:
-        report.parity, bad = check_parity(wrapper, out, x, atol)
+        report.parity, bad = check_parity(wrapper, out, x, atol, bins=bins, unchecked=unchecked)
         if bad:
-            raise AssertionError(f"{out}: ONNX fp32 differs from PyTorch by more than {atol} (+{PARITY_RTOL:g} x value): {bad}")
+            raise AssertionError(f"{final}: ONNX fp32 differs from PyTorch by more than {atol} years or probability "
+                                 f"(+{PARITY_RTOL:g} x value, + what the distribution's difference explains): {bad}; "
+                                 "nothing was written")
+        if unchecked:
+            report.notes.append(
+                f"age: the median decoder is a step function of the distribution, so its age difference "
+                f"({report.parity.get('age', 0.0):.2e} years) is reported, not checked; the distribution "
+                f"({report.parity.get('distribution', 0.0):.2e}) and its expectation "
+                f"({report.parity.get('expectation', 0.0):.2e} years) are checked")
 
     info = {
         **(loaded.card or {}),
@@ -334,9 +412,11 @@ def export_onnx(
     if export_model is not model:
         info["onnx"]["padded_channels"] = {"multiple": pad_channels, "from": getattr(model, "p", None),
                                            "to": getattr(export_model, "p", None)}
-    bins = _bin_ages(model, x[:1])
     if bins is not None:
         info["onnx"]["distribution_bin_ages"] = bins
+    if unchecked:
+        info["onnx"]["unchecked"] = {"age": "median decoder: reported, not checked (the distribution and its "
+                                            "expectation are)"}
     if src_path is not None:
         info["onnx"]["source_checkpoint"] = str(src_path)
     sidecar_path(out).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
@@ -352,8 +432,14 @@ def export_onnx(
             report.int8_drift[f"{k} mean|diff|"] = float(d.mean())
             report.int8_drift[f"{k} max|diff|"] = float(d.max())
         qinfo = dict(info)
-        qinfo["onnx"] = {**info["onnx"], "int8": {"mode": mode, "drift_vs_fp32": report.int8_drift, "fp32": out.name}}
+        qinfo["onnx"] = {**info["onnx"], "int8": {"mode": mode, "drift_vs_fp32": report.int8_drift, "fp32": final.name}}
         sidecar_path(q).write_text(json.dumps(qinfo, indent=1, sort_keys=True) + "\n")
+        q_final = final.with_name(final.stem + ".int8.onnx")
+        os.replace(sidecar_path(q), sidecar_path(q_final))
+        os.replace(q, q_final)
+        report.int8_path = str(q_final)
+    os.replace(sidecar_path(out), sidecar_path(final))
+    os.replace(out, final)
     return report
 
 
