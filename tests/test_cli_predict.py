@@ -80,7 +80,7 @@ def test_video_json_lines(tmp_path, model, capsys):
 def test_fast_accurate_and_fallback_options(folder, model, capsys):
     import argparse
 
-    from agekit.inference.cli import detector_choice
+    from agekit.inference.options import detector_choice
 
     def ns(**kw):
         return argparse.Namespace(**{"detector": "cascade", "fast": False, "accurate": False, **kw})

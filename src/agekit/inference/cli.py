@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agekit.inference.options import detector_choice, gender_model_choice
+
 CSV_FIELDS = ("source", "frame", "face", "x1", "y1", "x2", "y2", "age", "age_smoothed", "uncertainty",
               "gender", "gender_female", "track", "detector", "error")
 
@@ -79,23 +81,6 @@ def format_csv(results: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _gender_model(args: argparse.Namespace) -> str | None:
-    if args.gender_model in ("none", ""):
-        return None
-    if args.gender_model != "auto":
-        return args.gender_model
-    # "auto": attach the shipped gender model to the shipped age model, when there is one
-    from agekit.inference.weights import shipped_weights
-
-    if args.model == "age" and any("gender" in w["aliases"] or w["name"] == "gender" for w in shipped_weights()):
-        from agekit.inference.weights import resolve_weights
-
-        if resolve_weights("gender")["path"] == resolve_weights("age")["path"]:
-            return None  # one shipped model gives both: the age model's own gender output
-        return "gender"
-    return None
-
-
 def _say(source: Any, reason: Any) -> None:
     """One reason line on stderr naming the input (printed safely)."""
     from agekit.face.io import safe_name
@@ -158,21 +143,6 @@ def _emit(results: list[Any], args: argparse.Namespace, header: bool = True) -> 
     sys.stdout.flush()
 
 
-FAST_DLIB = {"upsample": 0, "max_side": 320, "grey": True}
-
-
-def detector_choice(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The detector name and keyword arguments that ``--detector``, ``--fast`` and ``--accurate`` ask for."""
-    name = args.detector
-    if args.fast or args.accurate:
-        if name not in ("cascade", "dlib", "dlib68"):
-            raise ValueError(f"--fast/--accurate apply to the dlib detectors, not {name!r}")
-        points68 = name == "dlib68"
-        name = "dlib68" if points68 else "dlib"
-        return name, dict(FAST_DLIB) if args.fast else {}
-    return name, {}
-
-
 def _run_predict(args: argparse.Namespace) -> int:
     from agekit.inference.estimator import Estimator
     from agekit.inference.weights import NoShippedWeightsError
@@ -200,7 +170,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         est = Estimator.from_pretrained(
             args.model, backend=args.backend, detector=detector,
             multi_face="largest" if args.largest else (args.multi_face or "all"),
-            gender=_gender_model(args), threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
+            gender=gender_model_choice(args), threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
             max_pixels=args.max_pixels, **detector_kwargs,
         )
     except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:

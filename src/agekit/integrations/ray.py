@@ -139,7 +139,7 @@ def run_predict_cli(args: Any) -> int:
     except ImportError:
         print('agekit predict: --ray needs Ray: pip install "agekit[ray]"', file=sys.stderr)
         return 2
-    from agekit.inference.cli import _gender_model, detector_choice
+    from agekit.inference.options import detector_choice, gender_model_choice
 
     if not args.out:
         print("agekit predict: --ray writes its results to --out FILE.jsonl or --out FOLDER (Parquet)", file=sys.stderr)
@@ -175,7 +175,7 @@ def run_predict_cli(args: Any) -> int:
                  log_to_driver=False)
     try:
         multi_face = "largest" if getattr(args, "largest", False) else (args.multi_face or "all")
-        counts = predict(args.ray, args.out, model=args.model, gender=_gender_model(args), actors=args.ray_actors,
+        counts = predict(args.ray, args.out, model=args.model, gender=gender_model_choice(args), actors=args.ray_actors,
                          backend=args.backend, detector=detector, multi_face=multi_face,
                          fallback=args.fallback_detector, flip=args.flip, threads=args.threads,
                          max_pixels=getattr(args, "max_pixels", None), **detector_kwargs)

@@ -122,10 +122,10 @@ class Engine:
         """The gender model for an age model, with ``agekit predict``'s meaning of ``auto`` and ``none``."""
         import argparse
 
-        from agekit.inference.cli import _gender_model
+        from agekit.inference.options import gender_model_choice
 
         g = self.config.gender_model if gender_model is None else gender_model
-        return _gender_model(argparse.Namespace(model=model, gender_model=g))
+        return gender_model_choice(argparse.Namespace(model=model, gender_model=g))
 
     def key(self, model: str | None = None, gender_model: str | None = None, multi_face: str | None = None,
             flip: bool | None = None) -> tuple:
