@@ -382,7 +382,7 @@ def _run_export(args: argparse.Namespace) -> int:
     except AssertionError as e:
         print(f"agekit export: parity check failed: {e}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, PermissionError) as e:  # PermissionError: --out inside the package
         print(f"agekit export: {e}", file=sys.stderr)
         return 2
     print(report.summary())
@@ -468,7 +468,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="export a checkpoint to ONNX with a parity check (and int8)")
     e.add_argument("checkpoint", help="agekit checkpoint (.safetensors, .pt or Lightning .ckpt)")
     e.add_argument("--format", choices=("onnx",), default="onnx")
-    e.add_argument("--out", default=None, help="output .onnx (default: next to the checkpoint)")
+    e.add_argument("--out", default=None, help="output .onnx (default: CHECKPOINT_NAME.onnx in the current folder; "
+                   "never inside the installed package; nothing is written unless the parity check passes)")
     e.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx (static, dynamic if static fails)")
     e.add_argument("--calib", default=None, help="prepared cache or folder of face crops for parity and calibration")
     e.add_argument("--samples", type=int, default=64, help="faces for the parity check and calibration")
