@@ -40,7 +40,7 @@ def test_agenet_mt_x2_parameter_count_by_hand():
 
 def test_agenet_ensemble_averages_its_members(tmp_path):
     from agekit.models.checkpoint import load_checkpoint, save_checkpoint
-    from agekit.models.compact import combine_checkpoints
+    from agekit.training.ensemble import combine_checkpoints
 
     cfg = {"widths": [12, 24, 32, 44], "squeeze": 16}
     paths = []

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import AGEKIT as AGEKIT_SPEC
-from agekit.models.registry import register_model
+from agekit.models.registry import create_model, register_model
 
 __all__ = ["AgeNet", "AgeDistributionHead", "AgeNetEnsemble", "agenet", "agenet_gender", "agenet_mt", "agenet_mt_x2", "agenet_s"]
 
@@ -163,13 +163,11 @@ class AgeNetEnsemble(nn.Module):
     expectation of the mean distribution, which equals the mean of the members' ages; ``logits`` and
     ``gender_logits`` are the logs of the mean probabilities (their softmax gives those means back), so every
     decoder and the predictor's uncertainty (the spread of the distribution) work unchanged. Build it from trained
-    members with :func:`combine_checkpoints`; it is not trained as a whole (a joint loss on the average would couple
+    members with :func:`agekit.training.ensemble.combine_checkpoints`; it is not trained as a whole (a joint loss on the average would couple
     the members, and independently trained members are what make an ensemble better than one of them).
     """
 
     def __init__(self, members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> None:
-        from agekit.models.registry import create_model
-
         super().__init__()
         if int(members) < 1:
             raise ValueError(f"an ensemble needs at least one member, got {members}")
@@ -194,27 +192,3 @@ class AgeNetEnsemble(nn.Module):
 def agenet_mt_x2(members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> AgeNetEnsemble:
     """Two half-size ``agenet_mt`` (widths 12-24-32-44, squeeze 16: 49,595 params each), averaged: 99,190 params."""
     return AgeNetEnsemble(members, member_model, member if member is not None else {"widths": (12, 24, 32, 44), "squeeze": 16})
-
-
-def combine_checkpoints(paths: list[str], out: str, name: str = "agenet_mt_x2") -> str:
-    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same model, config, crops
-    and method). The card lists each member's path, recipe, teacher, EMA decay, epochs, training time and validation
-    metrics; the method (decoder) is the members'.
-    """
-    from agekit.models.checkpoint import load_checkpoint, save_checkpoint
-    from agekit.models.registry import create_model
-
-    loaded = [load_checkpoint(p) for p in paths]
-    first = loaded[0]
-    for p, m in zip(paths[1:], loaded[1:]):
-        if m.name != first.name or m.config != first.config or m.preprocess != first.preprocess or m.method != first.method:
-            raise ValueError(f"{p} differs from {paths[0]} in model, config, crops or method: members must match")
-    config = {"members": len(loaded), "member_model": first.name, "member": first.config}
-    ens = create_model(name, **config)
-    for dst, src in zip(ens.members, loaded):
-        dst.load_state_dict(src.model.state_dict())
-    keys = ("recipe", "teacher", "ema_decay", "epochs", "train_seconds", "val_metrics")
-    card = {"ensemble_of": [{"path": str(p), **{k: m.card.get(k) for k in keys}} for p, m in zip(paths, loaded)],
-            "data": first.card.get("data"), "protocol": first.card.get("protocol")}
-    return str(save_checkpoint(out, ens, name=name, config=config, preprocess=first.preprocess, method=first.method,
-                               card=card))

@@ -1,0 +1,27 @@
+"""Ensembles of trained checkpoints: :func:`combine_checkpoints` writes one :class:`~agekit.models.compact.AgeNetEnsemble`
+checkpoint from AgeNets trained apart."""
+from __future__ import annotations
+
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+from agekit.models.registry import create_model
+
+
+def combine_checkpoints(paths: list[str], out: str, name: str = "agenet_mt_x2") -> str:
+    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same model, config, crops
+    and method). The card lists each member's path, recipe, teacher, EMA decay, epochs, training time and validation
+    metrics; the method (decoder) is the members'.
+    """
+    loaded = [load_checkpoint(p) for p in paths]
+    first = loaded[0]
+    for p, m in zip(paths[1:], loaded[1:]):
+        if m.name != first.name or m.config != first.config or m.preprocess != first.preprocess or m.method != first.method:
+            raise ValueError(f"{p} differs from {paths[0]} in model, config, crops or method: members must match")
+    config = {"members": len(loaded), "member_model": first.name, "member": first.config}
+    ens = create_model(name, **config)
+    for dst, src in zip(ens.members, loaded):
+        dst.load_state_dict(src.model.state_dict())
+    keys = ("recipe", "teacher", "ema_decay", "epochs", "train_seconds", "val_metrics")
+    card = {"ensemble_of": [{"path": str(p), **{k: m.card.get(k) for k in keys}} for p, m in zip(paths, loaded)],
+            "data": first.card.get("data"), "protocol": first.card.get("protocol")}
+    return str(save_checkpoint(out, ens, name=name, config=config, preprocess=first.preprocess, method=first.method,
+                               card=card))
