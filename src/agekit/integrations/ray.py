@@ -40,14 +40,10 @@ class EstimatorActor:
         self.max_pixels = max_pixels
 
     def _decode(self, data: bytes, path: str) -> Any:
-        import inspect
-
         from agekit.face.io import ImageReadError, decode_image
 
         try:
-            if self.max_pixels and "max_pixels" in inspect.signature(decode_image).parameters:
-                return decode_image(data, path, max_pixels=self.max_pixels)
-            return decode_image(data, path)
+            return decode_image(data, path, max_pixels=self.max_pixels)
         except ImageReadError as e:
             return e  # reported in the record, as agekit predict does
 

@@ -364,16 +364,9 @@ def image_header_size(data: bytes) -> tuple[int, int] | None:
 
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """An uploaded photo as RGB uint8 with :func:`agekit.face.io.decode_image` (``ImageReadError`` with the reason)."""
-    import inspect
+    from agekit.face.io import decode_image
 
-    from agekit.face.io import ImageReadError, decode_image
-
-    if "max_pixels" in inspect.signature(decode_image).parameters:
-        return decode_image(data, name, max_pixels=max_pixels)
-    img = decode_image(data, name)
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise ImageReadError(f"{img.shape[1]}x{img.shape[0]} pixels, more than the {max_pixels} allowed", name)
-    return img
+    return decode_image(data, name, max_pixels=max_pixels)
 
 
 def face_crop_data_url(image: np.ndarray, box: list[float], quality: int = 90) -> str:
