@@ -75,7 +75,9 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = BROWSER
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,1060",
-              "--hide-scrollbars", "--force-device-scale-factor=1"):
+              "--hide-scrollbars", "--force-device-scale-factor=1",
+              # a generated camera (Chromium's test pattern) for the webcam mode, allowed without a prompt
+              "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         opts.add_argument(a)
     drv = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
     yield drv
@@ -152,3 +154,19 @@ def test_page_reports_a_bad_photo(server, browser, tmp_path):
     fig = browser.find_element(By.CSS_SELECTOR, "#photos figure")
     assert fig.get_attribute("data-state") == "error"
     assert "400" in fig.text and "broken.jpg" in fig.text
+
+
+def test_webcam_mode_sends_the_camera_frames(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server + "/")
+    health = lambda: __import__("httpx").get(server + "/healthz").json()["photos"]  # noqa: E731
+    before = health()
+    browser.find_element(By.ID, "webcam").click()
+    # frames go out one after another and come back answered (the test pattern has no face: "no face")
+    WebDriverWait(browser, 30).until(lambda d: "frames/s" in d.find_element(By.ID, "camera-status").text)
+    WebDriverWait(browser, 30).until(lambda d: health() >= before + 3)
+    assert browser.find_element(By.ID, "camera").is_displayed()
+    browser.find_element(By.ID, "webcam").click()
+    assert not browser.find_element(By.ID, "camera").is_displayed()
