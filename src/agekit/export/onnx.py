@@ -343,9 +343,7 @@ def export_onnx(
 
 def refuse_package_path(out: str | Path) -> None:
     """Refuse to write an export into the installed agekit package (its shipped weights and cards)."""
-    import agekit
-
-    package = Path(agekit.__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # this file is agekit/export/onnx.py
     where = Path(out).resolve()
     if where == package or package in where.parents:
         raise PermissionError(f"{out}: inside the installed agekit package ({package}); exports never write there, "
