@@ -100,6 +100,7 @@ class Engine:
         self._closed = False
         self._threads: list[threading.Thread] = []
         self._pool: Any = None
+        self._served: list[str] | None = None
         self._warming: list[cf.Future] = []
         self.stats = {"requests_refused": 0, "batches": 0, "photos": 0, "photos_cancelled": 0, "busy_s": 0.0,
                       "worker_restarts": 0}
@@ -107,7 +108,13 @@ class Engine:
 
     # models -----------------------------------------------------------------------------------
     def served_names(self) -> list[str]:
-        """Model names a request may choose: shipped weights (names and aliases) and the operator's models."""
+        """Model names a request may choose: shipped weights (names and aliases) and the operator's models
+        (listed once: the weights folder is not read again for every request)."""
+        if self._served is None:
+            self._served = self._list_served()
+        return self._served
+
+    def _list_served(self) -> list[str]:
         from agekit.inference.weights import shipped_weights
 
         names = {self.config.model, *self.config.extra_models}
