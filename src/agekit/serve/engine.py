@@ -101,6 +101,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._pool: Any = None
         self._served: list[str] | None = None
+        self._genders: dict[tuple[str, str], str | None] = {}
         self._warming: list[cf.Future] = []
         self.stats = {"requests_refused": 0, "batches": 0, "photos": 0, "photos_cancelled": 0, "busy_s": 0.0,
                       "worker_restarts": 0}
@@ -132,7 +133,9 @@ class Engine:
         from agekit.inference.options import gender_model_choice
 
         g = self.config.gender_model if gender_model is None else gender_model
-        return gender_model_choice(argparse.Namespace(model=model, gender_model=g))
+        if (model, g) not in self._genders:  # model names are checked before: the cache stays small
+            self._genders[(model, g)] = gender_model_choice(argparse.Namespace(model=model, gender_model=g))
+        return self._genders[(model, g)]
 
     def key(self, model: str | None = None, gender_model: str | None = None, multi_face: str | None = None,
             flip: bool | None = None) -> tuple:
