@@ -253,6 +253,14 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
+
+def register_protocol(protocol: Protocol) -> Protocol:
+    """Add a protocol (a new dataset's splits) under its name; ``agekit prepare`` writes it for its dataset."""
+    if protocol.name in PROTOCOLS:
+        raise ValueError(f"protocol {protocol.name!r} is already registered")
+    PROTOCOLS[protocol.name] = protocol
+    return protocol
+
 def protocols_for(dataset: str) -> list[str]:
     """Names of the protocols defined for ``dataset`` (written by ``agekit prepare``)."""
     return [p.name for p in PROTOCOLS.values() if p.dataset == dataset]
