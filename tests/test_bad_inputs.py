@@ -119,9 +119,9 @@ def test_predict_over_the_corpus(corpus, json_run, alone):
             assert res["error"] is None and len(res["faces"]) == 1 and not mine, (src, res["error"], mine)
             want = alone[src]["faces"][0]
             got = res["faces"][0]
-            assert got["box"] == want["box"]
-            assert got["age"] == pytest.approx(want["age"], abs=1e-4)
-            assert got["gender_female"] == pytest.approx(want["gender_female"], abs=1e-5)
+            assert got["box"] == [round(v) for v in want["box"]]  # the command writes whole pixels
+            assert got["age"] == pytest.approx(want["age"], abs=0.005)  # ... and ages to 0.01 year
+            assert got["gender_female"] == pytest.approx(want["gender_female"], abs=5e-4)  # ... P(f) to 0.001
         else:
             assert len(mine) == 1, (src, mine)
             assert res["error"] and not res["faces"] and why in res["error"] and why in mine[0], (src, res["error"])
