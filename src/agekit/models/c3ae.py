@@ -13,6 +13,10 @@
   ``c3ae_full`` and ``c3ae_full_se`` are exact to the released full models (their weights
   load with :mod:`agekit.models.convert`): 48,633 / 53,993 parameters in the Keras convention, not
   the paper's 39.7K, which no public variant reproduces.
+- Dropout (Sec. 4.2): 0.2 for the plain model, 0.3 for the full one, on the concatenated
+  feature before W1 (the paper gives the rate, not the place). ``dropout=0`` is the released
+  re-implementation, which has no dropout layer (its ``--dropout`` is the input erasing
+  probability); dropout is inactive in evaluation, so it changes no trained model's output.
 - ``c3ae_context_hsr``: the HSR-Net authors' C3AE-context used in their comparisons
   (37,141 parameters, their "37.1K").
 
@@ -57,6 +61,11 @@ def two_point_encode(age: Tensor, K: float = BIN_WIDTH, num_bins: int = NUM_BINS
     emb.scatter_(1, i, (1.0 - r).unsqueeze(1))
     emb.scatter_(1, i + 1, r.unsqueeze(1))
     return emb
+
+
+def paper_dropout(num_crops: int) -> float:
+    """The dropout rate of C3AE Sec. 4.2: 0.2 for the plain model (1 crop), 0.3 for the full (context) model."""
+    return 0.2 if int(num_crops) == 1 else 0.3
 
 
 def two_point_decode(probs: Tensor, K: float = BIN_WIDTH) -> Tensor:
@@ -146,6 +155,8 @@ class C3AENet(nn.Module):
     embedding). ``self.w1`` is W1, for the L1 sparsity term of Eq. 4. ``w2_init="bins"``
     (default) starts W2 at the bin ages, the exact decoder of the two-point representation;
     ``"random"`` is PyTorch's default initialisation (the paper states none).
+    ``dropout``: the rate on the concatenated feature before W1; None is the paper's (Sec. 4.2:
+    0.2 plain, 0.3 full), 0 the released re-implementation's (no dropout layer).
     """
 
     def __init__(
@@ -159,11 +170,16 @@ class C3AENet(nn.Module):
         image_size: int = 64,
         channels: int = 32,
         w2_init: str = "bins",
+        dropout: float | None = None,
     ) -> None:
         super().__init__()
         if w2_init not in ("bins", "random"):
             raise ValueError(f"w2_init must be 'bins' or 'random', got {w2_init!r}")
         self.num_crops = int(num_crops)
+        rate = paper_dropout(self.num_crops) if dropout is None else float(dropout)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = nn.Dropout(rate)
         self.num_bins = int(num_bins)
         self.bin_width = float(bin_width)
         self.backbone = C3AEBackbone(int(channels), se=se, residual=residual, conv1_bias=conv1_bias)
@@ -187,7 +203,7 @@ class C3AENet(nn.Module):
         x = _crops(x, self.num_crops)
         # One call per crop, like Keras' shared sub-model (BatchNorm sees each scale on its own).
         feats = torch.cat([self.backbone(x[:, i]).flatten(1) for i in range(self.num_crops)], dim=1)
-        logits = self.w1(feats)
+        logits = self.w1(self.dropout(feats))
         probs = logits.softmax(-1)
         age = self.w2(probs).squeeze(-1)
         return ModelOutput(
@@ -263,6 +279,7 @@ def c3ae_residual(**kwargs) -> C3AENet:
 def c3ae_wide(**kwargs) -> C3AENet:
     """agekit's compact model: the C3AE plain network (Table 1) widened to 48 channels (< 100K params)."""
     kwargs.setdefault("channels", 48)
+    kwargs.setdefault("dropout", 0.0)  # agekit's recipe trains it without dropout
     return C3AENet(num_crops=1, **kwargs)
 
 
