@@ -12,9 +12,10 @@ sample is left) or a dict of them; :func:`age_report` returns a JSON-able dict (
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 GENDER_NAMES = {0: "male", 1: "female"}
 RACE_NAMES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}  # UTKFace
@@ -35,31 +36,31 @@ def _pairs(pred, true) -> tuple[np.ndarray, np.ndarray]:
     return p[keep], t[keep]
 
 
-def abs_errors(pred, true) -> np.ndarray:
+def abs_errors(pred: ArrayLike, true: ArrayLike) -> np.ndarray:
     """|pred - true| over samples where both are known."""
     p, t = _pairs(pred, true)
     return np.abs(p - t)
 
 
-def mae(pred, true) -> float:
+def mae(pred: ArrayLike, true: ArrayLike) -> float:
     """Mean absolute error, SSR-Net Eq. 1 / LRN Eq. 21 (years)."""
     e = abs_errors(pred, true)
     return float(e.mean()) if e.size else math.nan
 
 
-def rmse(pred, true) -> float:
+def rmse(pred: ArrayLike, true: ArrayLike) -> float:
     """Root mean squared error (years)."""
     e = abs_errors(pred, true)
     return float(np.sqrt((e**2).mean())) if e.size else math.nan
 
 
-def bias(pred, true) -> float:
+def bias(pred: ArrayLike, true: ArrayLike) -> float:
     """Mean signed error pred - true (years; > 0: the model over-estimates)."""
     p, t = _pairs(pred, true)
     return float((p - t).mean()) if p.size else math.nan
 
 
-def ca(pred, true, n: float, strict: bool = False) -> float:
+def ca(pred: ArrayLike, true: ArrayLike, n: float, strict: bool = False) -> float:
     """Cumulative accuracy CA(n) = K_n / K as a fraction in [0, 1] (LRN Eq. 23, SSR-Net Sec. 4.3).
 
     K_n counts errors ``|err| <= n`` (the usual cumulative-score convention). ``strict=True``
@@ -73,12 +74,12 @@ def ca(pred, true, n: float, strict: bool = False) -> float:
     return float(hit.mean())
 
 
-def cs_curve(pred, true, levels: Iterable[float] = range(21), strict: bool = False) -> np.ndarray:
+def cs_curve(pred: ArrayLike, true: ArrayLike, levels: Iterable[float] = range(21), strict: bool = False) -> np.ndarray:
     """Cumulative score curve CS(L) = CA(L) for each error level L (fractions)."""
     return np.array([ca(pred, true, n, strict) for n in levels], dtype=np.float64)
 
 
-def epsilon_error(pred, mean, std) -> float:
+def epsilon_error(pred: ArrayLike, mean: ArrayLike, std: ArrayLike) -> float:
     """ChaLearn LAP 2015 epsilon-error, LRN Eq. 22: mean of 1 - exp(-(x - mu)^2 / (2 sigma^2)).
 
     Samples whose ``std`` is unknown (NaN) or not positive are left out.
@@ -102,7 +103,7 @@ def _labels(x) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def group_accuracy(pred_group, true_group, one_off: bool = False) -> float:
+def group_accuracy(pred_group: ArrayLike, true_group: ArrayLike, one_off: bool = False) -> float:
     """Age-group accuracy: exact, or one-off (|predicted group - true group| <= 1; Levi-Hassner Table 2)."""
     p, t = _labels(pred_group), _labels(true_group)
     if p.shape != t.shape:
@@ -114,7 +115,7 @@ def group_accuracy(pred_group, true_group, one_off: bool = False) -> float:
     return float((d <= 1).mean() if one_off else (d == 0).mean())
 
 
-def topk_accuracy(scores, true, k: int = 2) -> float:
+def topk_accuracy(scores: ArrayLike, true: ArrayLike, k: int = 2) -> float:
     """Top-k accuracy: the true class is among the k highest scores (LMTCNN Table 3, top-2)."""
     s = scores.detach().cpu().numpy() if hasattr(scores, "detach") else np.asarray(scores)
     s = s.reshape(len(s), -1).astype(np.float64)
@@ -128,7 +129,7 @@ def topk_accuracy(scores, true, k: int = 2) -> float:
     return float((top == t[keep, None]).any(1).mean())
 
 
-def gender_accuracy(pred, true, threshold: float = 0.5) -> float:
+def gender_accuracy(pred: ArrayLike, true: ArrayLike, threshold: float = 0.5) -> float:
     """Gender accuracy; ``pred`` is P(female) in [0, 1] (female when > threshold) or 0/1 labels."""
     p = _arr(pred)
     t = _labels(true)
@@ -140,7 +141,7 @@ def gender_accuracy(pred, true, threshold: float = 0.5) -> float:
     return float(((p[keep] > threshold).astype(np.int64) == t[keep]).mean())
 
 
-def confusion_matrix(pred, true, n_classes: int) -> np.ndarray:
+def confusion_matrix(pred: ArrayLike, true: ArrayLike, n_classes: int) -> np.ndarray:
     """Counts C[i, j] of true class i predicted as j (labels < 0 left out)."""
     p, t = _labels(pred), _labels(true)
     keep = (p >= 0) & (t >= 0) & (p < n_classes) & (t < n_classes)
@@ -149,7 +150,9 @@ def confusion_matrix(pred, true, n_classes: int) -> np.ndarray:
     return c
 
 
-def mae_by_group(pred, true, groups, names: Mapping[int, str] | None = None) -> dict[str, dict[str, float]]:
+def mae_by_group(
+    pred: ArrayLike, true: ArrayLike, groups: ArrayLike, names: Mapping[int, str] | None = None
+) -> dict[str, dict[str, float]]:
     """MAE and count per group label (LRN Table 11: per ethnicity and gender); label -1 left out."""
     p, t = _arr(pred), _arr(true)
     g = _labels(groups)
@@ -164,13 +167,13 @@ def mae_by_group(pred, true, groups, names: Mapping[int, str] | None = None) -> 
     return out
 
 
-def age_decade(true, width: int = 10) -> np.ndarray:
+def age_decade(true: ArrayLike, width: int = 10) -> np.ndarray:
     """Decade index floor(age / width) (-1 for unknown ages)."""
     t = _arr(true)
     return np.where(np.isfinite(t), np.floor(np.nan_to_num(t) / width), -1).astype(np.int64)
 
 
-def mae_by_decade(pred, true, width: int = 10) -> dict[str, dict[str, float]]:
+def mae_by_decade(pred: ArrayLike, true: ArrayLike, width: int = 10) -> dict[str, dict[str, float]]:
     """MAE and count per true-age decade, keyed "0-9", "10-19", ..."""
     d = age_decade(true, width)
     names = {k: f"{k * width}-{k * width + width - 1}" for k in set(d[d >= 0].tolist())}
@@ -192,16 +195,16 @@ def _json(x):
 
 
 def age_report(
-    pred,
-    true,
-    gender=None,
-    race=None,
-    age_std=None,
+    pred: ArrayLike | None,
+    true: ArrayLike | None,
+    gender: ArrayLike | None = None,
+    race: ArrayLike | None = None,
+    age_std: ArrayLike | None = None,
     *,
-    pred_gender=None,
-    pred_age_group=None,
-    age_group=None,
-    age_group_scores=None,
+    pred_gender: ArrayLike | None = None,
+    pred_age_group: ArrayLike | None = None,
+    age_group: ArrayLike | None = None,
+    age_group_scores: ArrayLike | None = None,
     ca_levels: Sequence[float] = DEFAULT_CA_LEVELS,
     cs_levels: Iterable[float] = range(21),
     race_names: Mapping[int, str] | None = RACE_NAMES,
@@ -248,7 +251,7 @@ def age_report(
         rep["age_group_one_off"] = group_accuracy(pred_age_group, age_group, one_off=True)
         if age_group_scores is not None:
             rep["age_group_top2"] = topk_accuracy(age_group_scores, age_group, 2)
-            n_groups = int(np.asarray(age_group_scores).shape[1]) if not hasattr(age_group_scores, "shape") else int(age_group_scores.shape[1])
+            n_groups = int(np.shape(age_group_scores)[1])
         else:
             n_groups = int(max(_labels(pred_age_group).max(), _labels(age_group).max()) + 1)
         rep["age_group_confusion"] = confusion_matrix(pred_age_group, age_group, n_groups).tolist()

@@ -11,19 +11,23 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib.ticker
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from agekit.data.datasets.adience import AGE_GROUPS
 from agekit.evaluation import metrics
 from agekit.evaluation.metrics import GENDER_NAMES, RACE_NAMES
 
 CA_PLOT_LEVELS = tuple(range(21))
+# a metrics history: a CSV file (Lightning's metrics.csv), a list of row dicts or a dict of lists
+History = str | Path | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 
 
 def _np(x) -> np.ndarray | None:
@@ -43,7 +47,7 @@ def _as_columns(x, key: str) -> dict[str, np.ndarray]:
     return {key: _np(x)}
 
 
-def load_history(history) -> dict[str, list[tuple[float, float]]]:
+def load_history(history: History) -> dict[str, list[tuple[float, float]]]:
     """Metric name -> [(x, value)] from a CSV file (Lightning ``metrics.csv``), a list of row
     dicts, or a dict of lists. x is the epoch when the rows have one, else the step or row."""
     rows: list[dict[str, Any]]
@@ -128,7 +132,7 @@ def plot_learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], pa
     return _save(fig, path)
 
 
-def plot_ca_curve(levels, values, path: Path, title: str = "") -> str:
+def plot_ca_curve(levels: Sequence[float], values: ArrayLike, path: Path, title: str = "") -> str:
     """CA(n) in % for n = 0..20 years (cumulative score curve)."""
     fig, ax = _subplots(figsize=(6, 4))
     v = 100 * np.asarray(values, dtype=float)
@@ -168,7 +172,7 @@ def plot_error_by_age(by_decade: Mapping[str, Mapping[str, float]], overall: flo
     return _save(fig, path)
 
 
-def plot_pred_vs_true(pred, true, path: Path, title: str = "", mae: float | None = None) -> str:
+def plot_pred_vs_true(pred: ArrayLike, true: ArrayLike, path: Path, title: str = "", mae: float | None = None) -> str:
     """Scatter of predicted against true age with the y = x line."""
     p, t = metrics._pairs(pred, true)
     fig, ax = _subplots(figsize=(5, 5))
@@ -189,7 +193,8 @@ def plot_pred_vs_true(pred, true, path: Path, title: str = "", mae: float | None
     return _save(fig, path)
 
 
-def plot_confusion(matrix, labels: Sequence[str], path: Path, title: str = "", xlabel="predicted", ylabel="true") -> str:
+def plot_confusion(matrix: ArrayLike, labels: Sequence[str], path: Path, title: str = "", xlabel: str = "predicted",
+                   ylabel: str = "true") -> str:
     """Confusion matrix with counts and row-normalised colours."""
     m = np.asarray(matrix, dtype=float)
     rows = m.sum(1, keepdims=True)
@@ -210,11 +215,11 @@ def plot_confusion(matrix, labels: Sequence[str], path: Path, title: str = "", x
 
 
 def write_report(
-    out_dir,
-    pred,
-    true,
+    out_dir: str | Path,
+    pred: ArrayLike | Mapping[str, Any],
+    true: ArrayLike | Mapping[str, Any],
     meta: Mapping[str, Any] | None = None,
-    history=None,
+    history: History | None = None,
     *,
     title: str | None = None,
     group_names: Sequence[str] | None = None,
