@@ -33,6 +33,56 @@ from agekit.methods.hsr import stage_targets_from_distribution
 from agekit.outputs import ModelOutput
 
 
+TRAIN = "train"  # model.config min_age / max_age: the training set's youngest / oldest age (LRN Eq. 1)
+
+
+def training_age_range(data) -> tuple[int, int]:
+    """l_1 and l_k of LRN Eq. 1 from a recipe's data section: the youngest and oldest known age of its training rows.
+
+    ``data`` is a recipe's ``data`` section (one ``cache`` or several ``sources``); ages are rounded
+    down / up to whole years (the distribution head has one output per year).
+    """
+    import math
+
+    import numpy as np
+
+    from agekit.data.cache import PreparedCache
+
+    parts = [(data.cache, data.protocol, data.train_split)] if data.cache else [
+        (s.cache, s.protocol, s.train_split or data.train_split) for s in data.sources.values()]
+    ages = []
+    for cache_dir, protocol, split in parts:
+        cache = PreparedCache(cache_dir)
+        if protocol is None:
+            if len(cache.protocols) != 1:
+                raise ValueError(f"{cache_dir}: name a protocol (the cache has {cache.protocols})")
+            protocol = cache.protocols[0]
+        splits = cache.splits(protocol)
+        for name in (x.strip() for x in split.split("+")):
+            if name not in splits:
+                raise KeyError(f"{cache_dir}: protocol {protocol!r} has no split {name!r}; has {sorted(splits)}")
+            a = np.asarray(cache.meta["age"], dtype=np.float64)[splits[name]]
+            ages.append(a[np.isfinite(a) & (a >= 0)])
+    known = np.concatenate(ages) if ages else np.zeros(0)
+    if known.size == 0:
+        raise ValueError("min_age/max_age 'train': the training split has no known age")
+    lo, hi = int(math.floor(known.min())), int(math.ceil(known.max()))
+    return lo, max(hi, lo + 1)
+
+
+def resolve_age_range(config: dict, data) -> dict:
+    """A model config with ``min_age`` / ``max_age`` = "train" replaced by the training set's range (LRN Eq. 1)."""
+    if TRAIN not in (config.get("min_age"), config.get("max_age")):
+        return config
+    lo, hi = training_age_range(data)
+    out = dict(config)
+    if out.get("min_age") == TRAIN:
+        out["min_age"] = lo
+    if out.get("max_age") == TRAIN:
+        out["max_age"] = hi
+    return out
+
+
 def soft_target(logits: Tensor, tau: float = 2.0) -> Tensor:
     """Temperature-softened distribution p_i = exp(z_i/tau) / sum_j exp(z_j/tau), LRN Eq. 3/6."""
     return (logits.float() / tau).softmax(dim=1)

@@ -13,7 +13,9 @@ the global average pooling f (Eq. 2) sit two fully connected heads:
 The decoded age is Eq. 20: the mean of the distribution's expectation (Eq. 18) and the
 de-normalised regression (Eq. 19). l_1 and l_k are the youngest and oldest ages of the
 training set; the paper pre-trains on IMDB-WIKI (0-100) and fine-tunes on MORPH (16-77),
-ChaLearn15 and MegaAge-Asian (0-70); our default range is 0-100 (101 ages).
+ChaLearn15 and MegaAge-Asian (0-70); our default range is 0-100 (101 ages). A recipe sets
+``model.config.min_age`` / ``max_age`` to ``train`` for the training set's own range (Eq. 1;
+the range is recorded in the model card).
 
 Parameter counts with the default 101 ages: ResNet-10 4.92M, ResNet-18 11.23M,
 ResNet-10-Tiny 1.23M, ResNet-18-Tiny 2.81M (Table 2: 4.9M / 11.2M / 1.2M / 2.8M).

@@ -285,6 +285,10 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         L.seed_everything(seed, workers=True, verbose=False)
     name = r.model.name
     config = dict(r.model.config)
+    if "train" in (config.get("min_age"), config.get("max_age")):  # LRN Eq. 1: l_1, l_k of the training set
+        from agekit.methods.lrn import resolve_age_range
+
+        config = resolve_age_range(config, data)
     spec = resolve_spec(name, r.preprocess.overrides(), config)
     method = method_name_for(r)
     method_config = dict(r.method.config)
@@ -297,6 +301,8 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         "teacher": r.teacher,
         "method_config": method_config,
     }
+    if r.model.config != config:  # resolved from the training data (LRN Eq. 1)
+        card["age_range"] = [config.get("min_age"), config.get("max_age")]
     if extra:
         card[ENV_OVERRIDES] = extra  # a dry run's card says so
     module = AgeModule(name, config, spec.to_dict(), method, method_config, r.to_dict(), card, r.teacher)
