@@ -55,3 +55,56 @@ def test_lrn_age_range_from_the_training_set(tmp_path):
     m = load_checkpoint(res.final).model
     assert (m.min_age, m.max_age, m.num_ages) == (16, 77, 62) and m.fc_ldl.out_features == 62
     assert m.bin_ages[0] == 16 and m.bin_ages[-1] == 77
+
+
+def test_ca_definitions_on_integer_errors():
+    """Errors 0, 1, 3, 3, 5, 7: CA(3) is 4/6 with <= 3, 2/6 with < 3 (SSR-Net Sec. 4.5, LRN Eq. 23)."""
+    import numpy as np
+
+    from agekit.evaluation.metrics import age_report
+
+    true = np.array([20.0, 20, 20, 20, 20, 20])
+    pred = true + np.array([0, 1, -3, 3, 5, -7])
+    le, lt = age_report(pred, true), age_report(pred, true, ca_def="lt")
+    assert le["ca"]["3"] == pytest.approx(4 / 6) and lt["ca"]["3"] == pytest.approx(2 / 6)
+    assert le["ca"]["5"] == pytest.approx(5 / 6) and lt["ca"]["5"] == pytest.approx(4 / 6)
+    assert le["ca_definition"]["name"] == "le" and "<= n" in le["ca_definition"]["rule"]
+    assert lt["ca_definition"]["name"] == "lt" and "LRN Eq. 23" in lt["ca_definition"]["rule"]
+    assert lt["cs_curve"]["values"][:2] == [0.0, pytest.approx(1 / 6)]  # CS(0) = 0 under "< n"
+    with pytest.raises(ValueError, match="CA definition"):
+        age_report(pred, true, ca_def="leq")
+
+
+def test_evaluate_cli_ca_strict_and_epsilon_error_without_out(tmp_path, capsys):
+    """``agekit evaluate --ca-strict`` names its rule; the epsilon-error is reported without --out too."""
+    import json
+
+    import numpy as np
+
+    from agekit.cli import main
+    from agekit.data.cache import write_cache
+    from agekit.evaluation.evaluate import evaluate
+    from agekit.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", create_model("c3ae_plain"), name="c3ae_plain", config={})
+    n = 6
+    meta = {"age": np.array([20, 25, 30, 35, 40, 45], np.float32), "age_std": np.array([3, 4, 5, 2, np.nan, 6], np.float32),
+            "hash": np.array([f"{i:040x}" for i in range(n)]), "source": np.array([f"{i}.jpg" for i in range(n)])}
+    view = np.random.default_rng(0).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+    write_cache(tmp_path / "c", meta, {"single_64_m0.4": view}, {"p": {"test": np.arange(n)}}, {"dataset": "toy"})
+    rep = evaluate(ckpt, tmp_path / "c", "test", device="cpu", ca_def="lt")
+    m = rep["metrics"]
+    assert m["ca_definition"]["name"] == "lt"
+    assert "epsilon_error" in m and 0.0 < m["epsilon_error"] < 1.0
+    written = evaluate(ckpt, tmp_path / "c", "test", out_dir=tmp_path / "rep", device="cpu", ca_def="lt")
+    assert written["metrics"]["epsilon_error"] == pytest.approx(m["epsilon_error"])
+    assert written["metrics"]["ca"] == m["ca"]
+    capsys.readouterr()
+    assert main(["evaluate", str(ckpt), "--data", str(tmp_path / "c"), "--device", "cpu", "--ca-strict"]) == 0
+    short = json.loads(capsys.readouterr().out)
+    assert short["CA definition"].startswith("CA(n) = share of faces with |error| < n")
+    assert short["epsilon_error"] == pytest.approx(m["epsilon_error"])
+    assert short["CA(5)"] == pytest.approx(m["ca"]["5"])
+    assert main(["evaluate", str(ckpt), "--data", str(tmp_path / "c"), "--device", "cpu", "--ca-def", "le"]) == 0
+    assert "<= n" in json.loads(capsys.readouterr().out)["CA definition"]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from agekit.data.cache import PreparedCache
-from agekit.evaluation.metrics import age_report
+from agekit.evaluation.metrics import age_report, check_ca_def
 from agekit.evaluation.report import write_report
 from agekit.methods import default_method_for
 from agekit.models.checkpoint import load_checkpoint
@@ -96,13 +96,16 @@ def evaluate(
     ten_view: bool | None = None,
     batch_size: int = 256,
     device: str | None = None,
+    ca_def: str = "le",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a cache split: metrics via ``age_report``, written by ``write_report``.
 
     ``ten_view`` (default: on for LMTCNN's 256-square crops) averages the scores of the four
     corner and the centre crops and their mirrors (LMTCNN test protocol); ``flip`` averages
-    each face with its mirror image.
+    each face with its mirror image. ``ca_def``: CA(n) counts |error| <= n ("le") or < n ("lt",
+    SSR-Net Sec. 4.5, HSR Sec. IV-A, LRN Eq. 23); the report names the rule used.
     """
+    check_ca_def(ca_def)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_checkpoint(ckpt, map_location="cpu")
     spec = loaded.preprocess
@@ -134,12 +137,14 @@ def evaluate(
     }
     if out_dir is not None:
         csv_path = find_metrics_csv(ckpt)
-        return write_report(out_dir, pred, true, info, str(csv_path) if csv_path else None)
+        return write_report(out_dir, pred, true, info, str(csv_path) if csv_path else None, ca_def=ca_def)
     g = true.get("age_group")
+    std = true.get("age_std")
     rep = age_report(
         pred.get("age") if "age" in true else None, true.get("age"), gender=true.get("gender"), race=true.get("race"),
         pred_gender=pred.get("gender_female"), pred_age_group=pred.get("age_group"),
         age_group=g if g is not None and (g >= 0).any() else None, age_group_scores=pred.get("age_group_probs"),
+        age_std=std if std is not None and np.isfinite(std.astype(float)).any() else None, ca_def=ca_def,
     )
     report = {"meta": info, "n_samples": int(len(rows)), "metrics": rep}
     return report

@@ -20,6 +20,17 @@ from numpy.typing import ArrayLike
 GENDER_NAMES = {0: "male", 1: "female"}
 RACE_NAMES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}  # UTKFace
 DEFAULT_CA_LEVELS = (1, 3, 5, 7, 10)
+CA_DEFINITIONS = {  # the rule behind CA(n) / the CS curve, selectable with ``agekit evaluate --ca-def``
+    "le": "CA(n) = share of faces with |error| <= n (the usual cumulative-score convention)",
+    "lt": "CA(n) = share of faces with |error| < n (SSR-Net Sec. 4.5, HSR Sec. IV-A, LRN Eq. 23)",
+}
+
+
+def check_ca_def(ca_def: str) -> str:
+    """``ca_def`` if it names a CA(n) definition ("le" or "lt"), else a one-line ValueError."""
+    if ca_def not in CA_DEFINITIONS:
+        raise ValueError(f"CA definition must be one of {sorted(CA_DEFINITIONS)}, got {ca_def!r}")
+    return ca_def
 
 
 def _arr(x) -> np.ndarray:
@@ -208,6 +219,7 @@ def age_report(
     ca_levels: Sequence[float] = DEFAULT_CA_LEVELS,
     cs_levels: Iterable[float] = range(21),
     race_names: Mapping[int, str] | None = RACE_NAMES,
+    ca_def: str = "le",
 ) -> dict:
     """Every metric at once, as a JSON-able dict (NaN -> None).
 
@@ -215,8 +227,10 @@ def age_report(
     ``gender``/``race``: true labels for the per-group MAE; ``age_std``: per-sample std of the
     apparent age (ChaLearn) for the epsilon-error; ``pred_gender``: P(female) for gender
     accuracy; ``pred_age_group``/``age_group_scores``/``age_group``: group predictions,
-    scores (N, G) and true groups for exact, one-off and top-2 accuracy.
+    scores (N, G) and true groups for exact, one-off and top-2 accuracy. ``ca_def``: "le"
+    (|error| <= n) or "lt" (|error| < n, the papers' wording) for CA(n) and the CS curve.
     """
+    strict = check_ca_def(ca_def) == "lt"
     rep: dict = {}
     if pred is not None and true is not None:
         p, t = _arr(pred), _arr(true)
@@ -227,11 +241,12 @@ def age_report(
             rmse=rmse(p, t),
             bias=bias(p, t),
             median_ae=float(np.median(e)) if e.size else math.nan,
-            ca={str(n): ca(p, t, n) for n in ca_levels},
+            ca={str(n): ca(p, t, n, strict) for n in ca_levels},
+            ca_definition={"name": ca_def, "rule": CA_DEFINITIONS[ca_def]},
             cs_curve={"levels": [float(n) for n in cs_levels]},
             mae_by_decade=mae_by_decade(p, t),
         )
-        rep["cs_curve"]["values"] = cs_curve(p, t, rep["cs_curve"]["levels"]).tolist()
+        rep["cs_curve"]["values"] = cs_curve(p, t, rep["cs_curve"]["levels"], strict).tolist()
         if age_std is not None:
             rep["epsilon_error"] = epsilon_error(p, t, age_std)
         if gender is not None:

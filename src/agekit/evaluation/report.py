@@ -223,6 +223,7 @@ def write_report(
     *,
     title: str | None = None,
     group_names: Sequence[str] | None = None,
+    ca_def: str = "le",
 ) -> dict:
     """Write ``out_dir/report.json`` and the PNG plots; return the report dict.
 
@@ -252,6 +253,7 @@ def write_report(
         pred_age_group=P.get("age_group"),
         age_group=T.get("age_group") if T.get("age_group") is not None and (np.asarray(T["age_group"]) >= 0).any() else None,
         age_group_scores=P.get("age_group_probs"),
+        ca_def=ca_def,
     )
     if P.get("uncertainty") is not None:
         u = P["uncertainty"].astype(float)

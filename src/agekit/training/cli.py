@@ -50,13 +50,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     try:
         rep = evaluate(args.checkpoint, args.data, args.split, args.protocol, args.out, flip=args.flip,
-                       ten_view=args.ten_view, batch_size=args.batch_size, device=args.device)
+                       ten_view=args.ten_view, batch_size=args.batch_size, device=args.device,
+                       ca_def="lt" if args.ca_strict else args.ca_def)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"agekit evaluate: {e}", file=sys.stderr)
         return 2
     m = rep.get("metrics", {})
     short = {k: v for k, v in m.items() if isinstance(v, (int, float))}
     short.update({f"CA({k})": v for k, v in (m.get("ca") or {}).items()})
+    if m.get("ca_definition"):
+        short["CA definition"] = m["ca_definition"]["rule"]
     print(json.dumps(short, indent=1))
     if args.out:
         print(f"report written to {args.out}")
@@ -105,6 +108,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="LMTCNN ten-view oversampling (default on for LMTCNN)")
     e.add_argument("--no-ten-view", dest="ten_view", action="store_false")
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--ca-def", choices=("le", "lt"), default="le",
+                   help="CA(n) counts |error| <= n (le, default) or < n (lt: SSR-Net, HSR, LRN)")
+    e.add_argument("--ca-strict", action="store_true", help="same as --ca-def lt")
     e.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     add_trust_pickle_argument(e)
     e.set_defaults(func=_evaluate)
