@@ -15,6 +15,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from agekit.data.cache import PreparedCache
+from agekit.evaluation.evaluate import predict_split
+from agekit.models.checkpoint import load_checkpoint
+from agekit.training.datamodule import resolve_protocol
+from agekit.training.teacher import method_for_loaded
+
 # Age bands, inclusive whole years; "40-59" and "0-12" are the ranges the acceptance figures name.
 BANDS: dict[str, tuple[float, float]] = {
     "0-12": (0, 12), "13-19": (13, 19), "20-29": (20, 29), "30-39": (30, 39), "40-49": (40, 49),
@@ -80,8 +86,6 @@ class _GreyView:
 
 def test_rows(cache: Any, protocol: str | None, split: str) -> tuple[str, np.ndarray]:
     """The protocol (resolved) and the rows of ``split`` in a :class:`~agekit.data.cache.PreparedCache`."""
-    from agekit.training.datamodule import resolve_protocol
-
     protocol = resolve_protocol(cache, protocol)
     splits = cache.splits(protocol)
     if split not in splits:
@@ -92,11 +96,6 @@ def test_rows(cache: Any, protocol: str | None, split: str) -> tuple[str, np.nda
 def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str | None = None, split: str = "test",
                    *, flip: bool = True, grey: bool = True, batch_size: int = 256) -> dict[str, Any]:
     """:func:`summarize` of a checkpoint on a cache split, on colour faces and (``grey``) on grey-converted ones."""
-    from agekit.models.checkpoint import load_checkpoint
-    from agekit.data.cache import PreparedCache
-    from agekit.evaluation.evaluate import predict_split
-    from agekit.training.teacher import method_for_loaded
-
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     method = method_for_loaded(loaded)
     cache = PreparedCache(cache_dir)
@@ -121,8 +120,6 @@ def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str 
 
 def model_info(checkpoint: str | Path) -> dict[str, Any]:
     """Name, parameters, MACs and training data of a checkpoint (from its card)."""
-    from agekit.models.checkpoint import load_checkpoint
-
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     card = loaded.card or {}
     data = card.get("data") or {}
@@ -165,8 +162,6 @@ def peer_report(predictions: str | Path, cache_dir: str | Path, protocol: str | 
     ``coverage`` is the share of the split's photos for which the peer gave an age (found a face); the figures are
     over those photos.
     """
-    from agekit.data.cache import PreparedCache
-
     cache = PreparedCache(cache_dir)
     protocol, rows = test_rows(cache, protocol, split)
     names = [Path(str(s)).name for s in np.asarray(cache.meta["source"]).astype(str)[rows]]

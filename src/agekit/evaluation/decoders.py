@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from agekit.methods import default_method_for, get_method
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+
 
 def with_decoder(src: str | Path, dst: str | Path, decoder: str) -> dict:
     """Write a copy of the DEX / DLDL (or distilled DLDL) checkpoint ``src`` whose card decodes with ``decoder``.
@@ -16,9 +19,6 @@ def with_decoder(src: str | Path, dst: str | Path, decoder: str) -> dict:
     checkpoint: its ``student_config``) gains ``decoder``, which ``agekit evaluate``, ``agekit export`` and the predictor
     follow. Returns the new method options; raises if the method has no such decoder.
     """
-    from agekit.models.checkpoint import load_checkpoint, save_checkpoint
-    from agekit.methods import default_method_for, get_method
-
     lm = load_checkpoint(src)
     card = copy.deepcopy(lm.card or {})
     holder = card if "method_config" in card or "training" not in card else card["training"]

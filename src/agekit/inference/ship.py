@@ -18,15 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+from agekit.evaluation.evaluate import evaluate
+from agekit.export.onnx import export_onnx
+from agekit.inference.backends import OnnxRunner
+from agekit.inference.bench import machine_info, time_call
+from agekit.inference.cards import build_card, write_card
 from agekit.inference.weights import WEIGHT_SUFFIX, WEIGHTS_DIR
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def measure_latency(loaded, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
     """Batch-1 latency in ms of one face: ONNX Runtime (1 thread) and torch eager (1 thread), medians."""
-    from agekit.inference.backends import OnnxRunner
-    from agekit.inference.bench import machine_info, time_call
-
     size = tuple(getattr(loaded.model, "input_size", None) or (3, loaded.preprocess.size, loaded.preprocess.size))
     x = np.random.default_rng(0).random((1, *size), dtype=np.float32)
     runner = OnnxRunner(onnx_path, threads=1)
@@ -67,10 +69,6 @@ def ship_checkpoint(
     ``flip``: evaluate with flip averaging and mark the card ``inference.flip`` so the predictor
     averages each face with its mirror image too (the card's metrics are what users get).
     """
-    from agekit.inference.cards import build_card, write_card
-    from agekit.export.onnx import export_onnx
-    from agekit.evaluation.evaluate import evaluate
-
     out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(checkpoint)

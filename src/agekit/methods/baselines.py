@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from agekit.methods.base import (
     Method,
     age_mask,
+    distribution_mean_std,
+    distribution_median,
     gaussian_label_distribution,
     masked_l1,
     masked_mean,
@@ -55,7 +57,6 @@ class DEX(Method):
         """Expectation (or median, ``decoder``) over the bins; uncertainty = std of the distribution."""
         if out.logits is None and out.probs is None:
             return out.age, None
-        from agekit.methods.base import distribution_mean_std, distribution_median
 
         probs = out.probs if out.probs is not None else out.logits.float().softmax(1)
         bins = self._bins(out)

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from agekit.models.registry import create_model, model_entry
+
 if TYPE_CHECKING:  # torch is imported where it is used, so that ``import agekit`` stays light
     import torch
     import torch.nn as nn
@@ -146,8 +148,6 @@ def complexity(model: nn.Module, input_size: tuple[int, ...]) -> Complexity:
 
 def model_complexity(name: str, **config: Any) -> Complexity:
     """Figures of a registered model at its default input size."""
-    from agekit.models.registry import create_model, model_entry
-
     model = create_model(name, **config)
     size = getattr(model, "input_size", None) or model_entry(name).input_size
     return complexity(model, tuple(size))

@@ -31,7 +31,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from agekit.models.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
+from agekit.models.complexity import complexity
+from agekit.models.registry import create_model
 from agekit.preprocessing import C3AE_CONTEXT, SSRNET, PreprocessSpec
+from agekit.weightfile import add_trust_pickle_argument
 
 SSRNET_AUTHORS = "Tsun-Yi Yang, Yi-Hsuan Huang, Yen-Yu Lin, Pi-Cheng Hsiu, Yung-Yu Chuang"
 C3AE_AUTHORS = "Chao Zhang, Shuaicheng Liu, Xun Xu, Ce Zhu (paper); StevenBanama (re-implementation and weights)"
@@ -302,8 +306,6 @@ def convert_keras(path: str | Path, arch: str | None = None) -> nn.Module:
     ``arch`` (``ssrnet``, ``ssrnet_gender``, ``c3ae_full``, ``c3ae_full_se``) is detected from the
     file when not given. The model's ``preprocess`` is the released models' input: BGR, raw 0..255.
     """
-    from agekit.models.registry import create_model
-
     kf = KerasFile(path)
     detected, config = detect_arch(kf)
     arch = arch or detected
@@ -336,8 +338,6 @@ def _sha256(path: Path) -> str:
 
 def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
     """Model card of a converted release: source file, authors, licence, training data, conversion notes."""
-    from agekit.models.complexity import complexity
-
     src = Path(src)
     arch = model.agekit_name  # type: ignore[attr-defined]
     known = KNOWN_FILES.get(src.name, {})
@@ -375,8 +375,6 @@ def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
 
 def convert_to_checkpoint(src: str | Path, out: str | Path, arch: str | None = None) -> Path:
     """Convert ``src`` and write an agekit checkpoint (weights, config, BGR 0..255 spec, model card) to ``out``."""
-    from agekit.models.checkpoint import save_checkpoint
-
     model = convert_keras(src, arch)
     name = model.agekit_name  # type: ignore[attr-defined]
     method = {"ssrnet": "ssr", "ssrnet_gender": "ssr_gender"}.get(name, "c3ae")
@@ -402,8 +400,6 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _convert_checkpoint_cmd(args: argparse.Namespace) -> int:
-    from agekit.models.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
-
     src, dst = Path(args.src), Path(args.dst)
     if dst.suffix != SUFFIX:
         print(f"agekit convert-checkpoint: {dst}: the output is a {SUFFIX} file; name it so", file=sys.stderr)
@@ -425,8 +421,6 @@ def _convert_checkpoint_cmd(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``agekit convert SRC.h5 [--arch NAME] --out FILE.safetensors`` and ``agekit convert-checkpoint OLD NEW``."""
-    from agekit.weightfile import add_trust_pickle_argument
-
     p = subparsers.add_parser("convert", help="import the authors' released Keras weights (SSR-Net, C3AE)")
     p.add_argument("src", help="Keras HDF5 file (SSR-Net age_*/gender_*.h5, C3AE c3ae_imdb_*.h5)")
     p.add_argument("--arch", default=None, help="ssrnet, ssrnet_gender, c3ae_full or c3ae_full_se (default: detect)")

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from agekit.data.cache import PreparedCache
 from agekit.data.datasets.adience import nearest_age_group
 from agekit.preprocessing import PreprocessSpec
 from agekit.training.augment import BatchAugment, build_augment
@@ -286,7 +287,6 @@ class AgeDataModule(L.LightningDataModule):
     def _open(self) -> None:
         if self.cache is not None:
             return
-        from agekit.data.cache import PreparedCache
 
         self.cache = self.cache_arg if hasattr(self.cache_arg, "view") else PreparedCache(self.cache_arg)
         self.protocol = resolve_protocol(self.cache, self.protocol)

@@ -24,6 +24,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from agekit.methods import list_methods
+from agekit.models.registry import list_models
+
 __all__ = [
     "Augment", "Data", "Method", "Model", "Optimizer", "Preprocess", "Recipe", "RecipeError", "Scheduler", "Source",
     "Trainer",
@@ -62,8 +65,6 @@ class Model(_Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from agekit.models.registry import list_models
-
         known = list_models()
         if v not in known:
             raise ValueError(f"unknown model {v!r}{did_you_mean(v, known)}; `agekit models` lists them")
@@ -79,8 +80,6 @@ class Method(_Section):
     @field_validator("name")
     @classmethod
     def _known_method(cls, v: str | None) -> str | None:
-        from agekit.methods import list_methods
-
         known = list_methods()
         if v is not None and v not in known:
             raise ValueError(f"unknown method {v!r}{did_you_mean(v, known)}; one of {', '.join(known)}")
