@@ -25,6 +25,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
+from agekit.face.io import read_image
+from agekit.inference.backends import OnnxRunner, TorchRunner
+from agekit.inference.estimator import Estimator
+from agekit.methods import load_method
+from agekit.models.checkpoint import LoadedModel, save_checkpoint
+from agekit.models.complexity import complexity
+from agekit.models.registry import create_model, model_entry
+
 DEFAULT_MODELS = ("ssrnet", "sephsr_30_10", "c3ae_plain")
 # glibc malloc settings that keep big batch buffers mapped between runs (no mmap/munmap or trim per call);
 # they must be in the environment before Python starts, so bench can only report them.
@@ -103,9 +112,6 @@ def bench_inputs(name: str, batch: int = 256, config: dict[str, Any] | None = No
     """The zoo model ``name`` (built with ``config``) with seeded random weights (eval mode), its preprocessing spec
     and a float32 batch of ``batch`` network inputs cut from sample faces: what ``agekit bench`` (and the
     benchmarks/ scripts) time."""
-    from agekit.export.onnx import network_inputs, sample_crops
-    from agekit.models.registry import create_model, model_entry
-
     torch.manual_seed(0)  # the same random weights every run (timings do not depend on them; parity does, a little)
     model = create_model(name, **(config or {})).eval()
     spec = getattr(model, "preprocess", None) or model_entry(name).preprocess
@@ -119,13 +125,6 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
                 config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Batch-1 latency (ms) with ``threads`` and batch throughput (faces/s) with ``batch_threads`` per backend
     (``config``: the model's registry configuration overrides, e.g. LRN's ``input_size`` and ``stem``)."""
-    from agekit.models.checkpoint import LoadedModel
-    from agekit.models.complexity import complexity
-    from agekit.inference.backends import OnnxRunner, TorchRunner
-    from agekit.methods import load_method
-    from agekit.export.onnx import export_onnx, read_sidecar
-    from agekit.models.registry import model_entry
-
     entry = model_entry(name)
     model, spec, xb = bench_inputs(name, batch, config)
     size = tuple(getattr(model, "input_size", None) or entry.input_size)
@@ -160,8 +159,6 @@ def _photo(seed: int = 0) -> tuple[np.ndarray, str]:
     """A 640x480 RGB photo with one face: a UTKFace image (when ../shared is present) pasted on a textured background."""
     import cv2
 
-    from agekit.face.io import read_image
-
     rng = np.random.default_rng(seed)
     bg = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 8)
     shared = Path(os.environ.get("AGEKIT_SHARED", Path(__file__).resolve().parents[3].parent / "shared"))
@@ -183,11 +180,6 @@ def bench_photo(model: str | None = None, threads: int = 1, repeats: int = 30, d
     the whole ``Estimator.predict(path)`` call separately (wall and CPU time).
     """
     import cv2
-
-    from agekit.models.checkpoint import save_checkpoint
-    from agekit.face.io import read_image
-    from agekit.inference.estimator import Estimator
-    from agekit.models.registry import create_model
 
     img, what = _photo()
     with tempfile.TemporaryDirectory() as tmp:
