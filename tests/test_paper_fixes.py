@@ -108,3 +108,39 @@ def test_evaluate_cli_ca_strict_and_epsilon_error_without_out(tmp_path, capsys):
     assert short["CA(5)"] == pytest.approx(m["ca"]["5"])
     assert main(["evaluate", str(ckpt), "--data", str(tmp_path / "c"), "--device", "cpu", "--ca-def", "le"]) == 0
     assert "<= n" in json.loads(capsys.readouterr().out)["CA definition"]
+
+
+def test_adience_published_validation_lists_and_table_2_check(tmp_path):
+    """The per-fold validation lists become the adience protocol's val splits; fold sizes are checked against
+    LMTCNN Table 2 (11,136 / 1,242 / 3,879 for fold 0)."""
+    import numpy as np
+
+    from agekit.data.datasets import get_adapter
+    from agekit.data.datasets.adience import LMTCNN_TABLE2, check_fold_sizes, fold_sizes
+    from agekit.data.protocols import adience_folds
+    from published_layouts import make_adience
+
+    folds = make_adience(tmp_path, users_per_fold=2, faces_per_user=3)
+    samples, bad = get_adapter("adience")(tmp_path).scan()
+    assert not bad and len(samples) == 30
+    tags = {s.extra["face_id"]: s.origin_split for s in samples}
+    # the first user of fold 1 validates test fold 0
+    first_user_fold1 = [fid for u, fid, *_ in folds[1] if u == folds[1][0][0]]
+    assert {tags[f] for f in first_user_fold1} == {"fold_1 val_0"}
+    assert tags[folds[0][-1][1]] == "fold_0"
+    meta = {"origin_split": np.array([s.origin_split for s in samples]), "subject": np.array([s.subject for s in samples]),
+            "hash": np.array([f"{i:040x}" for i in range(len(samples))])}
+    splits = adience_folds(meta)
+    ids = np.array([s.extra["face_id"] for s in samples])
+    assert sorted(ids[splits["fold0_val"]]) == sorted(first_user_fold1)
+    assert fold_sizes(splits) == {i: (21, 3, 6) for i in range(5)}
+    assert LMTCNN_TABLE2[0] == (11136, 1242, 3879) and LMTCNN_TABLE2[1] == (11905, 1348, 3005)
+    lines = check_fold_sizes(splits)
+    assert len(lines) == 5 and lines[0] == "fold 0: 21 / 3 / 6 train / val / test images; LMTCNN Table 2: 11136 / 1242 / 3879"
+    fake = {f"fold{i}_{p}": np.zeros(n) for i, sizes in LMTCNN_TABLE2.items() for p, n in zip(("train", "val", "test"), sizes)}
+    assert check_fold_sizes(fake) == []
+    # without the lists: a seeded 10 % of the subjects, as before
+    for d in (tmp_path / "train_val_txt_files_per_fold").glob("*/*.txt"):
+        d.unlink()
+    samples, _ = get_adapter("adience")(tmp_path).scan()
+    assert all(" " not in s.origin_split for s in samples)

@@ -178,8 +178,11 @@ def megaage_lists(meta: Meta, seed: int = 0) -> Splits:
 
 def adience_folds(meta: Meta, seed: int = 0, val_fraction: float = 0.1) -> Splits:
     """Adience five-fold cross-validation (LMTCNN Table 2): fold i tests on ``fold_i``, trains on the
-    other four, of which ~10 % of the subjects (seeded) form the validation set."""
-    col = np.asarray(meta["origin_split"]).astype(str)
+    other four, of which ~10 % of the subjects (seeded) form the validation set, or the published
+    per-fold validation lists when the adapter found them (``origin_split`` "fold_j val_i")."""
+    tags = np.asarray(meta["origin_split"]).astype(str)
+    col = np.array([t.split(" ")[0] for t in tags])
+    listed = np.array([t.split(" ")[1] if " " in t else "" for t in tags])
     groups = group_ids(meta, ("subject", "hash"))
     rng = np.random.default_rng(seed)
     out: Splits = {}
@@ -189,6 +192,8 @@ def adience_folds(meta: Meta, seed: int = 0, val_fraction: float = 0.1) -> Split
         rest_groups = rng.permutation(np.unique(groups[rest]))
         val_groups = rest_groups[: int(round(val_fraction * len(rest_groups)))]
         is_val = np.isin(groups[rest], val_groups)
+        if (listed != "").any():  # the published lists
+            is_val = listed[rest] == f"val_{i}"
         out[f"fold{i}_train"] = rest[~is_val].astype(np.int64)
         out[f"fold{i}_val"] = rest[is_val].astype(np.int64)
         out[f"fold{i}_test"] = test.astype(np.int64)
