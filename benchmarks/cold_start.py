@@ -16,13 +16,11 @@ with the caller's environment minus the glibc malloc settings of the other bench
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agekit import __version__
-from agekit.inference.cards import file_sha256, local_paths, main as cards_main, render_markdown
+from agekit.inference.cards import file_sha256, local_paths, render_markdown
+from agekit.inference.cards import main as cards_main
 from agekit.inference.weights import WEIGHTS_DIR, shipped_weights
 
 RECIPES = Path(__import__("agekit").__file__).parent / "recipes"

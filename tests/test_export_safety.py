@@ -17,8 +17,9 @@ SHIPPED = [w["name"] for w in shipped_weights()]
 
 
 def _package_state() -> dict[str, str]:
-    import agekit
     from pathlib import Path
+
+    import agekit
 
     root = Path(agekit.__file__).parent
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -89,7 +89,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         d = dict(d)
         for k in ("ratios", "mean", "std"):
             if k in d and d[k] is not None:
@@ -123,7 +123,7 @@ class PreprocessSpec:
             out = (x - mean) / std
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def normalize(self, crops: "np.ndarray | torch.Tensor", input_color: str = "RGB") -> "torch.Tensor":
+    def normalize(self, crops: np.ndarray | torch.Tensor, input_color: str = "RGB") -> torch.Tensor:
         """uint8 crops (..., H, W, 3) in ``input_color`` order -> float tensor (..., 3, H, W) (imports torch).
 
         Leading dimensions are kept, so (B, k, H, W, 3) becomes (B, k, 3, H, W). numpy crops go through

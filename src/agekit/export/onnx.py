@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -181,8 +182,8 @@ def check_parity(
     the two runtimes' distribution difference can move an output decoded from it - ``sum_j |dp_j| |b_j|`` for the
     age (an expectation over the bins, C3AE's two-point code included) and ``min(dvar / sd, sqrt(dvar))`` with
     ``dvar = sum_j |dp_j| b_j^2 + |dmean| (|mean| + |mean'|)`` for its standard deviation. The distribution's
-    ``expectation`` is compared too (key ``expectation``, within :data:`EXPECTATION_ATOL` years). Outputs in ``unchecked`` (a median decoder's age) are
-    measured and reported, never failed."""
+    ``expectation`` is compared too (key ``expectation``, within :data:`EXPECTATION_ATOL` years). Outputs in
+    ``unchecked`` (a median decoder's age) are measured and reported, never failed."""
     runner = _OrtCheck(onnx_path)  # the whole batch in one run: checks the dynamic axis
     with torch.inference_mode():
         ref = {k: v.numpy().astype(np.float64) for k, v in wrapper.named(torch.from_numpy(x)).items()}

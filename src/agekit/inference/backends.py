@@ -13,10 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from agekit.methods.decode import ExportWrapper
-
 # ONNX Runtime inference lives in the torch-free agekit.inference.runtime (re-exported here)
 from agekit.inference.runtime import DEFAULT_CHUNK, OnnxRunner, ort_session  # noqa: F401
+from agekit.methods.decode import ExportWrapper
 
 
 class TorchRunner:

@@ -92,7 +92,7 @@ def describe_preprocess(spec: PreprocessSpec) -> str:
 
 
 def build_card(
-    model: "nn.Module",
+    model: nn.Module,
     name: str,
     *,
     config: dict[str, Any] | None = None,
@@ -262,8 +262,8 @@ def render_markdown(card: dict[str, Any], title: str | None = None, name: str | 
         ca = metrics.get("ca") or {}
         lines += [f"| CA({n}) | {_fmt(ca[n])} |" for n in sorted(ca, key=lambda n: float(n))]
         lines += ["", "## Fairness: errors by group", "",
-                  f"The same test faces split by UTKFace's gender, race and age labels (MAE in years). Errors differ "
-                  f"between groups; check them on your own population before relying on any figure."]
+                  "The same test faces split by UTKFace's gender, race and age labels (MAE in years). Errors differ "
+                  "between groups; check them on your own population before relying on any figure."]
         for key, title in (("mae_by_gender", "gender"), ("mae_by_race", "race"), ("mae_by_decade", "age decade")):
             groups = metrics.get(key) or {}
             if not groups:

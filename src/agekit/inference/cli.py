@@ -179,10 +179,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(f"# {est.describe()}", file=sys.stderr)
     args.stream = False
     if args.video is not None:
-        from agekit.inference.video import process_video
-
         from agekit.face.io import safe_name
-        from agekit.inference.video import is_read_error
+        from agekit.inference.video import is_read_error, process_video
 
         args.stream = True
         n = read = 0

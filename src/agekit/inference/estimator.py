@@ -25,9 +25,10 @@ import io
 import itertools
 import os
 import sys
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Container, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -145,9 +146,9 @@ def load_head(
             return load_head(src, "torch", cache_dir, threads)
         spec = PreprocessSpec.from_dict(info["preprocess"])
         return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), source or str(p), info)
-    from agekit.models.checkpoint import load_checkpoint
     from agekit.inference.backends import TorchRunner
     from agekit.methods import load_method
+    from agekit.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(p)
     if backend == "torch":
@@ -177,7 +178,7 @@ class EncodedImage:
     name: str
 
 
-def expand_inputs(x: Any, colour: str = "rgb") -> "Inputs":
+def expand_inputs(x: Any, colour: str = "rgb") -> Inputs:
     """Inputs as (source label, path or RGB array or :class:`EncodedImage` or ``Exception``) pairs: folders list
     their images, globs expand, arrays in ``colour`` order ("rgb" or "bgr") become RGB, PIL images become RGB arrays,
     bytes and binary file objects become :class:`EncodedImage`. Anything else raises ``TypeError`` naming what is
@@ -478,7 +479,7 @@ class Estimator:
         workers: int = 1,
         max_pixels: int | None = None,
         **detector_kwargs: Any,
-    ) -> "Estimator":
+    ) -> Estimator:
         """Load a shipped weight ("age", "gender", a weight name) or a .pt/.ckpt/.onnx file, plus an optional gender model.
 
         ``flip``: average each face with its mirror image; ``None`` follows each model card
@@ -498,7 +499,8 @@ class Estimator:
 
     def describe(self) -> str:
         """One line naming the models and backend, then the weights' licence and intended use (from the cards)."""
-        parts = [f"{k} {h.name} ({h.backend}, {h.source})" for k, h in (("age", self.age_head), ("gender", self.gender_head)) if h]
+        heads = (("age", self.age_head), ("gender", self.gender_head))
+        parts = [f"{k} {h.name} ({h.backend}, {h.source})" for k, h in heads if h]
         licence = self.licence()
         return "; ".join(parts) + (f"; weights: {licence}" if licence else "")
 

@@ -8,7 +8,7 @@ video frames alike) and read like the dicts of earlier versions (``result["faces
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any
 
 # Decimals written by ``agekit predict --json/--csv/--out`` (the Python results keep full float precision):
 # ages and their +- in years to 0.01, probabilities and detector scores to 0.001, boxes to whole pixels,
@@ -95,7 +95,7 @@ class FaceResult(_Record):
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FaceResult":
+    def from_dict(cls, d: dict[str, Any]) -> FaceResult:
         names = {f.name for f in fields(cls)} - {"extras"}
         return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
 
@@ -120,7 +120,7 @@ class PhotoResult(_Record):
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PhotoResult":
+    def from_dict(cls, d: dict[str, Any]) -> PhotoResult:
         names = {f.name for f in fields(cls)} - {"extras", "faces"}
         faces = [f if isinstance(f, FaceResult) else FaceResult.from_dict(f) for f in d.get("faces") or []]
         return cls(**{k: v for k, v in d.items() if k in names}, faces=faces,
