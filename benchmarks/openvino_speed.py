@@ -47,7 +47,7 @@ def main() -> None:
                                                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
                     req = cm.create_infer_request()
                     b = len(xx)
-                    t = time_call(lambda: req.infer({0: xx}), 200 if b == 1 else 20, warmup=10 if b == 1 else 3)
+                    t = time_call(lambda req=req, xx=xx: req.infer({0: xx}), 200 if b == 1 else 20, warmup=10 if b == 1 else 3)
                     ages = req.infer({0: xx})[cm.output("age")].reshape(-1)
                     row = {"model": name, "precision": prec, "threads": threads, "batch": b,
                            "b1_ms" if b == 1 else "faces_per_s": round(t * 1e3, 3) if b == 1 else round(b / t),

@@ -111,7 +111,7 @@ def main() -> int:
                 fps: dict[str, list[float]] = {p: [] for p in runners}
                 for _ in range(args.rounds):
                     for p, r in runners.items():
-                        fps[p].append(args.batch / _median_s(lambda: r(xb), args.repeats, 2))
+                        fps[p].append(args.batch / _median_s(lambda r=r, xb=xb: r(xb), args.repeats, 2))
                 row = {"model": name, "precision": prec, "batch": args.batch, "threads": args.threads,
                        "intra_fps": [round(v) for v in fps["intra"]], "chunks_fps": [round(v) for v in fps["chunks"]],
                        "gain": round(statistics.median(fps["chunks"]) / statistics.median(fps["intra"]), 3)}
@@ -122,7 +122,7 @@ def main() -> int:
                     b1: dict[str, list[float]] = {k: [] for k in sessions}
                     for _ in range(args.rounds):
                         for k, s in sessions.items():
-                            b1[k].append(1e3 * _median_s(lambda: s.run(None, {"input": x1}), args.b1_repeats, 100))
+                            b1[k].append(1e3 * _median_s(lambda s=s, x1=x1: s.run(None, {"input": x1}), args.b1_repeats, 100))
                     row["b1_ms"] = {k: [round(v, 3) for v in vs] for k, vs in b1.items()}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -87,8 +87,8 @@ def main() -> int:
             sets[f"{args.video_frames}-frame 640x480 video"] = video
         for label, x in sets.items():
             is_video = isinstance(x, Path) and x.suffix == ".avi"
-            run = ((lambda w: list(process_video(est, x, workers=w))) if is_video
-                   else (lambda w: est.predict(x, workers=w)))
+            run = ((lambda w, x=x: list(process_video(est, x, workers=w))) if is_video
+                   else (lambda w, x=x: est.predict(x, workers=w)))
             n = args.video_frames if is_video else len(expand_inputs(x))
             est.predict(sorted(Path(tmp, "photos").iterdir())[:8] if args.photos else x, workers=1)  # warm-up
             secs: dict[int, list[float]] = {w: [] for w in workers}

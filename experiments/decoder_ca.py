@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     median = per_view(lambda q: distribution_median(torch.from_numpy(q), tb).numpy())
     rows = {"mean": per_view(lambda q: distribution_mean_std(torch.from_numpy(q), tb)[0].numpy()), "median": median}
     for k in (float(x) for x in a.k.split(",")):
-        w = per_view(lambda q: window_decode(q, bins, k))
+        w = per_view(lambda q, k=k: window_decode(q, bins, k))
         rows[f"window k={k:g}"], rows[f"mix median/window k={k:g}"] = w, (median + w) / 2
     print(f"{a.checkpoint} on {a.split} ({len(y)} faces), flip-averaged\n| decoder | MAE | CA(3) | CA(5) |\n|---|---:|---:|---:|")
     for name, age in rows.items():

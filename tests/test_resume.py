@@ -1,6 +1,7 @@
 """Training that resumes in fact: a kill -9 in mid-epoch, a crash while saving, the loader's place in the epoch."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -162,7 +163,7 @@ def test_checkpoints_every_n_steps_and_every_epoch():
     tr = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False, global_step=0,
                          num_training_batches=12, save_checkpoint=lambda p: saved.append(tr.global_step))
     cb = LastCheckpoint("unused", every_n_steps=5)
-    for epoch in range(3):
+    for _epoch in range(3):
         for i in range(12):
             tr.global_step += 1
             cb.on_train_batch_end(tr, None, None, None, i)
@@ -228,9 +229,7 @@ def test_rng_states_travel_in_the_checkpoint():
     assert not torch.equal(torch.rand(3), expected[0])
 
 
-def _roundtrip(obj) -> "io.BytesIO":
-    import io
-
+def _roundtrip(obj) -> io.BytesIO:
     buf = io.BytesIO()
     torch.save(obj, buf)
     buf.seek(0)

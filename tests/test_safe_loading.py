@@ -360,7 +360,7 @@ def bn_ckpt(tmp_path_factory):
 ])
 def test_bad_tensors_are_refused_naming_the_tensor(bn_ckpt, tmp_path, capsys, change, message):
     ref = agekit.create_model("c3ae_plain").state_dict()
-    for k, v in change.items():  # the test's own names must be the network's
+    for k in change:  # the test's own names must be the network's
         assert k == "extra" or k.replace("__", ".") in ref
     bad = _tampered(bn_ckpt, tmp_path / "bad.safetensors", **change)
     with pytest.raises(CheckpointError, match=message) as e:

@@ -134,7 +134,7 @@ def readme(text: str) -> str:
         pat = re.compile(rf"(<!-- {name}:begin[^>]*-->\n).*?(<!-- {name}:end -->)", re.S)
         if not pat.search(text):
             raise SystemExit(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
-        text = pat.sub(lambda mt: mt.group(1) + fn() + mt.group(2), text)
+        text = pat.sub(lambda mt, fn=fn: mt.group(1) + fn() + mt.group(2), text)
     return text
 
 

@@ -147,8 +147,8 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
             row["int8_mode"] = rep.int8_mode
             row["int8_age_mean_drift"] = rep.int8_drift.get("age mean|diff|")
         for key, (run1, runb) in runners.items():
-            row[f"{key}_b1_ms"] = 1e3 * time_call(lambda: run1(x1), repeats)
-            t = time_call(lambda: runb(xb), max(5, repeats // 20), warmup=2)
+            row[f"{key}_b1_ms"] = 1e3 * time_call(lambda run1=run1: run1(x1), repeats)
+            t = time_call(lambda runb=runb: runb(xb), max(5, repeats // 20), warmup=2)
             row[f"{key}_fps"] = batch / t
     torch.set_num_threads(threads)
     row["onnx_vs_torch_b1"] = row["torch_b1_ms"] / row["onnx_fp32_b1_ms"]

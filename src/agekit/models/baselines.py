@@ -232,7 +232,7 @@ class MobileNetV2(_Backbone):
         c = make_divisible(32 * alpha)
         layers: list[nn.Module] = [_conv_bn(3, c, 3, 2, act=nn.ReLU6(inplace=True))]
         first = True
-        for t, ch, n, s in MOBILENET_V2_BLOCKS:
+        for _t, ch, n, s in MOBILENET_V2_BLOCKS:
             out = make_divisible(int(ch * alpha))
             for i in range(n):
                 layers.append(InvertedResidual(c, out, s if i == 0 else 1, 1 if first else expansion))

@@ -227,7 +227,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         # the pixel cap from each header, before any decoding
         errors: dict[int, tuple[int, str]] = {}
         sizes: dict[int, int] = {}
-        for i, (src, data) in enumerate(photos):
+        for i, (_src, data) in enumerate(photos):
             wh = image_header_size(data) if data else None
             if wh is not None and wh[0] * wh[1] > cfg.max_pixels:
                 errors[i] = (413, f"{wh[0]}x{wh[1]} pixels, more than the {cfg.max_pixels} allowed")

@@ -437,8 +437,7 @@ def _rekind(section: Any, name: Any) -> Any:
     """A base ``section`` under another kind ``name``: the options that kind takes (a method's: none)."""
     if not isinstance(section, dict) or name is None or name == section.get("name"):
         return section
-    kinds = {"optimizer": Optimizer, "scheduler": Scheduler}
-    for key, union in kinds.items():
+    for union in (Optimizer, Scheduler):
         models = {_tag(m): m for m in _models(union)}
         if section.get("name") in models and name in models:
             return {k: v for k, v in section.items() if k in models[name].model_fields}

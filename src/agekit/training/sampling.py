@@ -119,7 +119,7 @@ class MultiCacheDataModule(AgeDataModule):
     def setup(self, stage: str | None = None) -> None:
         self._open()
         key = self.spec.view_key
-        for name, child in self.children.items():
+        for child in self.children.values():
             if key not in child.cache.views:
                 raise KeyError(f"{child.cache.root}: no view {key!r} for this model's crops; the cache has "
                                f"{child.cache.views}. Run `agekit prepare` with this model's preprocessing.")

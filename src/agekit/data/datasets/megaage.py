@@ -29,7 +29,7 @@ class MegaAge(DatasetAdapter):
                 continue
             notices: list[Notice] = []
 
-            def lines(f):
+            def lines(f, notices=notices):
                 out = []
                 for x in self.lines(f):
                     if isinstance(x, Notice):
