@@ -146,6 +146,10 @@ def load_head(
             return load_head(src, "torch", cache_dir, threads)
         spec = PreprocessSpec.from_dict(info["preprocess"])
         return ModelHead(info["model"], spec, OnnxRunner(p, threads=threads), source or str(p), info)
+    from agekit.extras import require_extra
+
+    # a checkpoint runs on torch, or is exported to ONNX on first use: both need torch (not in the core install)
+    require_extra("export" if backend == "onnx" else "train", f"the checkpoint {p.name} (on the {backend} backend)")
     from agekit.inference.backends import TorchRunner
     from agekit.methods import load_method
     from agekit.models.checkpoint import load_checkpoint
