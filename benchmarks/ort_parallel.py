@@ -15,7 +15,8 @@ minutes, so the settings are compared within the same round):
 The networks have seeded random weights (timings do not depend on them), exported as ``agekit
 export`` does (HSR family padded to 32 channels). The malloc settings of bench/README are applied.
 
-    python benchmarks/ort_parallel.py [--models ssrnet sephsr_30_10 c3ae_plain agenet_mt] [--rounds 3] [--out benchmarks/results/ort_parallel]
+    python benchmarks/ort_parallel.py [--models ssrnet sephsr_30_10 c3ae_plain agenet_mt] [--rounds 3] \
+        [--out benchmarks/results/ort_parallel]
 """
 from __future__ import annotations
 
@@ -129,7 +130,8 @@ def main() -> int:
     peak = gemm_peak(1)
     info = {"command": "python " + " ".join(sys.argv), "machine": machine_info(1, args.threads),
             "load_average": os.getloadavg(), "gemm_gmacs_one_thread": peak, "rows": rows}
-    md = ["| model | graph | faces/s, slices on intra-op threads (rounds) | faces/s, slices concurrent (rounds) | gain (medians) | batch-1 ms: sequential 1 thread / 2 threads / parallel executor |",
+    md = ["| model | graph | faces/s, slices on intra-op threads (rounds) | faces/s, slices concurrent (rounds) "
+          "| gain (medians) | batch-1 ms: sequential 1 thread / 2 threads / parallel executor |",
           "|---|---|---|---|---:|---|"]
     for r in rows:
         b1 = " / ".join(f"{statistics.median(v):.3f}" for v in r["b1_ms"].values()) if "b1_ms" in r else ""

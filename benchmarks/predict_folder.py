@@ -112,7 +112,8 @@ def main() -> int:
                 print(json.dumps(row), flush=True)
     info = {"command": "python " + " ".join(sys.argv), "machine": machine_info(1), "model": est.describe(),
             "load_average": os.getloadavg(), "rows": rows}
-    md = ["| photos | faces found | workers | seconds per call (rounds) | photos (frames)/s, median |", "|---|---:|---:|---|---:|"]
+    md = ["| photos | faces found | workers | seconds per call (rounds) | photos (frames)/s, median |",
+          "|---|---:|---:|---|---:|"]
     md += [f"| {r['set']} ({r['photos']}) | {r['faces_found']} | {r['workers']} | {', '.join(map(str, r['seconds']))} | "
            f"{r['photos_per_s']} |" for r in rows]
     text = "\n".join(md)

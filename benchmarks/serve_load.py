@@ -8,7 +8,8 @@ one drawn face each (``agekit.serve.synthetic``; nobody's photo), sent as raw ``
 1. **Start-up**: process start to the first 200 from ``/healthz`` (models loaded), ``--startups`` times.
 2. **Rate sweep** (open loop): requests arrive at a fixed rate for ``--seconds`` s each, whatever the
    answers; per rate: throughput of 200s, p50/p99 latency of the 200s, error rate, 503 count, the
-   server's peak RSS (its process and its worker processes, summed). The highest rate whose p99 stays under 1 s with no errors is "held".
+   server's peak RSS (its process and its worker processes, summed). The highest rate whose p99 stays under 1 s with
+   no errors is "held".
 3. **Overload**: ``--burst`` closed-loop clients send back to back for ``--seconds`` s: 503s instead of
    a pile-up, the server still answering ``/healthz`` afterwards, RSS bounded.
 4. **Batching**: the saturated throughput with ``--max-batch 1`` against the default 8.
@@ -307,7 +308,8 @@ def main() -> None:
         *rows, "",
         f"Highest rate held (p99 < 1 s, no errors): {info['held_rps']} req/s.", "",
         f"Overload, {args.burst} clients back to back: {o['throughput_rps']} answers/s, codes {o['codes']}, "
-        f"p99 of the 200s {o['p99_ms']} ms ({o['server_p99_ms']} ms of it in the server), server RSS peak {o['server_rss_peak_mb']} MB, alive after: {o['alive_after']}.",
+        f"p99 of the 200s {o['p99_ms']} ms ({o['server_p99_ms']} ms of it in the server), "
+        f"server RSS peak {o['server_rss_peak_mb']} MB, alive after: {o['alive_after']}.",
     ])
     if "batching" in info:
         b1, b8 = info["batching"]["max_batch_1"], info["batching"]["max_batch_8"]

@@ -43,7 +43,8 @@ def markdown(rows: list[dict]) -> str:
     """Overall table, then MAE per decade (flip-averaged test) of every run."""
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
     s = ("| run | model | params | MACs (M) | crop margin | epochs | val MAE | test MAE | test MAE (flip) | CA(3) (flip) "
-         "| CA(5) (flip) | gender acc (flip) | train time (min) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+         "| CA(5) (flip) | gender acc (flip) | train time (min) |\n"
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     for r in rows:
         t, fl = r.get("test", {}), r.get("flip", {})
         s += (f"| {r['run']} | `{r['model']}` | {f(r['params'], ',')} | {f(r['macs'] and r['macs'] / 1e6, '.1f')} | "

@@ -5,7 +5,8 @@ spread over its width; candidates every 0.1 year), the estimate that maximises t
 it with the median. Each face's two views (plain, mirrored) are decoded apart and averaged, as ``--flip`` does.
 The window decoder is ``agekit.evaluation.decoders.window_decode``.
 
-    python experiments/decoder_ca.py src/agekit/weights/agenet_mt_distill_ema100_utkface.safetensors --data caches/utkface --split val
+    python experiments/decoder_ca.py src/agekit/weights/agenet_mt_distill_ema100_utkface.safetensors \
+        --data caches/utkface --split val
 """
 from __future__ import annotations
 

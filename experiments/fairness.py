@@ -33,7 +33,8 @@ def main() -> None:
     ld = load_checkpoint(a.checkpoint)
     cache = PreparedCache(a.data)
     rows = np.asarray(cache.splits(resolve_protocol(cache, a.protocol))[a.split])
-    pred = predict_split(ld, load_method(ld.method, ld.name, ld.card), cache.view(ld.preprocess.view_key), rows, flip=not a.no_flip)
+    pred = predict_split(ld, load_method(ld.method, ld.name, ld.card), cache.view(ld.preprocess.view_key), rows,
+                         flip=not a.no_flip)
     age, race = np.asarray(cache.meta["age"])[rows], np.asarray(cache.meta["race"])[rows]
     err = np.abs(np.asarray(pred["age"]) - age)
     print(f"{a.checkpoint} on {a.data} / {a.split}: MAE {err.mean():.3f} (n = {len(rows)}), flip {not a.no_flip}\n")

@@ -238,7 +238,8 @@ def main() -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
         info = {"data": args.data, "epochs": args.epochs, "set": args.set, "set_for": args.set_for,
-                "threads": args.threads, "ten_view": args.ten_view, "flip": args.flip, "total_s": round(time.perf_counter() - t_all, 1),
+                "threads": args.threads, "ten_view": args.ten_view, "flip": args.flip,
+                "total_s": round(time.perf_counter() - t_all, 1),
                 "rows": rows}
         (out / "results.json").write_text(json.dumps(info, indent=1))
         (out / "results.md").write_text(markdown(rows))

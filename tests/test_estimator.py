@@ -55,7 +55,8 @@ def faces(n: int, size: int = 96, seed: int = 0) -> np.ndarray:
 
 
 def direct(ckpt, images: np.ndarray, mirror: bool = False) -> dict[str, np.ndarray]:
-    """The network applied one by one to the crops the face pipeline makes of whole-image faces (``mirror``: of their mirror images)."""
+    """The network applied one by one to the crops the face pipeline makes of whole-image faces (``mirror``: of their
+    mirror images)."""
     from agekit.models.checkpoint import load_checkpoint
 
     from agekit.face.crops import make_crops

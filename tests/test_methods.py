@@ -381,7 +381,8 @@ def test_distribution_median_golden_and_median_decoder():
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_and_defaults():
-    expected = {"ssr", "ssr_gender", "hsr", "c3ae", "lrn", "lmtcnn", "levi_hassner_age", "levi_hassner_gender", "dex", "l1", "dldl"}
+    expected = {"ssr", "ssr_gender", "hsr", "c3ae", "lrn", "lmtcnn", "levi_hassner_age", "levi_hassner_gender", "dex",
+                "l1", "dldl"}
     assert expected <= set(list_methods())
     cases = {
         "ssrnet": "ssr", "ssrnet_gender": "ssr_gender", "c3ae_plain": "c3ae", "c3ae_context": "c3ae",

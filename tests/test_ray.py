@@ -83,6 +83,7 @@ def test_ray_gives_the_records_of_agekit_predict(photos, local_cluster, tmp_path
     assert sorted(back) == sorted(p.name for p in few.iterdir())
     for name, r in back.items():
         w = want[str(photos / name)]
-        assert r["error"] == w["error"] and [f["age"] for f in r["faces"]] == pytest.approx([f["age"] for f in w["faces"]], abs=1e-4)
+        assert r["error"] == w["error"]
+        assert [f["age"] for f in r["faces"]] == pytest.approx([f["age"] for f in w["faces"]], abs=1e-4)
     assert main(["predict", "--ray", str(few), "--out", str(pq)]) == 2  # it exists: --overwrite replaces it
     assert "--overwrite" in capsys.readouterr().err

@@ -284,7 +284,8 @@ def test_age_balance_weights_and_weighted_epochs():
     np.testing.assert_allclose(age_balance_weights(np.array([1.0, 2.0, 40.0]), 0.0), [1 / 3] * 3)
     s = EpochShuffleSampler(4, seed=1, weights=torch.tensor([0.0, 0.0, 0.0, 1.0]))
     assert list(s) == [3, 3, 3, 3]  # all the mass on one face
-    s = EpochShuffleSampler(1000, seed=1, weights=torch.from_numpy(age_balance_weights(np.r_[np.full(900, 30.0), np.full(100, 80.0)], 1.0)))
+    w = age_balance_weights(np.r_[np.full(900, 30.0), np.full(100, 80.0)], 1.0)
+    s = EpochShuffleSampler(1000, seed=1, weights=torch.from_numpy(w))
     draws = np.array(list(s))
     assert 400 < (draws >= 900).sum() < 600  # the rare bin is drawn about half the time, not 10 %
     s.set_epoch(0)

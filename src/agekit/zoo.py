@@ -88,7 +88,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         size = "x".join(str(s) for s in r["input_size"])
         lines.append(
             f"{r['name']:<34} {r['family']:<10} {size:<14} {r['params']:>11,} {r['params_with_bn_stats']:>11,} "
-            f"{r['macs'] / 1e6:>9.2f}M {r['macs_ptflops'] / 1e6:>9.2f}M {r['fp32_bytes'] / 1024:>8.1f}  {'*' if r['weights'] else ''}"
+            f"{r['macs'] / 1e6:>9.2f}M {r['macs_ptflops'] / 1e6:>9.2f}M {r['fp32_bytes'] / 1024:>8.1f}  "
+            f"{'*' if r['weights'] else ''}"
         )
     lines.append(
         f"{len(rows)} model{'' if len(rows) == 1 else 's'}; MACs = conv+linear multiply-accumulates per image; "

@@ -138,7 +138,8 @@ def bench_model(name: str, threads: int = 1, repeats: int = 200, batch: int = 25
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         # random weights: SSR-Net's division by s1 * (1 + delta) can magnify float32 rounding to ~2e-4 years here
         # (trained weights stay within export's 1e-4); the bench checks the graph with a looser bound
-        rep = export_onnx(LoadedModel(model, name, dict(config or {}), spec, None, {}), Path(tmp) / f"{name}.onnx", int8=int8, atol=1e-3)
+        rep = export_onnx(LoadedModel(model, name, dict(config or {}), spec, None, {}), Path(tmp) / f"{name}.onnx",
+                          int8=int8, atol=1e-3)
         row["parity_fp32"] = rep.parity.get("age", max(rep.parity.values(), default=0.0))
         row["onnx_padded_channels"] = read_sidecar(rep.path)["onnx"].get("padded_channels")
         runners["onnx_fp32"] = (OnnxRunner(rep.path, threads=threads), OnnxRunner(rep.path, threads=bt))
@@ -239,7 +240,11 @@ def render_markdown(result: dict[str, Any]) -> str:
     ]
 
     def f(v: Any, nd: int = 3) -> str:
-        return "-" if v is None else (f"{v:,.0f}" if isinstance(v, float) and v >= 1000 else f"{v:.{nd}f}" if isinstance(v, float) else f"{v:,}")
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.0f}" if v >= 1000 else f"{v:.{nd}f}"
+        return f"{v:,}"
 
     for r in result["models"]:
         if "error" in r:
@@ -273,7 +278,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"| {p['total_ms']:.2f} ms | {p.get('total_cpu_ms', float('nan')):.2f} ms |",
             ]
     lines += ["", "## Targets", ""]
-    lines += [f"- {t['what']}: measured {t['measured']}, target {t['target']}: {'met' if t['met'] else 'NOT met'}" for t in result["targets"]]
+    lines += [f"- {t['what']}: measured {t['measured']}, target {t['target']}: {'met' if t['met'] else 'NOT met'}"
+              for t in result["targets"]]
     return "\n".join(lines) + "\n"
 
 
@@ -314,7 +320,8 @@ def run_bench(models: Sequence[str] | None = None, out: str | Path | None = None
 
     torch.set_num_threads(threads)
     batch_threads = batch_threads or all_cores()
-    result: dict[str, Any] = {"machine": machine_info(threads, batch_threads), "command": "agekit " + " ".join(sys.argv[1:]) if sys.argv else "run_bench",
+    result: dict[str, Any] = {"machine": machine_info(threads, batch_threads),
+                              "command": "agekit " + " ".join(sys.argv[1:]) if sys.argv else "run_bench",
                               "batch": throughput_batch, "models": []}
     for name in models or DEFAULT_MODELS:
         try:

@@ -409,7 +409,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=PREDICT_COLUMNS)
     p.add_argument("paths", nargs="*", help="image files, folders or globs")
     p.add_argument("--model", default="age", help="shipped weight name or a .safetensors/.pt/.ckpt/.onnx file (default: age)")
-    p.add_argument("--gender-model", default="auto", help="gender model: name or file; 'none' for none (default: the shipped one)")
+    p.add_argument("--gender-model", default="auto",
+                   help="gender model: name or file; 'none' for none (default: the shipped one)")
     p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     p.add_argument("--detector", default="cascade",
                    help="cascade (default: fast dlib pass on a grey 320 px copy, the full dlib pass only when it finds "

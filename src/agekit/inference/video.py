@@ -96,7 +96,8 @@ class TrackSmoother:
 class FaceTrackAges:
     """Tracker plus age and P(female) smoothers: annotates one frame's result in place."""
 
-    def __init__(self, smoothing: str = "ema", alpha: float = 0.3, window: int = 15, iou_threshold: float = 0.3, max_missed: int = 10):
+    def __init__(self, smoothing: str = "ema", alpha: float = 0.3, window: int = 15, iou_threshold: float = 0.3,
+                 max_missed: int = 10):
         self.tracker = IoUTracker(iou_threshold, max_missed)
         self.age = TrackSmoother(smoothing, alpha, window)
         self.gender = TrackSmoother(smoothing, alpha, window)

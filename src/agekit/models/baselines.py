@@ -347,7 +347,8 @@ class DenseLayer(nn.Module):
     def __init__(self, cin: int, growth: int) -> None:
         super().__init__()
         self.h = nn.Sequential(
-            nn.BatchNorm2d(cin, eps=1.1e-5, momentum=0.01), nn.ReLU(inplace=True), nn.Conv2d(cin, growth, 3, padding=1, bias=False)
+            nn.BatchNorm2d(cin, eps=1.1e-5, momentum=0.01), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, growth, 3, padding=1, bias=False)
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -163,8 +163,8 @@ class AgeNetEnsemble(nn.Module):
     expectation of the mean distribution, which equals the mean of the members' ages; ``logits`` and
     ``gender_logits`` are the logs of the mean probabilities (their softmax gives those means back), so every
     decoder and the predictor's uncertainty (the spread of the distribution) work unchanged. Build it from trained
-    members with :func:`agekit.training.ensemble.combine_checkpoints`; it is not trained as a whole (a joint loss on the average would couple
-    the members, and independently trained members are what make an ensemble better than one of them).
+    members with :func:`agekit.training.ensemble.combine_checkpoints`; it is not trained as a whole (a joint loss on
+    the average would couple the members, and independently trained members are what make an ensemble better than one of them).
     """
 
     def __init__(self, members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> None:

@@ -286,7 +286,8 @@ class HSRNet(nn.Module):
             return self
         out = HSRNet.__new__(HSRNet)
         nn.Module.__init__(out)
-        out.p, out.q, out.conv, out.k, out.fine_depth, out.num_bins = p2, self.q, self.conv, self.k, self.fine_depth, self.num_bins
+        out.p, out.q, out.conv, out.k = p2, self.q, self.conv, self.k
+        out.fine_depth, out.num_bins = self.fine_depth, self.num_bins
         out.pad_channels = 0
         out.backbone = HSRBackbone(p2, self.conv)
         out.coarse, out.fine = _pad_head_input(self.coarse, self.p, p2, self.k), _pad_head_input(self.fine, self.p, p2, self.k)

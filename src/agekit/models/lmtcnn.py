@@ -93,7 +93,9 @@ class BetaBatchNorm2d(nn.BatchNorm2d):
         return (x - self.running_mean.view(1, -1, 1, 1)) * scale + shift
 
 
-def tf_local_response_norm(depth_radius: int = 5, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0) -> nn.LocalResponseNorm:
+def tf_local_response_norm(
+    depth_radius: int = 5, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0
+) -> nn.LocalResponseNorm:
     """``tf.nn.local_response_normalization`` as a PyTorch module (Section 3.2: LRN after pool 1).
 
     TensorFlow: ``x / (bias + alpha * sum_{|j-i|<=r} x_j^2) ** beta`` over ``2r + 1`` channels;

@@ -12,7 +12,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         model=args.model, gender_model=args.gender_model, backend=args.backend, detector=args.detector,
-        fallback=args.fallback_detector, multi_face=args.multi_face, threads=args.threads, workers=args.workers, max_batch=args.max_batch,
+        fallback=args.fallback_detector, multi_face=args.multi_face, threads=args.threads, workers=args.workers,
+        max_batch=args.max_batch,
         max_queue=args.max_queue, max_queue_pixels=int(args.max_queue_mp * 1e6), timeout_s=args.timeout,
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_images=args.max_images,
         max_pixels=int(args.max_mp * 1e6), extra_models=tuple(args.serve_model or ()), processes=not args.in_process,
