@@ -9,8 +9,6 @@ earlier one (a rerun). The paper column comes from :data:`PAPER` (MORPH II MAE, 
 """
 from __future__ import annotations
 
-
-import argparse
 import json
 from pathlib import Path
 
@@ -104,7 +102,8 @@ def markdown(rows: list[dict], lat: dict[str, dict]) -> str:
         params, macs = r["params"] or lt.get("params"), r["macs"] or lt.get("macs")
         ours = f"{r['mae']:.2f} ({_f(r['ca3'], '.3f')} / {_f(r['ca5'], '.3f')})" + (", flip" if r["flip"] else "")
         if len(r["generations"]) > 1:
-            ours += "; t = 1..%d: %s" % (len(r["generations"]), " / ".join(f"{g['mae']:.2f}" for g in r["generations"]))
+            maes = " / ".join(f"{g['mae']:.2f}" for g in r["generations"])
+            ours += f"; t = 1..{len(r['generations'])}: {maes}"
         ep = _f(r["epochs"], "d") + (f" x {len(r['generations'])} gen." if len(r["generations"]) > 1 else "")
         lines.append(f"| {label} | `{r['recipe']}` | {_f(params, ',')} | "
                      f"{_f(macs / 1e6 if macs else None, '.1f')}M | "
