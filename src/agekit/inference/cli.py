@@ -315,7 +315,10 @@ def _workers(args: argparse.Namespace, n_inputs: int) -> int:
     """``--workers``: a whole number >= 1, or ``auto`` (see ``auto_workers``) for ``n_inputs`` inputs."""
     from agekit.inference.estimator import auto_workers
 
-    workers = auto_workers(n_inputs) if args.workers == "auto" else int(args.workers)
+    try:
+        workers = auto_workers(n_inputs) if args.workers == "auto" else int(args.workers)
+    except ValueError:
+        workers = 0
     if workers < 1:
         raise ValueError(f"--workers must be a whole number >= 1 or auto, not {args.workers}")
     return workers
