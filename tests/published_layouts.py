@@ -86,3 +86,55 @@ def make_fgnet(root: Path, subjects: int = 4, per_subject: int = 8) -> int:
             face_image(Path(root) / "images" / f"{s:03d}A{(s * 5 + p * 8) % 70:02d}.JPG", 9000 + n)
             n += 1
     return n
+
+
+def make_imdb_wiki(root: Path, name: str, n: int = 16) -> int:
+    """IMDB-WIKI ``{name}_crop/{name}.mat`` (dob as a MATLAB datenum, photo_taken, full_path, gender, face_location,
+    face_score, second_face_score, name, celeb_id for IMDB) with ``{name}_crop/NN/*.jpg``; one row fails the
+    face_score filter. Returns the number of usable rows."""
+    from datetime import date
+
+    from scipy.io import savemat
+
+    base = Path(root) / f"{name}_crop"
+    paths, dob, taken = [], [], []
+    for i in range(n):
+        paths.append(f"{i % 4:02d}/nm{i:04d}_rm{i}_{1960 + i}-01-01_{2000 + i % 10}.jpg")
+        face_image(base / paths[-1], 7000 + i + (500 if name == "wiki" else 0))
+        dob.append(float(date(1950 + 3 * i % 50, 3, 1).toordinal() + 366))
+        taken.append(2005 + i % 10)
+
+    def cells(values):
+        out = np.empty((1, len(values)), dtype=object)
+        for i, v in enumerate(values):
+            out[0, i] = v
+        return out
+
+    struct = {
+        "dob": np.array([dob]), "photo_taken": np.array([taken]), "full_path": cells(paths),
+        "gender": np.array([[float(i % 2) for i in range(n)]]), "name": cells([f"person {i}" for i in range(n)]),
+        "face_location": cells([np.array([[4.0, 4.0, 44.0, 44.0]]) for _ in range(n)]),
+        "face_score": np.array([[0.5 if i == 0 else 3.0 for i in range(n)]]),
+        "second_face_score": np.array([[np.nan] * n]),
+    }
+    if name == "imdb":
+        struct["celeb_id"] = np.array([[100 + i for i in range(n)]])
+    savemat(base / f"{name}.mat", {name: struct})
+    return n - 1
+
+
+def make_megaage(root: Path, train: int = 16, test: int = 8) -> int:
+    """MegaAge(-Asian): ``list/{train,test}_{name,age}.txt`` and ``{train,test}/N.jpg``; returns the count."""
+    lists = Path(root) / "list"
+    lists.mkdir(parents=True, exist_ok=True)
+    k = 0
+    for split, count in (("train", train), ("test", test)):
+        names, ages = [], []
+        for i in range(count):
+            k += 1
+            names.append(f"{i + 1}.jpg")
+            ages.append(str((k * 7) % 70))
+            face_image(Path(root) / split / names[-1], 3000 + k)
+        (lists / f"{split}_name.txt").write_text("\n".join(names) + "\n")
+        (lists / f"{split}_age.txt").write_text("\n".join(ages) + "\n")
+    return k

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "agekit.inference.cli",  # predict, export, bench
     "agekit.models.convert",  # convert
     "agekit.serve.cli",  # serve
+    "agekit.evaluation.cli",  # reproduce
 )
 
 
@@ -42,6 +43,8 @@ COMMANDS = {
     "convert": ("agekit.models.convert", "import the authors' released Keras weights (SSR-Net, C3AE)"),
     "convert-checkpoint": ("agekit.models.convert", "rewrite an agekit .pt / Lightning .ckpt checkpoint as a data-only "
                            ".safetensors file"),
+    "reproduce": ("agekit.evaluation.cli", "a paper's headline experiment end to end: prepare, train every stage, "
+                  "evaluate every fold, the table beside the paper's figure"),
     "serve": ("agekit.serve.cli", "HTTP API (POST /v1/predict) and a web page for photos (agekit[serve])"),
 }
 
