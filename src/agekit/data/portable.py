@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agekit.data.cache import PreparedCache
+from agekit.data.cache import PreparedCache, _atomic_json, check_name, create_view, write_meta
 
 CODECS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 FORMAT = "agekit-portable-cache-1"
@@ -138,8 +138,6 @@ def check_pack(packed: str | Path, views: Sequence[str] | None = None, max_bytes
     unpacked size against ``max_bytes``. Returns a plan: header, rows, the views to unpack, total bytes.
     Raises :class:`UnsafePack` (a ValueError) naming the problem."""
     import zipfile
-
-    from agekit.data.cache import check_name
 
     own = zf is None
     try:
@@ -265,8 +263,6 @@ def unpack_cache(packed: str | Path, out_dir: str | Path, views: Sequence[str] |
     """
     import shutil
     import tempfile
-
-    from agekit.data.cache import create_view, write_meta, _atomic_json
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())) and not overwrite:

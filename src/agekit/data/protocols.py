@@ -12,6 +12,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from agekit.data.datasets.allagefaces import fixed_split_rows
+
 Meta = Mapping[str, np.ndarray]
 Splits = dict[str, np.ndarray]
 
@@ -213,8 +215,6 @@ def aaf_lists(meta: Meta, seed: int = 0) -> Splits:
 def aaf_fixed(meta: Meta, seed: int = 0) -> Splits:
     """All-Age-Faces: agekit's fixed train/val/test (70/10/20 by serial number, stratified by gender and age
     decade), read from the committed split file ``agekit/data/splits/allagefaces_fixed.csv``."""
-    from agekit.data.datasets.allagefaces import fixed_split_rows
-
     return fixed_split_rows(meta)
 
 

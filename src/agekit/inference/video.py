@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from agekit.face.io import NativeStderr, stat_reason
+
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two (x1, y1, x2, y2) boxes."""
@@ -129,8 +131,6 @@ def is_read_error(error: str | None) -> bool:
 
 def open_video(path: str | Path) -> Any:
     """An opened ``cv2.VideoCapture`` of a regular file; raises ``FileNotFoundError`` or ``ValueError`` (one line)."""
-    from agekit.face.io import NativeStderr, stat_reason
-
     path = Path(path)
     reason = stat_reason(path)  # a FIFO or device would block or never end
     if reason == "missing":
@@ -155,8 +155,6 @@ def read_frames(cap: Any, label: str, every: int = 1, max_frames: int | None = N
     count (or after :data:`MAX_BAD_FRAMES` bad frames in a row) ends with ``ValueError("video ends early ...")``.
     What the decoders print is captured: a frame they complained about counts as undecodable (FFmpeg hands
     back the previous picture for a corrupt MJPEG frame), and the reason replaces their lines."""
-    from agekit.face.io import NativeStderr
-
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     noise = NativeStderr()
     try:

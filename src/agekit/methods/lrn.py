@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from agekit.data.cache import PreparedCache
 from agekit.methods.base import (
     Method,
     age_mask,
@@ -32,7 +33,6 @@ from agekit.methods.base import (
 from agekit.methods.hsr import stage_targets_from_distribution
 from agekit.outputs import ModelOutput
 
-
 TRAIN = "train"  # model.config min_age / max_age: the training set's youngest / oldest age (LRN Eq. 1)
 
 
@@ -45,8 +45,6 @@ def training_age_range(data) -> tuple[int, int]:
     import math
 
     import numpy as np
-
-    from agekit.data.cache import PreparedCache
 
     parts = [(data.cache, data.protocol, data.train_split)] if data.cache else [
         (s.cache, s.protocol, s.train_split or data.train_split) for s in data.sources.values()]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from agekit.methods.base import default_method_for, get_registered
+from agekit.methods.lrn import resolve_age_range
 from agekit.models.checkpoint import check_resume_file, save_checkpoint
 from agekit.models.complexity import complexity
 from agekit.models.registry import create_model, model_entry
@@ -286,7 +287,6 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     name = r.model.name
     config = dict(r.model.config)
     if "train" in (config.get("min_age"), config.get("max_age")):  # LRN Eq. 1: l_1, l_k of the training set
-        from agekit.methods.lrn import resolve_age_range
 
         config = resolve_age_range(config, data)
     spec = resolve_spec(name, r.preprocess.overrides(), config)
@@ -356,8 +356,8 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     parts = _set_aside_logs(out / "logs") if resume and last.is_file() else []
     loggers: list[Any] = [CSVLogger(str(out), name="", version="logs")]
     try:
-        from lightning.pytorch.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(out), name="", version="tb"))
     except ImportError:

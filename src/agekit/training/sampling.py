@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agekit.data.cache import PreparedCache
 from agekit.preprocessing import PreprocessSpec
 from agekit.training.datamodule import IN_MEMORY_LIMIT, AgeDataModule, CacheSplit, age_balance_weights, resolve_protocol
 
@@ -96,7 +97,6 @@ class MultiCacheDataModule(AgeDataModule):
     def _open(self) -> None:
         if self.children:
             return
-        from agekit.data.cache import PreparedCache
 
         datasets = []
         for name, s in self.sources.items():

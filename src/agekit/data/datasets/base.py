@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from agekit.face.io import scan_folder
+
 NAN = float("nan")
 # A line that is not UTF-8 is read in the encoding Excel and Windows write for Western languages
 # (its five unassigned bytes as Latin-1), and a notice names the line.
@@ -350,8 +352,6 @@ def scan_images(folder: Path, skip: Iterable[Path] = ()) -> list[tuple[Path, str
     not read, sorted so that every run sees the same order; ``skip``: files the adapter reads itself (its label
     files). Photos are what ``agekit predict`` reads (:func:`agekit.face.io.scan_folder`: the same suffixes, and
     files whose content is a supported image)."""
-    from agekit.face.io import scan_folder
-
     def key(p: Path | str) -> str:
         return os.path.normpath(os.path.abspath(p))
 
