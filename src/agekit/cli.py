@@ -43,8 +43,8 @@ COMMANDS = {
     "convert": ("agekit.models.convert", "import the authors' released Keras weights (SSR-Net, C3AE)"),
     "convert-checkpoint": ("agekit.models.convert", "rewrite an agekit .pt / Lightning .ckpt checkpoint as a data-only "
                            ".safetensors file"),
-    "reproduce": ("agekit.evaluation.cli", "a paper's headline experiment end to end: prepare, train every stage, "
-                  "evaluate every fold, the table beside the paper's figure"),
+    "reproduce": ("agekit.evaluation.cli", "run a paper's headline experiment (prepare, train every stage, evaluate "
+                  "every fold) and write the table beside the paper's figure"),
     "serve": ("agekit.serve.cli", "HTTP API (POST /v1/predict) and a web page for photos (agekit[serve])"),
 }
 

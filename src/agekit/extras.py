@@ -29,7 +29,7 @@ MODULE_EXTRA: dict[str, str] = {
 # What each command needs beyond the core install.
 COMMAND_EXTRA: dict[str, str] = {
     "train": "train", "evaluate": "train", "teacher-outputs": "train", "export": "export", "bench": "export",
-    "convert": "convert", "convert-checkpoint": "convert", "serve": "serve",
+    "convert": "convert", "convert-checkpoint": "convert", "serve": "serve", "reproduce": "train",
 }
 
 
