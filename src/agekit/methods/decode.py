@@ -13,19 +13,19 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from agekit.methods.base import default_method_for, get_registered
+from agekit.methods.base import Method, default_method_for, get_registered
 from agekit.outputs import ModelOutput
 
 # Output names of the exported graph, in this order when present.
 OUTPUT_KEYS = ("age", "gender_female", "uncertainty", "age_group_probs", "distribution")
 
 
-def get_method(name: str, **config: Any) -> Any:
-    """A configured method by name; unknown options raise ``TypeError``."""
+def get_method(name: str, **config: Any) -> Method:
+    """A configured method by name (see :mod:`agekit.methods`); unknown options raise ``TypeError``."""
     return get_registered(name)(**config)
 
 
-def load_method(method: str | None, model_name: str, card: dict | None = None) -> Any | None:
+def load_method(method: str | None, model_name: str, card: dict[str, Any] | None = None) -> Method:
     """The training method whose ``predict`` decodes ``model_name``'s outputs.
 
     With the checkpoint's ``card``, the method gets the options it was trained with
@@ -44,7 +44,7 @@ def load_method(method: str | None, model_name: str, card: dict | None = None) -
         raise ValueError(f"{model_name}: the card's method {name!r} with options {cfg} cannot decode: {e}") from None
 
 
-def decode(out: ModelOutput, method: Any | None = None) -> dict[str, Tensor]:
+def decode(out: ModelOutput, method: Method | None = None) -> dict[str, Tensor]:
     """Named per-face tensors from a network output: the method's ``predict`` first, then the output's own fields.
 
     ``age`` is ``out.age`` (every network decodes its own age, see ModelOutput), P(female)
@@ -77,7 +77,7 @@ def decode(out: ModelOutput, method: Any | None = None) -> dict[str, Tensor]:
 class ExportWrapper(nn.Module):
     """The network and its decoder as one module returning a tuple of plain tensors (for tracing)."""
 
-    def __init__(self, model: nn.Module, method: Any | None = None, keys: tuple[str, ...] | None = None):
+    def __init__(self, model: nn.Module, method: Method | None = None, keys: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.model = model
         self.method = method
