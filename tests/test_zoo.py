@@ -11,7 +11,8 @@ from agekit.zoo import REGENERATE, compute_table, load_table, zoo_rows
 
 def test_committed_zoo_table_equals_the_code():
     """Every registered model, its family, paper, description, parameters, MACs and bytes; rerun REGENERATE if not."""
-    committed, measured = load_table(), compute_table()
+    # models other tests register under private names (a leading _) are not part of the zoo
+    committed, measured = load_table(), [r for r in compute_table() if not r["name"].startswith("_")]
     assert [r["name"] for r in committed] == [r["name"] for r in measured], REGENERATE
     for c, m in zip(committed, measured):
         assert c == m, f"{c['name']}: the zoo table is stale, run `{REGENERATE}`"
