@@ -98,6 +98,7 @@ def test_single_split_experiments(name, data_root, cache_dir, tmp_path, capsys):
         assert res["ca_definition"] == "lt" and res["folds"][0]["n"] == 6
 
 
+@pytest.mark.slow
 def test_c3ae_fgnet_ten_runs(data_root, cache_dir, tmp_path, capsys):
     res, md = _run("c3ae_full_fgnet", data_root, cache_dir, tmp_path / "fg", capsys)
     assert [r["fold"] for r in res["folds"]] == [f"run{i}" for i in range(10)]

@@ -81,7 +81,7 @@ class Experiment:
     stages: tuple[Stage, ...]
     figures: tuple[Figure, ...]
     protocol: str  # the evaluation protocol, in words
-    test_split: str = "{fold}test"
+    test_split: str = "test"  # "{fold}test": one test split per fold
     ten_view: bool | None = None
     flip: bool = False
     ca_def: str = "le"
@@ -164,6 +164,7 @@ def _experiments() -> dict[str, Experiment]:
             (Figure("mae", 2.95, "C3AE Table 6, C3AE (WIKI-IMDB): 2.95 +- 0.17 over ten runs",
                     "MAE over each run's 30 test images; mean and std over the ten runs"),),
             "FG-NET: ten runs, each testing on 30 random images and training on the rest (C3AE Sec. 4.5)",
+            test_split="{fold}test",
             differences=(FACE_CROPS, "the paper's ten random splits are not published: agekit's are seeded (seed 0)",
                          "agekit's full model has 48,633 parameters, not the paper's 39.7K"),
         ),
@@ -186,7 +187,7 @@ def _experiments() -> dict[str, Experiment]:
             "Adience five-fold cross-validation: fold i tests on fold_i and trains on the other four (validation: "
             "the published per-fold lists when present, else a seeded 10 % of the subjects); ten-view testing "
             "(four corner and centre 227 crops of the 256 face and their mirrors, scores averaged)",
-            ten_view=True,
+            test_split="{fold}test", ten_view=True,
             differences=("faces with an unknown gender or age group count only in the metrics whose label they "
                          "have",),
         ))
@@ -357,8 +358,11 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
             records.append(rec)
             init = final = rec["final"]
         split = _fill(exp.test_split, fold)
-        rep = evaluate(final, test_cache.root, split, last.protocol, out / "eval" / (fold or "all"),
-                       flip=exp.flip, ten_view=exp.ten_view, device=device, ca_def=exp.ca_def)
+        rep = evaluate(final, test_cache.root, split, last.protocol, flip=exp.flip, ten_view=exp.ten_view,
+                       device=device, ca_def=exp.ca_def)  # `agekit evaluate CKPT --out DIR` draws the plots too
+        fold_dir = out / "eval" / (fold or "all")
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        (fold_dir / "report.json").write_text(json.dumps(rep, indent=1, default=str))
         m = rep["metrics"]
         fold_results.append({"fold": fold or "all", "split": split, "n": rep["n_samples"], "checkpoint": final,
                              **{f.metric: _metric(m, f.metric) for f in exp.figures}})
