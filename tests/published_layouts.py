@@ -43,7 +43,7 @@ def make_adience(root: Path, users_per_fold: int = 2, faces_per_user: int = 3, l
         rows, lines = [], [ADIENCE_HEADER]
         for u in range(users_per_fold):
             user = f"{1000 + 10 * fold + u}@N0{u}"
-            for f in range(faces_per_user):
+            for _f in range(faces_per_user):
                 k += 1
                 image, group, gender = f"{900000 + k}_abc{k}_o.jpg", k % 8, "mf"[k % 2]
                 face_image(root / "aligned" / user / f"landmark_aligned_face.{k}.{image}", k)
@@ -137,4 +137,19 @@ def make_megaage(root: Path, train: int = 16, test: int = 8) -> int:
             face_image(Path(root) / split / names[-1], 3000 + k)
         (lists / f"{split}_name.txt").write_text("\n".join(names) + "\n")
         (lists / f"{split}_age.txt").write_text("\n".join(ages) + "\n")
+    return k
+
+
+def make_chalearn(root: Path, train: int = 8, val: int = 6) -> int:
+    """ChaLearn LAP 2015: ``Train/``, ``Validation/`` images and ``Train.csv`` / ``Validation.csv`` rows
+    ``image,mean,std``; returns the count."""
+    k = 0
+    for folder, csv_name, count in (("Train", "Train.csv", train), ("Validation", "Validation.csv", val)):
+        rows = []
+        for _i in range(count):
+            k += 1
+            name = f"image_{k}.jpg"
+            face_image(Path(root) / folder / name, 11000 + k)
+            rows.append(f"{name},{10 + 5 * k % 60:.1f},{1.5 + (k % 4) * 0.75:.2f}")
+        (Path(root) / csv_name).write_text("\n".join(rows) + "\n")
     return k

@@ -19,7 +19,7 @@ TINY = ["--epochs-scale", "0.001", "--detector", "cropped", "--workers", "0", "-
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from published_layouts import make_adience, make_fgnet, make_imdb_wiki, make_megaage, make_morph
+    from published_layouts import make_adience, make_chalearn, make_fgnet, make_imdb_wiki, make_megaage, make_morph
 
     root = tmp_path_factory.mktemp("datasets")
     make_adience(root / "adience", users_per_fold=2, faces_per_user=2)
@@ -28,6 +28,7 @@ def data_root(tmp_path_factory):
     make_imdb_wiki(root / "wiki", "wiki", 10)
     make_fgnet(root / "fgnet", subjects=4, per_subject=8)
     make_megaage(root / "megaage_asian", train=12, test=6)
+    make_chalearn(root / "chalearn2015", train=8, val=6)
     return root
 
 
@@ -104,3 +105,31 @@ def test_c3ae_fgnet_ten_runs(data_root, cache_dir, tmp_path, capsys):
     assert [r["fold"] for r in res["folds"]] == [f"run{i}" for i in range(10)]
     assert all(r["n"] == 30 for r in res["folds"])
     assert [s["stage"] for s in res["stages"]][:2] == ["imdb", "wiki"] and len(res["stages"]) == 12
+
+
+@pytest.mark.parametrize("name", ["hsr_sephsr_90_30_k3_morph", "hsr_sephsr_30_10_depth3_1_morph",
+                                  "hsr_sephsr_30_10_depth3_2_morph", "hsr_sephsr_30_10_depth3_3_morph"])
+def test_hsr_experiments(name, data_root, cache_dir, tmp_path, capsys):
+    res, md = _run(name, data_root, cache_dir, tmp_path / name, capsys)
+    assert [s["stage"] for s in res["stages"]] == ["imdb", "wiki", "morph"]
+    assert res["folds"][0]["n"] > 0 and "HSR Table" in md
+
+
+LRN_SMALL = ["--set", "model.config.input_size=32"]
+
+
+@pytest.mark.slow
+def test_lrn_morph_three_generations(data_root, cache_dir, tmp_path, capsys):
+    out = tmp_path / "lrn"
+    res, md = _run("lrn_resnet18_morph", data_root, cache_dir, out, capsys, LRN_SMALL)
+    assert res["stages"][-1]["final"].endswith("morph/gen3/final.safetensors")
+    card = json.loads((out / "runs" / "morph" / "gen3" / "card.json").read_text())
+    ages = card["age_range"]
+    assert 16 <= ages[0] < ages[1] <= 77  # LRN Eq. 1: the MORPH training set's youngest and oldest
+
+
+def test_lrn_chalearn_epsilon_error(data_root, cache_dir, tmp_path, capsys):
+    res, md = _run("lrn_resnet10_tiny_chalearn", data_root, cache_dir, tmp_path / "cl", capsys, LRN_SMALL)
+    eps = res["figures"][1]
+    assert eps["metric"] == "epsilon_error" and 0.0 < eps["ours_mean"] < 1.0 and eps["paper"] == 0.274
+    assert res["folds"][0]["n"] == 6 and res["folds"][0]["split"] == "val"
