@@ -16,7 +16,9 @@ import time
 
 # (model, augmentation, batch of the paper's recipe)
 MODELS = (("ssrnet", "ssr", 50), ("c3ae_plain", "none", 50), ("c3ae_full", "c3ae", 50),
-          ("lmtcnn_1_1", "lmtcnn", 128), ("lmtcnn_2_1", "lmtcnn", 128))
+          ("lmtcnn_1_1", "lmtcnn", 128), ("lmtcnn_2_1", "lmtcnn", 128), ("sephsr_90_30", "hsr", 50),
+          ("sephsr_90_30_k3", "hsr", 50), ("sephsr_30_10_depth3_1", "hsr", 50), ("lrn_resnet18", "lrn", 128),
+          ("lrn_resnet10_tiny", "lrn", 128))
 
 
 def step_throughput(model_name: str, augment: str, batch: int, steps: int, warmup: int, device: str) -> float:
@@ -61,14 +63,21 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="results file (rows of other models already in it are kept)")
+    ap.add_argument("--models", default=None, help="comma-separated subset of the models")
+    ap.add_argument("--batch", type=int, default=None, help="time this batch instead of the recipe's (images/s "
+                    "is per image)")
     args = ap.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
+    chosen = set(args.models.split(",")) if args.models else None
     for name, augment, batch in MODELS:
+        if chosen is not None and name not in chosen:
+            continue
+        batch = args.batch or batch
         ips = step_throughput(name, augment, batch, args.steps, args.warmup, args.device)
         rows.append({"model": name, "augment": augment, "batch": batch, "device": args.device,
                      "images_per_s": round(ips, 1)})
@@ -77,8 +86,12 @@ def main() -> int:
             "machine": platform.machine(), "load_average": list(os.getloadavg()),
             "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "steps": args.steps}
     if args.json:
+        old = json.load(open(args.json)) if os.path.isfile(args.json) else {"rows": []}
+        for r in rows:
+            r["load_average"] = meta["load_average"]
+        kept = [r for r in old.get("rows", []) if r["model"] not in {x["model"] for x in rows}]
         with open(args.json, "w") as f:
-            json.dump({**meta, "rows": rows}, f, indent=1)
+            json.dump({**meta, "rows": kept + rows}, f, indent=1)
     return 0
 
 
