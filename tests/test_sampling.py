@@ -93,3 +93,64 @@ def test_source_settings_are_validated():
         parse_recipe("tier_compact_utkface_aaf", ["data.sources.utkface.wieght=2"])
     r = parse_recipe("tier_accurate_utkface_aaf")
     assert r.model.config["widths"] == [24, 48, 96, 192] and r.data.sources["allagefaces"].protocol == "allagefaces_fixed"
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_multi_source_run(two_caches, tmp_path):
+    """The compact tier's recipe (two sources drawn 0.6 / 0.4, photo augmentation with OpenCV JPEG, EMA) is SIGKILLed
+    in its second epoch; `--resume` ends bit-identical to an uninterrupted run (one CPU thread)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agekit.cli import main
+    from agekit.models.checkpoint import load_checkpoint
+
+    root = two_caches[0]
+    steps_per_epoch = -(-84 // 8)  # 84 training draws an epoch, batches of 8
+    args = ["train", "--recipe", "tier_compact_utkface_aaf"]
+    for o in ["trainer.max_epochs=2", "trainer.limit_val_batches=1", "trainer.progress_bar=false", "data.batch_size=8",
+              "trainer.seed=0", "trainer.checkpoint_every_n_steps=1", "trainer.precision=32-true",
+              "trainer.deterministic=true", "augment.jpeg_p=0.5", f"data.sources.utkface.cache={root / 'a'}",
+              f"data.sources.allagefaces.cache={root / 'b'}"]:
+        args += ["--set", o]
+    out, last = tmp_path / "killed", tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = open(tmp_path / "killed.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "agekit.cli", *args, "--out", str(out)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+    def step() -> int | None:
+        try:
+            return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+        except (FileNotFoundError, EOFError, RuntimeError):
+            return None
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and (step() or 0) < steps_per_epoch + 2:
+            time.sleep(0.005)
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"training ended before it could be killed: {log.read()[-2000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        log.close()
+    killed_at = step()
+    assert killed_at is not None and killed_at % steps_per_epoch != 0 and not (out / "final.safetensors").exists()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*args, "--out", str(out), "--resume"]) == 0
+        assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    a, b = load_checkpoint(tmp_path / "whole" / "final.safetensors"), load_checkpoint(out / "final.safetensors")
+    assert a.card["steps"] == b.card["steps"] == 2 * steps_per_epoch
+    wa, wb = a.model.state_dict(), b.model.state_dict()
+    assert max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa) == 0.0, f"resumed from {killed_at}"
