@@ -133,3 +133,15 @@ def test_lrn_chalearn_epsilon_error(data_root, cache_dir, tmp_path, capsys):
     eps = res["figures"][1]
     assert eps["metric"] == "epsilon_error" and 0.0 < eps["ours_mean"] < 1.0 and eps["paper"] == 0.274
     assert res["folds"][0]["n"] == 6 and res["folds"][0]["split"] == "val"
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["reproduce", "ssrnet_morhp", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["agekit reproduce: unknown experiment 'ssrnet_morhp' (did you mean ssrnet_morph?); "
+                   "`agekit reproduce --list` lists them"]
+    assert main(["reproduce", "ssrnet_morph", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "imdb") in err[0] and "not found" in err[0]
+    assert main(["reproduce", "ssrnet_morph"]) == 2
+    assert "needs --data-root" in capsys.readouterr().err

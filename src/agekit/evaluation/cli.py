@@ -21,7 +21,7 @@ def _reproduce(args: argparse.Namespace) -> int:
                              overrides=args.set or [], detector=args.detector, workers=args.workers,
                              limit=args.limit, device=args.device, cache_root=args.cache_dir)
     except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f"agekit reproduce: {e}", file=sys.stderr)
+        print(f"agekit reproduce: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     for f in res["figures"]:
         print(f"{f['metric']}: paper {f['paper']:g} ({f['where']}), ours {f['ours_mean']} +- {f['ours_std']} "

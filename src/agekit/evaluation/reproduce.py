@@ -362,16 +362,18 @@ def _stage_run(st: Stage, run_dir: Path, cache: str, fold: str, init: str | None
     from agekit.training.engine import train
 
     done = run_dir / "stage.json"
-    if done.is_file():
-        rec = json.loads(done.read_text())
-        if Path(rec["final"]).is_file():
-            log(f"stage {st.name}{' ' + fold if fold else ''}: finished ({rec['final']})")
-            return rec
     over = [f"data.cache={cache}", f"data.protocol={st.protocol}", f"data.train_split={_fill(st.train_split, fold)}",
             f"data.val_split={_fill(st.val_split, fold) or 'null'}", *st.overrides]
     if init:
         over.append(f"init_from={init}")
     over += scaled_overrides(st.recipe, over, scale) + list(extra)
+    if done.is_file():
+        rec = json.loads(done.read_text())
+        if Path(rec["final"]).is_file():
+            same = rec.get("overrides") == over
+            log(f"stage {st.name}{' ' + fold if fold else ''}: finished ({rec['final']})"
+                + ("" if same else f"; trained with other settings (remove {run_dir} to train it again)"))
+            return rec
     log(f"stage {st.name}{' ' + fold if fold else ''}: agekit train --recipe {st.recipe} --out {run_dir} "
         + " ".join(f"--set {shlex.quote(o)}" for o in over))
     res = train(st.recipe, run_dir, overrides=over, resume=True)
