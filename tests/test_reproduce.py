@@ -119,11 +119,16 @@ LRN_SMALL = ["--set", "model.config.input_size=32"]
 
 
 @pytest.mark.slow
-def test_lrn_morph_three_generations(data_root, cache_dir, tmp_path, capsys):
+def test_lrn_morph_four_generations(data_root, cache_dir, tmp_path, capsys):
     out = tmp_path / "lrn"
     res, md = _run("lrn_resnet18_morph", data_root, cache_dir, out, capsys, LRN_SMALL)
-    assert res["stages"][-1]["final"].endswith("morph/gen3/final.safetensors")
-    card = json.loads((out / "runs" / "morph" / "gen3" / "card.json").read_text())
+    assert res["stages"][-1]["final"].endswith("morph/gen4/final.safetensors")
+    gens = res["folds"][0]["generations"]
+    assert list(gens) == ["gen1", "gen2", "gen3", "gen4"]
+    assert res["folds"][0]["mae"] == gens["gen3"]["mae"]  # the paper's figure is for t = 3
+    assert res["figures"][0]["ours_mean"] == pytest.approx(gens["gen3"]["mae"])
+    assert "| t = 4 |" in md
+    card = json.loads((out / "runs" / "morph" / "gen4" / "card.json").read_text())
     ages = card["age_range"]
     assert 16 <= ages[0] < ages[1] <= 77  # LRN Eq. 1: the MORPH training set's youngest and oldest
 
@@ -133,6 +138,8 @@ def test_lrn_chalearn_epsilon_error(data_root, cache_dir, tmp_path, capsys):
     eps = res["figures"][1]
     assert eps["metric"] == "epsilon_error" and 0.0 < eps["ours_mean"] < 1.0 and eps["paper"] == 0.274
     assert res["folds"][0]["n"] == 6 and res["folds"][0]["split"] == "val"
+    assert list(res["folds"][0]["generations"]) == ["gen1", "gen2", "gen3"]
+    assert res["folds"][0]["generations"]["gen3"]["epsilon_error"] == res["folds"][0]["epsilon_error"]
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

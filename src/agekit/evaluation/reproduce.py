@@ -70,6 +70,7 @@ class Figure:
     where: str
     definition: str
     unit: float = 1.0  # the paper's value = ours * unit (e.g. 100 for percent)
+    generation: int | None = None  # LRN: the refinery generation t the figure is for (None: the last trained)
 
 
 @dataclass(frozen=True)
@@ -196,14 +197,16 @@ def _experiments() -> dict[str, Experiment]:
     lrn_range = ("model.config.min_age=train", "model.config.max_age=train")  # LRN Eq. 1
     out.append(Experiment(
         "lrn_resnet18_morph", "LRN (Pattern Recognition 2020)",
-        "LRN ResNet-18, IMDB -> WIKI pre-training, MORPH II 80/20, generations t = 1..3",
+        "LRN ResNet-18, IMDB -> WIKI pre-training, MORPH II 80/20, generations t = 1..4",
         {**IMDB_WIKI, "morph": MORPH},
         (Stage("imdb", "lrn_resnet18_utkface", "imdb", "imdb", "train", "val", lrn_pre + ("data.test_split=null",)),
          Stage("wiki", "lrn_resnet18_utkface", "wiki", "wiki", "train", "val", lrn_pre + ("data.test_split=null",)),
          Stage("morph", "lrn_resnet18_utkface", "morph", "morph_80_20", "train", "test",
-               ("generations=3",) + lrn_range)),
-        (Figure("mae", 1.905, "LRN Table 3 / Table 8 (ResNet-18, t = 3)", MORPH_MAE + "; the age is Eq. 20"),),
-        "MORPH II random 80/20 split (seed 1); three refinery generations, the third evaluated; the age range "
+               ("generations=4",) + lrn_range)),
+        (Figure("mae", 1.905, "LRN Table 3 / Table 8 (ResNet-18, t = 3)", MORPH_MAE + "; the age is Eq. 20",
+                generation=3),),
+        "MORPH II random 80/20 split (seed 1); four refinery generations, each evaluated (the figure: t = 3; "
+        "Table 8 gives t = 4 as 1.919); the age range "
         "l_1..l_k is the training set's (Eq. 1)",
         differences=(FACE_CROPS, "the paper pre-trains on IMDB-WIKI as one set; agekit trains IMDB, then WIKI",
                      "the 20 % test part is also the validation set of the last stage"),
@@ -430,14 +433,33 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
         fold_dir = out / "eval" / (fold or "all")
         fold_dir.mkdir(parents=True, exist_ok=True)
         (fold_dir / "report.json").write_text(json.dumps(rep, indent=1, default=str))
-        m = rep["metrics"]
+        gens = _generations(exp, Path(final), rep, test_cache.root, split, last.protocol, device)
+        values = {}
+        for f in exp.figures:
+            src = gens.get(f"gen{f.generation}") if f.generation else None
+            values[f.metric] = src[f.metric] if src is not None else _metric(rep["metrics"], f.metric)
         fold_results.append({"fold": fold or "all", "split": split, "n": rep["n_samples"], "checkpoint": final,
-                             **{f.metric: _metric(m, f.metric) for f in exp.figures}})
+                             **values, **({"generations": gens} if gens else {})})
         log(f"fold {fold or 'all'}: " + ", ".join(f"{f.metric} {fold_results[-1][f.metric]}" for f in exp.figures))
     results = _aggregate(exp, fold_results, records, caches, epochs_scale, extra, detector, test_cache)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (out / "results.md").write_text(results_markdown(results))
     return results
+
+
+def _generations(exp: Experiment, final: Path, rep: dict, cache_root, split: str, protocol: str,
+                 device: str | None) -> dict[str, dict[str, float | None]]:
+    """LRN: the figures' metrics of every refinery generation next to ``final`` (``gen1`` ... ``genT``)."""
+    from agekit.evaluation.evaluate import evaluate
+
+    if not re.fullmatch(r"gen\d+", final.parent.name):
+        return {}
+    out = {}
+    for ckpt in sorted(final.parent.parent.glob("gen*/final.safetensors"), key=lambda p: int(p.parent.name[3:])):
+        r = rep if ckpt == final else evaluate(ckpt, cache_root, split, protocol, flip=exp.flip,
+                                                 ten_view=exp.ten_view, device=device, ca_def=exp.ca_def)
+        out[ckpt.parent.name] = {f.metric: _metric(r["metrics"], f.metric) for f in exp.figures}
+    return out
 
 
 def _aggregate(exp: Experiment, folds: list[dict], records: list[dict], caches: dict, scale: float,
@@ -497,6 +519,19 @@ def results_markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {r['fold']} | {r['n']} | " + " | ".join(
             _num(None if r[f['metric']] is None else r[f['metric']] * units.get(f["metric"], 1.0),
                  units.get(f["metric"], 1.0)) for f in res["figures"]) + " |")
+    gens = sorted({g for r in res["folds"] for g in r.get("generations", {})}, key=lambda g: int(g[3:]))
+    if gens:
+        lines += ["", "## Per refinery generation (mean over folds)", "",
+                  "| generation | " + " | ".join(f["metric"] for f in res["figures"]) + " |",
+                  "|---|" + "---|" * len(res["figures"])]
+        for g in gens:
+            cells = []
+            for f in res["figures"]:
+                v = [r["generations"][g][f["metric"]] for r in res["folds"]
+                     if g in r.get("generations", {}) and r["generations"][g][f["metric"]] is not None]
+                u = units.get(f["metric"], 1.0)
+                cells.append(_num(float(np.mean(v)) * u if v else None, u))
+            lines.append(f"| t = {g[3:]} | " + " | ".join(cells) + " |")
     lines += ["", "## Training stages", "", "| stage | fold | recipe | training images | epochs | steps | seconds |",
               "|---|---|---|---|---|---|---|"]
     for s in res["stages"]:
