@@ -15,10 +15,10 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from agekit.models.checkpoint import LoadedModel
+from agekit.export.onnx import _Calibration, export_onnx
 from agekit.inference.backends import OnnxRunner
 from agekit.inference.bench import bench_inputs, time_call
-from agekit.export.onnx import _Calibration, export_onnx
+from agekit.models.checkpoint import LoadedModel
 
 name = sys.argv[1] if len(sys.argv) > 1 else "sephsr_30_10"
 model, spec, xb = bench_inputs(name, 256)  # the same random weights and faces as agekit bench

@@ -26,9 +26,9 @@ def main() -> None:
     args = ap.parse_args()
     import openvino as ov
 
-    from agekit.models.checkpoint import LoadedModel
-    from agekit.inference.bench import bench_inputs, time_call
     from agekit.export.onnx import export_onnx
+    from agekit.inference.bench import bench_inputs, time_call
+    from agekit.models.checkpoint import LoadedModel
 
     core = ov.Core()
     rows = []

@@ -95,10 +95,10 @@ def main() -> int:
     args = ap.parse_args()
     with_malloc_env(args.no_malloc_env)
 
-    from agekit.models.checkpoint import LoadedModel
+    from agekit.export.onnx import export_onnx
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.bench import bench_inputs, machine_info
-    from agekit.export.onnx import export_onnx
+    from agekit.models.checkpoint import LoadedModel
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,10 +50,11 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     args = ap.parse_args()
 
-    import badinputs
     import numpy as np
     from benchutil import write_results
     from PIL import Image
+
+    import badinputs
 
     with tempfile.TemporaryDirectory() as d:
         bomb = Path(d) / f"bomb-{args.size}x{args.size}.png"

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from benchutil import with_malloc_env, write_results
+
 SHARED = Path(os.environ.get("AGEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 

@@ -32,9 +32,9 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
 
     from agekit import create_model
     from agekit.methods import default_method_for, get_method
+    from agekit.outputs import output_to_float
     from agekit.training.augment import build_augment
     from agekit.training.datamodule import to_network_input
-    from agekit.outputs import output_to_float
     from agekit.training.module import keep_fp32, no_autocast
 
     torch.manual_seed(0)

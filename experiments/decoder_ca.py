@@ -18,10 +18,10 @@ import torch
 
 def view_probs(ckpt: str, data: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 2, bins) probabilities of the plain and mirrored view, the ages, and the bin centres."""
-    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
-    from agekit.training.datamodule import resolve_protocol, to_network_input
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.outputs import output_to_float
+    from agekit.training.datamodule import resolve_protocol, to_network_input
     from agekit.training.teacher import method_for_loaded
 
     loaded = load_checkpoint(ckpt)

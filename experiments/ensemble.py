@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
-    from agekit.methods.base import Method
-    from agekit.evaluation.report import write_report
-    from agekit.training.datamodule import resolve_protocol
     from agekit.evaluation.evaluate import predict_split
+    from agekit.evaluation.report import write_report
+    from agekit.methods.base import Method
+    from agekit.models.checkpoint import load_checkpoint
+    from agekit.training.datamodule import resolve_protocol
     from agekit.training.teacher import load_teacher
 
     if a.threads:

@@ -17,11 +17,11 @@ BANDS = ((0, 20), (20, 40), (40, 60), (60, 200))
 
 
 def main() -> None:
-    from agekit.models.checkpoint import load_checkpoint
     from agekit.data.cache import PreparedCache
-    from agekit.methods import load_method
-    from agekit.training.datamodule import resolve_protocol
     from agekit.evaluation.evaluate import predict_split
+    from agekit.methods import load_method
+    from agekit.models.checkpoint import load_checkpoint
+    from agekit.training.datamodule import resolve_protocol
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")

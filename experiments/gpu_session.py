@@ -66,7 +66,7 @@ class Job:
         self.proc: subprocess.Popen | None = None
         self.t_start = self.t_end = None
 
-    def start(self) -> "Job":
+    def start(self) -> Job:
         self.dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.logf = open(self.dir / "train.log", "w")

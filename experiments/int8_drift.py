@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agekit.models.checkpoint import load_checkpoint
 from agekit.data.cache import PreparedCache
+from agekit.evaluation.metrics import mae
+from agekit.export.onnx import export_onnx, network_inputs
 from agekit.inference.backends import OnnxRunner, TorchRunner
 from agekit.methods import load_method
-from agekit.export.onnx import export_onnx, network_inputs
-from agekit.evaluation.metrics import mae
+from agekit.models.checkpoint import load_checkpoint
 from agekit.training.datamodule import resolve_protocol
 
 

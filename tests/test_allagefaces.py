@@ -9,7 +9,12 @@ import pytest
 
 from agekit.data.datasets import get_adapter
 from agekit.data.datasets.allagefaces import (
-    fixed_split_from_root, fixed_split_rows, make_fixed_split, parse_name, read_split_file, write_split_file,
+    fixed_split_from_root,
+    fixed_split_rows,
+    make_fixed_split,
+    parse_name,
+    read_split_file,
+    write_split_file,
 )
 from agekit.data.protocols import make_splits
 from conftest import shared_path

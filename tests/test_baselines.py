@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agekit.models.complexity import count_bn_running_stats, count_macs, count_params
 from agekit.models import baselines as B
+from agekit.models.complexity import count_bn_running_stats, count_macs, count_params
 from agekit.models.registry import create_model, list_models, model_entry
 
 SIZE = (3, 64, 64)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import agekit
-from agekit.models.complexity import complexity
 from agekit.models.c3ae import C3AENet, SEBlock, two_point_decode, two_point_encode
+from agekit.models.complexity import complexity
 from agekit.preprocessing import C3AE, C3AE_CONTEXT
 
 

@@ -7,7 +7,6 @@ import json
 import os
 
 import cv2
-import numpy as np
 import pytest
 
 from agekit.cli import main

@@ -7,14 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from agekit.models.checkpoint import save_checkpoint
 from agekit.data.cache import write_cache
 from agekit.evaluation.cross_dataset import (
-    cross_dataset_table, evaluate_model, parse_named, parse_test_set, peer_report, summarize, to_grey,
+    cross_dataset_table,
+    evaluate_model,
+    parse_named,
+    parse_test_set,
+    peer_report,
+    summarize,
+    to_grey,
 )
-from agekit.preprocessing import AGEKIT
-from agekit.models.registry import create_model
 from agekit.evaluation.evaluate import evaluate
+from agekit.models.checkpoint import save_checkpoint
+from agekit.models.registry import create_model
+from agekit.preprocessing import AGEKIT
 
 
 def test_summarize_by_hand():

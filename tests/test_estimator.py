@@ -12,9 +12,9 @@ import torch.nn as nn
 
 import agekit
 from agekit.models.checkpoint import save_checkpoint
+from agekit.models.registry import _REGISTRY, register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import PreprocessSpec
-from agekit.models.registry import _REGISTRY, register_model
 
 TINY = "_tiny_age_gender_test"
 TINY_SPEC = PreprocessSpec(size=32, margin=0.0, color="BGR", scale=1.0 / 255.0, align=False)
@@ -37,7 +37,7 @@ class TinyAgeGender(nn.Module):
                            probs=probs, bin_ages=self.bins)
 
 
-def tiny_checkpoint(path) -> "Path":
+def tiny_checkpoint(path) -> Path:
     """A randomly initialised TinyAgeGender saved as an agekit checkpoint (registered on first use)."""
     if TINY not in _REGISTRY:
         register_model(family="test", paper="-", input_size=(3, 32, 32), name=TINY, preprocess=TINY_SPEC)(
@@ -57,10 +57,9 @@ def faces(n: int, size: int = 96, seed: int = 0) -> np.ndarray:
 def direct(ckpt, images: np.ndarray, mirror: bool = False) -> dict[str, np.ndarray]:
     """The network applied one by one to the crops the face pipeline makes of whole-image faces (``mirror``: of their
     mirror images)."""
-    from agekit.models.checkpoint import load_checkpoint
-
     from agekit.face.crops import make_crops
     from agekit.face.detect import get_detector
+    from agekit.models.checkpoint import load_checkpoint
 
     lm = load_checkpoint(ckpt)
     det = get_detector("cropped")
@@ -215,9 +214,9 @@ def test_no_shipped_weights_message(tmp_path, monkeypatch):
 
 
 def test_shipped_weights_registry_and_card(ckpt, tmp_path):
-    from agekit.models.checkpoint import load_checkpoint
     from agekit.inference.cards import build_card, write_card
     from agekit.inference.weights import resolve_weights, shipped_weights
+    from agekit.models.checkpoint import load_checkpoint
 
     lm = load_checkpoint(ckpt)
     card = build_card(lm.model, TINY, method="l1", dataset="UTKFace", protocol="utkface", metrics={"mae": 5.5},
@@ -264,9 +263,9 @@ def test_default_detector_is_the_cascade_and_fallback_is_plumbed(ckpt):
 
 
 def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
+    from agekit.export.onnx import network_inputs, sample_crops
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.estimator import cached_onnx
-    from agekit.export.onnx import network_inputs, sample_crops
 
     path = cached_onnx(ckpt, tmp_path)
     x = network_inputs(sample_crops(TINY_SPEC, 19, seed=4)[0], TINY_SPEC)
@@ -280,9 +279,9 @@ def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
 
 
 def test_onnx_runner_runs_chunks_concurrently_in_order(ckpt, tmp_path):
+    from agekit.export.onnx import network_inputs, sample_crops
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.estimator import cached_onnx
-    from agekit.export.onnx import network_inputs, sample_crops
 
     path = cached_onnx(ckpt, tmp_path)
     x = network_inputs(sample_crops(TINY_SPEC, 37, seed=5)[0], TINY_SPEC)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import agekit
-from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
 from agekit.inference.backends import OnnxRunner, TorchRunner
 from agekit.methods import load_method
-from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 
 # single-crop SSR-Net, a separable HSR on k = 3 resolutions, C3AE's three context crops
 ZOO_SUBSET = ["ssrnet", "sephsr_30_10_k3", "c3ae_full"]
@@ -67,9 +67,8 @@ def test_int8_static_stays_close(tmp_path):
 
 
 def test_export_cli_and_estimator_on_onnx(tmp_path, capsys):
-    from test_estimator import faces, tiny_checkpoint
-
     from agekit.cli import main
+    from test_estimator import faces, tiny_checkpoint
 
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
     out = tmp_path / "out" / "tiny.onnx"

@@ -14,8 +14,8 @@ import torch.nn as nn
 
 from agekit.models.complexity import count_macs, count_params, fp32_bytes
 from agekit.models.hsr import HSRNet, paper_param_formula, stage_bins
-from agekit.preprocessing import HSR as HSR_SPEC
 from agekit.models.registry import create_model, list_models, model_entry
+from agekit.preprocessing import HSR as HSR_SPEC
 
 # (conv, p, q, k) -> (params K, memory KB, MACC M), as printed.
 TABLE5 = {  # single resolution; Table 7 repeats the (p, 10) rows, Table 12 the params

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agekit.models.complexity import count_bn_running_stats, count_params, fp32_bytes
 from agekit.models import lmtcnn as L
-from agekit.preprocessing import LMTCNN as LMTCNN_SPEC
+from agekit.models.complexity import count_bn_running_stats, count_params, fp32_bytes
 from agekit.models.registry import create_model, model_entry
+from agekit.preprocessing import LMTCNN as LMTCNN_SPEC
 
 SIZE = (3, 227, 227)
 

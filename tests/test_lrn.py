@@ -8,8 +8,8 @@ import torch
 
 from agekit.models.complexity import count_params
 from agekit.models.lrn import LRNResNet, decode_age
-from agekit.preprocessing import IMAGENET
 from agekit.models.registry import create_model, list_models, model_entry
+from agekit.preprocessing import IMAGENET
 
 # Table 2 / Table 1 (# of parameters, millions).
 PAPER_M = {"lrn_resnet10": 4.9, "lrn_resnet18": 11.2, "lrn_resnet10_tiny": 1.2, "lrn_resnet18_tiny": 2.8}

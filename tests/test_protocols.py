@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 
 from agekit.data.protocols import (
-    PRETRAINING_CHAINS, PROTOCOLS, group_ids, make_splits, protocols_for,
+    PRETRAINING_CHAINS,
+    PROTOCOLS,
+    group_ids,
+    make_splits,
+    protocols_for,
 )
 
 

@@ -10,7 +10,12 @@ from agekit.methods import list_methods
 from agekit.models.registry import list_models
 from agekit.training.module import build_optimizer, build_scheduler
 from agekit.training.recipes import (
-    RecipeError, apply_overrides, list_recipes, load_recipe, parse_override, parse_recipe,
+    RecipeError,
+    apply_overrides,
+    list_recipes,
+    load_recipe,
+    parse_override,
+    parse_recipe,
 )
 
 REQUIRED = {

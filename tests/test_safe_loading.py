@@ -20,9 +20,14 @@ import pytest
 import torch
 
 import agekit
-from agekit.models.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, read_checkpoint,
-                               save_checkpoint)
 from agekit.cli import main
+from agekit.models.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from agekit.weightfile import FORMAT_KEY, read_metadata, read_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,8 +308,9 @@ def test_old_pt_loads_data_only_and_trust_pickle_loads_the_rest(tmp_path, tiny, 
     assert load_checkpoint(old, trust_pickle=True).card["share"] == fractions.Fraction(1, 3)
     assert "loaded as a full pickle" in capsys.readouterr().err
     img = tmp_path / "face.png"
-    from test_estimator import faces
     import cv2
+
+    from test_estimator import faces
 
     cv2.imwrite(str(img), faces(1)[0])
     assert main(["predict", str(img), "--model", str(old), "--backend", "torch", "--detector", "cropped",

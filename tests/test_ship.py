@@ -6,10 +6,10 @@ import json
 import numpy as np
 
 import agekit
-from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 from agekit.data.cache import write_cache
 from agekit.inference.ship import ship_checkpoint
 from agekit.inference.weights import resolve_weights, shipped_weights
+from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_ship_checkpoint_writes_weights_and_card(tmp_path):

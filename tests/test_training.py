@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from agekit.models.checkpoint import load_checkpoint
-from agekit.preprocessing import HSR, IMAGENET, LMTCNN, SSRNET, hsr_kres
-from agekit.training.augment import BatchAugment, BrightnessContrast, build_augment
-from agekit.training.datamodule import EpochShuffleSampler, center_crop, normalize_on_device, ten_crop, to_network_input
 from agekit.evaluation.evaluate import evaluate
+from agekit.models.checkpoint import load_checkpoint
+from agekit.preprocessing import HSR, IMAGENET, LMTCNN, SSRNET
+from agekit.training.augment import BrightnessContrast, build_augment
+from agekit.training.datamodule import EpochShuffleSampler, center_crop, ten_crop, to_network_input
 from agekit.training.engine import resolve_spec, train
 from agekit.training.recipes import list_recipes, load_recipe
 
@@ -345,10 +345,10 @@ def test_precomputed_teacher_outputs_are_looked_up_by_row_and_averaged(tiny_cach
 
 def test_teacher_outputs_match_the_evaluator_and_feed_distillation(tiny_cache, tiny_teachers, tmp_path, capsys):
     """`agekit teacher-outputs` writes, per cache row, the flip-averaged age that `evaluate --flip` reports."""
-    from agekit.models.checkpoint import load_checkpoint
     from agekit.cli import main
     from agekit.data.cache import PreparedCache
     from agekit.evaluation.evaluate import predict_split
+    from agekit.models.checkpoint import load_checkpoint
     from agekit.training.teacher import method_for_loaded
 
     files = []

@@ -197,9 +197,8 @@ def test_truncated_video_ends_with_a_reason(tmp_path):
 
 
 def test_cli_names_a_cut_video(tmp_path, capfd):
-    from test_estimator import tiny_checkpoint
-
     from agekit.cli import main
+    from test_estimator import tiny_checkpoint
 
     video = tmp_path / "clip.avi"
     _write_video(video, n=12)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 START_TRIES = 3  # a pool whose workers die while starting is started again this many times in all
 PARENT_POLL_S = 1.0  # how often a worker checks that its parent is alive (besides PR_SET_PDEATHSIG on Linux)
@@ -141,8 +142,9 @@ class WorkerPool:
                                            "try --workers 1") from None
 
     def _start_once(self) -> None:
-        import cv2
         from concurrent.futures import ProcessPoolExecutor
+
+        import cv2
 
         if _fork_is_safe():
             threads = cv2.getNumThreads()

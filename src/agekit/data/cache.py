@@ -129,7 +129,7 @@ def create_view(root: str | Path, key: str, shape: tuple[int, ...]) -> np.memmap
 
 
 def write_cache(root, meta: dict[str, np.ndarray], views: dict[str, np.ndarray],
-                splits: dict[str, dict[str, np.ndarray]] | None = None, info: dict | None = None) -> "PreparedCache":
+                splits: dict[str, dict[str, np.ndarray]] | None = None, info: dict | None = None) -> PreparedCache:
     """Build a cache from in-memory arrays: meta columns, uint8 views (N, ...), splits per protocol."""
     root = Path(root)
     for key in views:

@@ -18,14 +18,15 @@ import re
 import shutil
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from agekit import preprocessing as pp
-from agekit.data.cache import PreparedCache, create_view, write_meta, _atomic_json
+from agekit.data.cache import PreparedCache, _atomic_json, create_view, write_meta
 from agekit.data.datasets import Sample, get_adapter
 from agekit.data.datasets.base import sha1_file
 from agekit.data.protocols import make_splits, protocols_for

@@ -7,8 +7,8 @@ of both relations). Fold-based protocols name their splits ``fold{i}_train`` / `
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -110,7 +111,7 @@ def landmark_model_path(points: int) -> Path:
 SHIPPED_HOG = Path(__file__).resolve().parent / "models" / "frontal_face_detector.svm"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dlib_hog(pid: int):
     import dlib
 
@@ -119,7 +120,7 @@ def _dlib_hog(pid: int):
     return dlib.get_frontal_face_detector()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dlib_predictor(points: int, pid: int):
     import dlib
 

@@ -28,8 +28,8 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, features
@@ -88,7 +88,7 @@ class NativeStderr:
         self._saved = -1
         self.text = ""
 
-    def __enter__(self) -> "NativeStderr":
+    def __enter__(self) -> NativeStderr:
         _STDERR_LOCK.acquire()
         try:
             sys.stderr.flush()

@@ -14,8 +14,8 @@ import errno
 import io
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class OutputError(Exception):
@@ -65,7 +65,7 @@ class ResultsFile:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "ResultsFile":
+    def __enter__(self) -> ResultsFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,8 @@ Samples with an unknown label do not contribute to the loss term of that label.
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,20 +19,20 @@ from torch import Tensor, nn
 
 from agekit.outputs import ModelOutput
 
-_METHODS: dict[str, type["Method"]] = {}
+_METHODS: dict[str, type[Method]] = {}
 # (fnmatch glob on a model's registry name, method): the method a model trains with unless a recipe says otherwise
 _DEFAULT_FOR: list[tuple[str, str]] = []
 FALLBACK_METHOD = "l1"
 
 
-def register_method(name: str, *, models: tuple[str, ...] = ()) -> Callable[[type["Method"]], type["Method"]]:
+def register_method(name: str, *, models: tuple[str, ...] = ()) -> Callable[[type[Method]], type[Method]]:
     """Class decorator adding a :class:`Method` subclass under ``name``.
 
     ``models``: globs on registry names of the models this method is the default for (see
     :func:`default_method_for`); the method's own class states the labels it trains on (``required_labels``).
     """
 
-    def deco(cls: type["Method"]) -> type["Method"]:
+    def deco(cls: type[Method]) -> type[Method]:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered")
         cls.name = name

@@ -6,13 +6,13 @@ the sum over stages (coarse + fine). The loss is the mean absolute error (Sectio
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from agekit.methods.baselines import L1
 from agekit.methods.base import register_method
+from agekit.methods.baselines import L1
 
 
 def homologous_stagewise_age(probs: Sequence[Tensor], bins: Sequence[Tensor]) -> Tensor:

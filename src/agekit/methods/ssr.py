@@ -5,12 +5,12 @@ decoder as a pure function, used to decode from ``out.stages`` and to test the f
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor
 
-from agekit.methods.baselines import L1
 from agekit.methods.base import Method, masked_mean, register_method
+from agekit.methods.baselines import L1
 from agekit.models.ssrnet import DEFAULT_MIN_RANGE, soft_stagewise_regression
 
 

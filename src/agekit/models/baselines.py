@@ -24,11 +24,11 @@ import torch.nn as nn
 from torch import Tensor
 
 from agekit.models.lmtcnn import TFSamePad
+from agekit.models.registry import register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import C3AE as C3AE_SPEC
 from agekit.preprocessing import HSR as HSR_SPEC
 from agekit.preprocessing import SSRNET as SSRNET_SPEC
-from agekit.models.registry import register_model
 
 __all__ = [
     "RegressionHead",

@@ -29,9 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from agekit.models.registry import register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import C3AE, C3AE_CONTEXT
-from agekit.models.registry import register_model
 
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01

@@ -25,15 +25,16 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from agekit.preprocessing import PreprocessSpec
 from agekit.models.registry import create_model, model_entry
+from agekit.preprocessing import PreprocessSpec
 from agekit.weightfile import WeightFileError, check_state, is_safetensors, one_line, read_weights, write_weights
 
 FORMAT = "agekit-1"  # the dict tag of old torch.save checkpoints

@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from agekit.models.registry import create_model, register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import AGEKIT as AGEKIT_SPEC
-from agekit.models.registry import create_model, register_model
 
 __all__ = ["AgeNet", "AgeDistributionHead", "AgeNetEnsemble", "agenet", "agenet_gender", "agenet_mt", "agenet_mt_x2", "agenet_s"]
 

@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from agekit.models.registry import register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import HSR as HSR_SPEC
 from agekit.preprocessing import PreprocessSpec, hsr_kres
-from agekit.models.registry import register_model
 
 CONV_KINDS = ("standard", "sep", "bsep")
 FAMILY = "hsr"
@@ -269,7 +270,7 @@ class HSRNet(nn.Module):
         want = "(B, 3, H, W) or (B, 1, 3, H, W)" if self.k == 1 else f"(B, {self.k}, 3, H, W)"
         raise ValueError(f"{type(self).__name__} with k={self.k} expects input {want}, got {tuple(x.shape)}")
 
-    def padded(self, multiple: int = 16) -> "HSRNet":
+    def padded(self, multiple: int = 16) -> HSRNet:
         """An equal network with p rounded up to ``multiple`` channels (zero weights), for fast CPU inference.
 
         ONNX Runtime's blocked-layout (NCHWc) kernels, depthwise ones included, take a convolution only when

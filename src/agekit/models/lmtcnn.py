@@ -34,9 +34,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from agekit.models.registry import register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import LMTCNN as LMTCNN_SPEC
-from agekit.models.registry import register_model
 
 __all__ = [
     "TFSamePad",

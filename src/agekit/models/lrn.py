@@ -23,16 +23,17 @@ ResNet-10-Tiny 1.23M, ResNet-18-Tiny 2.81M (Table 2: 4.9M / 11.2M / 1.2M / 2.8M)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from agekit.models.registry import register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import IMAGENET, PreprocessSpec
-from agekit.models.registry import register_model
 
 FAMILY = "lrn"
 PAPER = "LRN (Pattern Recognition 2020)"

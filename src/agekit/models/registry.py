@@ -8,8 +8,9 @@ package, whose ``__init__`` imports every family module (one line per family), w
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch.nn as nn
 

@@ -19,16 +19,16 @@ Stage k = 1 is the deepest branch (coarse bins), as in the code.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from agekit.models.registry import register_model
 from agekit.outputs import ModelOutput
 from agekit.preprocessing import SSRNET
-from agekit.models.registry import register_model
 
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01  # Keras momentum 0.99 is PyTorch momentum 1 - 0.99

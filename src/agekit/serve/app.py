@@ -264,7 +264,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         futures = {i: asyncio.wrap_future(engine.submit(j)) for i, j in jobs.items()}
         try:
             done = await asyncio.wait_for(asyncio.gather(*futures.values()), timeout=cfg.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HTTPException(504, f"no answer within {cfg.timeout_s:g} s; the server is busy, retry later") from None
         results = dict(zip(futures, done))
         records = []

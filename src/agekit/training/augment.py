@@ -37,7 +37,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from agekit.training.photo_augment import KEYS as PHOTO_KEYS, PhotoDegrade
+from agekit.training.photo_augment import KEYS as PHOTO_KEYS
+from agekit.training.photo_augment import PhotoDegrade
 
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},

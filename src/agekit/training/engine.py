@@ -52,7 +52,7 @@ class TrainResult:
     final: Path
     metrics: dict[str, float] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
-    runs: list["TrainResult"] = field(default_factory=list)
+    runs: list[TrainResult] = field(default_factory=list)
     is_global_zero: bool = True  # False in the other processes of a DDP run (they write nothing)
 
 

@@ -20,7 +20,7 @@ the erasing of :mod:`agekit.training.augment`; the ``photo`` preset there turns 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

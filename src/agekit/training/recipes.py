@@ -19,7 +19,7 @@ import re
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -236,7 +236,7 @@ class RMSprop(_Section):
     weight_decay: NonNegativeFloat = 0.0
 
 
-Optimizer = Annotated[Union[Adam, AdamW, SGD, RMSprop], Field(discriminator="name")]
+Optimizer = Annotated[Adam | AdamW | SGD | RMSprop, Field(discriminator="name")]
 
 
 class NoSchedule(_Section):
@@ -284,7 +284,7 @@ class Cosine(_Section):
     interval: Interval = "epoch"
 
 
-Scheduler = Annotated[Union[NoSchedule, MultiStep, Step, Plateau, Cosine], Field(discriminator="name")]
+Scheduler = Annotated[NoSchedule | MultiStep | Step | Plateau | Cosine, Field(discriminator="name")]
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
 
 
@@ -321,7 +321,7 @@ class Trainer(_Section):
         return str(v) if isinstance(v, int) else v
 
     @model_validator(mode="after")
-    def _ends(self) -> "Trainer":
+    def _ends(self) -> Trainer:
         if self.max_epochs is None and self.max_steps < 1:
             raise ValueError("max_epochs is null and max_steps is -1: the run would never end")
         return self
@@ -377,15 +377,15 @@ class Recipe(_Section):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def updated(self, **values: Any) -> "Recipe":
+    def updated(self, **values: Any) -> Recipe:
         """A validated copy with these top-level values replaced."""
         return _validate({**self.to_dict(), **values}, repr(values.get("name", self.name)))
 
-    def with_overrides(self, overrides: list[str] | None) -> "Recipe":
+    def with_overrides(self, overrides: list[str] | None) -> Recipe:
         """A validated copy with ``--set`` items applied."""
         return parse_recipe(self.to_dict(), overrides) if overrides else self.model_copy(deep=True)
 
-    def stage(self, i: int) -> tuple[str, "Recipe"]:
+    def stage(self, i: int) -> tuple[str, Recipe]:
         """The name and the complete recipe of chain stage ``i`` (this recipe with the stage's overrides)."""
         st = dict(self.stages[i])
         name = str(st.pop("name", None) or f"stage{i + 1}")

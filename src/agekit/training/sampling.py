@@ -17,9 +17,10 @@ The draw order depends only on (seed, epoch), so ``--resume`` continues mid-epoc
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 

@@ -6,9 +6,10 @@ import csv
 import hashlib
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -167,12 +168,12 @@ class DatasetAdapter:
         for p, reason in scan_images(self.root if folder is None else folder, skip):
             yield p if reason is None else BadRecord(self.rel(p), reason)
 
-    def lines(self, path: Path) -> Iterator["Line | Notice"]:
+    def lines(self, path: Path) -> Iterator[Line | Notice]:
         """:func:`read_lines` of ``path``, named relative to the root."""
         return read_lines(path, self.rel(path))
 
     def csv_rows(self, path: Path, delimiter: str = ",", header: bool = True,
-                 required: Iterable[str] = ()) -> Iterator["CSVRow | BadRecord | Notice"]:
+                 required: Iterable[str] = ()) -> Iterator[CSVRow | BadRecord | Notice]:
         """:func:`read_csv_rows` of ``path``, named relative to the root."""
         return read_csv_rows(path, delimiter=delimiter, header=header, required=required, name=self.rel(path))
 

@@ -7,7 +7,7 @@ rows ``image,mean,std`` (``;`` also accepted, header optional). 2,476 / 1,136 / 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from agekit.data.datasets.base import BadRecord, CSVRow, DatasetAdapter, Notice, Record, Sample, parse_age
 

@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from agekit.data.datasets.base import (
-    MAX_AGE_GROUP, BadRecord, CSVRow, DatasetAdapter, Record, Sample, parse_age, parse_code,
-    parse_gender, parse_race, read_csv_rows,
+    MAX_AGE_GROUP,
+    BadRecord,
+    CSVRow,
+    DatasetAdapter,
+    Record,
+    Sample,
+    parse_age,
+    parse_code,
+    parse_gender,
+    parse_race,
+    read_csv_rows,
 )
 
 DEFAULT_PATTERN = r"^(?P<age>\d+)_(?P<gender>[01mfMF])"

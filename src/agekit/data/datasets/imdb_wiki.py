@@ -8,9 +8,9 @@ and, for IMDB, celeb_names / celeb_id.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -5,7 +5,7 @@ Images are under ``train/`` and ``test/``; MegaAge-Asian has 40,000 images of wh
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from agekit.data.datasets.base import BadRecord, DatasetAdapter, Notice, Record, Sample, parse_age
 

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from agekit.data.datasets.base import (
-    BadRecord, CSVRow, DatasetAdapter, Record, list_images, parse_age, parse_gender,
+    BadRecord,
+    CSVRow,
+    DatasetAdapter,
+    Record,
+    list_images,
+    parse_age,
+    parse_gender,
 )
 
 _NAME = re.compile(r"^(\d+)_(\d+)([MF])(\d{2})\.jpe?g$", re.IGNORECASE)
