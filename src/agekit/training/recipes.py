@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agekit.methods import list_methods
 from agekit.models.registry import list_models
@@ -53,6 +63,20 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Interval = Literal["epoch", "step"]
 SPLIT = re.compile(r"^[A-Za-z0-9_.\-]+(\s*\+\s*[A-Za-z0-9_.\-]+)*$")
+
+
+def _path_to_str(v: Any) -> Any:
+    return str(v) if isinstance(v, Path) else v
+
+
+def _split_name(v: str) -> str:
+    if not SPLIT.match(v):
+        raise ValueError(f"{v!r} is not a split name (letters, digits, _ . -; several joined by +)")
+    return v
+
+
+PathStr = Annotated[str, BeforeValidator(_path_to_str)]  # a path given as a Path is kept as its text
+SplitName = Annotated[str, AfterValidator(_split_name)]  # "train", or several joined by "+"
 LABELS = ("age", "age_std", "gender", "age_group", "race")
 
 
@@ -108,53 +132,29 @@ class Preprocess(_Section):
 class Source(_Section):
     """One prepared cache of a multi-dataset recipe (``data.sources``; :mod:`agekit.training.sampling`)."""
 
-    cache: str
+    cache: PathStr
     protocol: str | None = None  # None: the cache's only protocol
     weight: PositiveFloat = 1.0  # share of the training draws: weight / sum of the sources' weights
-    train_split: str | None = None  # None: the data section's split names
-    val_split: str | None = None
-    test_split: str | None = None
-
-    @field_validator("cache", mode="before")
-    @classmethod
-    def _path_to_str(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, Path) else v
-
-    @field_validator("train_split", "val_split", "test_split")
-    @classmethod
-    def _split_name(cls, v: str | None) -> str | None:
-        if v is not None and not SPLIT.match(v):
-            raise ValueError(f"{v!r} is not a split name (letters, digits, _ . -; several joined by +)")
-        return v
+    train_split: SplitName | None = None  # None: the data section's split names
+    val_split: SplitName | None = None
+    test_split: SplitName | None = None
 
 
 class Data(_Section):
     """The prepared cache, its protocol and splits, and the batches."""
 
-    cache: str | None = None
+    cache: PathStr | None = None
     sources: dict[str, Source] = {}  # several caches trained together, each drawn with its weight (instead of cache)
-    protocol: str | None = None
-    train_split: str = "train"  # "train+val": both splits (a final model)
-    val_split: str | None = "val"
-    test_split: str | None = "test"
+    protocol: PathStr | None = None
+    train_split: SplitName = "train"  # "train+val": both splits (a final model)
+    val_split: SplitName | None = "val"
+    test_split: SplitName | None = "test"
     batch_size: PositiveInt = 50
     eval_batch_size: PositiveInt = 256
     drop_last: bool = False
     balance: NonNegativeFloat = 0.0  # > 0: draw epochs towards rare ages (see AgeDataModule)
     require: list[Literal["age", "age_std", "gender", "age_group", "race"]] | None = None  # None: the method's labels
     age_groups: Literal["adience"] | None = None  # derive the Adience group from the age where a row has none
-
-    @field_validator("cache", "protocol", mode="before")
-    @classmethod
-    def _path_to_str(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, Path) else v
-
-    @field_validator("train_split", "val_split", "test_split")
-    @classmethod
-    def _split_name(cls, v: str | None) -> str | None:
-        if v is not None and not SPLIT.match(v):
-            raise ValueError(f"{v!r} is not a split name (letters, digits, _ . -; several joined by +)")
-        return v
 
 
 class Augment(_Section):
