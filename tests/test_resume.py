@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +12,7 @@ import torch
 from agekit.models.checkpoint import load_checkpoint
 from agekit.training.datamodule import CacheSplit, EpochShuffleSampler, ResumableLoader
 from agekit.training.resume import LastCheckpoint, atomic_torch_save, remove_stale_temporaries
+from killing import one_thread_main, train_and_kill
 
 RECIPE = "sephsr_30_10_utkface"
 TRAIN_ROWS, BATCH = 24, 2
@@ -56,58 +52,18 @@ def _cli(out: Path, overrides: list[str], *extra: str) -> list[str]:
     return args
 
 
-def _step(ckpt: Path) -> int | None:
-    try:
-        return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
-    except (FileNotFoundError, EOFError, RuntimeError):
-        return None
-
-
-def _one_thread_main(args: list[str]) -> int:
-    from agekit.cli import main
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the killed process: the same float reductions
-    try:
-        return main(args)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_kill_9_in_mid_epoch_then_resume_equals_an_uninterrupted_run(cache, tmp_path):
     """`agekit train` is SIGKILLed in the middle of its second epoch; `--resume` ends with the weights of an
     uninterrupted run of the same seed. Tolerance: none (bit-identical, one CPU thread, deterministic)."""
     over = _overrides(cache)
     out = tmp_path / "killed"
-    last = out / "checkpoints" / "last.ckpt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = open(tmp_path / "killed.log", "w+")  # a file, not a pipe: the child never blocks on its output
-    proc = subprocess.Popen([sys.executable, "-m", "agekit.cli", *_cli(out, over)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            s = _step(last) if last.is_file() else None
-            if s is not None and s >= STEPS_PER_EPOCH + 2:  # a step checkpoint inside the second epoch
-                break
-            time.sleep(0.005)
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"training ended before it could be killed: {log.read()[-2000:]}")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-        log.close()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = _step(last)
-    assert killed_at is not None and killed_at % STEPS_PER_EPOCH != 0 and killed_at < EPOCHS * STEPS_PER_EPOCH
+    # killed at a step checkpoint inside the second epoch
+    killed_at = train_and_kill(_cli(out, over), out, tmp_path / "killed.log", at_step=STEPS_PER_EPOCH + 2)
+    assert killed_at % STEPS_PER_EPOCH != 0 and killed_at < EPOCHS * STEPS_PER_EPOCH
     assert not (out / "final.safetensors").exists()
 
-    assert _one_thread_main(_cli(out, over, "--resume")) == 0
-    assert _one_thread_main(_cli(tmp_path / "whole", over)) == 0
+    assert one_thread_main(_cli(out, over, "--resume")) == 0
+    assert one_thread_main(_cli(tmp_path / "whole", over)) == 0
     a, b = load_checkpoint(tmp_path / "whole" / "final.safetensors"), load_checkpoint(out / "final.safetensors")
     assert a.card["steps"] == b.card["steps"] == EPOCHS * STEPS_PER_EPOCH
     wa, wb = a.model.state_dict(), b.model.state_dict()

@@ -11,6 +11,7 @@ from agekit.training.datamodule import EpochShuffleSampler
 from agekit.training.engine import train
 from agekit.training.recipes import RecipeError, parse_recipe
 from agekit.training.sampling import MultiCacheDataModule, source_weights
+from killing import one_thread_main, train_and_kill
 
 
 def _cache(root, n: int, first_id: int, protocol: str, dataset: str):
@@ -98,13 +99,6 @@ def test_source_settings_are_validated():
 def test_kill_9_then_resume_equals_an_uninterrupted_multi_source_run(two_caches, tmp_path):
     """The compact tier's recipe (two sources drawn 0.6 / 0.4, photo augmentation with OpenCV JPEG, EMA) is SIGKILLed
     in its second epoch; `--resume` ends bit-identical to an uninterrupted run (one CPU thread)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from agekit.cli import main
     from agekit.models.checkpoint import load_checkpoint
 
     root = two_caches[0]
@@ -115,41 +109,11 @@ def test_kill_9_then_resume_equals_an_uninterrupted_multi_source_run(two_caches,
               "trainer.deterministic=true", "augment.jpeg_p=0.5", f"data.sources.utkface.cache={root / 'a'}",
               f"data.sources.allagefaces.cache={root / 'b'}"]:
         args += ["--set", o]
-    out, last = tmp_path / "killed", tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = open(tmp_path / "killed.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "agekit.cli", *args, "--out", str(out)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-
-    def step() -> int | None:
-        try:
-            return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
-        except (FileNotFoundError, EOFError, RuntimeError):
-            return None
-
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and (step() or 0) < steps_per_epoch + 2:
-            time.sleep(0.005)
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"training ended before it could be killed: {log.read()[-2000:]}")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-        log.close()
-    killed_at = step()
-    assert killed_at is not None and killed_at % steps_per_epoch != 0 and not (out / "final.safetensors").exists()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main([*args, "--out", str(out), "--resume"]) == 0
-        assert main([*args, "--out", str(tmp_path / "whole")]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    out = tmp_path / "killed"
+    killed_at = train_and_kill([*args, "--out", str(out)], out, tmp_path / "killed.log", at_step=steps_per_epoch + 2)
+    assert killed_at % steps_per_epoch != 0 and not (out / "final.safetensors").exists()
+    assert one_thread_main([*args, "--out", str(out), "--resume"]) == 0
+    assert one_thread_main([*args, "--out", str(tmp_path / "whole")]) == 0
     a, b = load_checkpoint(tmp_path / "whole" / "final.safetensors"), load_checkpoint(out / "final.safetensors")
     assert a.card["steps"] == b.card["steps"] == 2 * steps_per_epoch
     wa, wb = a.model.state_dict(), b.model.state_dict()
