@@ -214,3 +214,32 @@ def test_real_utkface_subset(tmp_path, utkface_dir):
     assert v.shape[1:] == (64, 64, 3) and v.std() > 10  # real face crops, not blank
     row = [i for i, s in enumerate(cache.meta["source"]) if s.startswith("39_1_")]
     assert row and cache.meta["race"][row[0]] == -1 and cache.meta["age"][row[0]] == 39
+
+
+def test_max_pixels_refuses_large_photos_from_their_header_and_can_be_raised(tmp_path):
+    """48x48 = 2,304 pixels: a cap of 2,000 refuses every photo before decoding; 2,304 lets them through."""
+    _toy_utkface(tmp_path / "raw", n_good=3)
+    _run(tmp_path / "raw", tmp_path / "capped", max_pixels=2_000)
+    report = json.loads((tmp_path / "capped" / "report.json").read_text())
+    reasons = {d["source"]: d["reason"] for d in report["dropped"]}
+    good = "20_0_0_20170110000000000.jpg.chip.jpg"
+    assert reasons[good] == "too many pixels (48x48 = 0.0023 MP > 0.002 MP allowed; --max-pixels raises the limit)"
+    assert report["counts"]["images_kept"] == 0
+    cache = _run(tmp_path / "raw", tmp_path / "raised", max_pixels=48 * 48)
+    assert len(cache) == 4  # the three good photos and the relabelled copy (the blank one has no face)
+
+
+def test_cli_prepare_passes_max_pixels(tmp_path, monkeypatch):
+    import agekit.data.prepare as prep
+
+    seen = {}
+
+    def fake_prepare(*args, **kw):
+        seen.update(kw)
+        raise prep.PrepareInterrupted("stopped by the test")
+
+    monkeypatch.setattr(prep, "prepare", fake_prepare)
+    from agekit.cli import main
+
+    main(["prepare", "utkface", "--root", str(tmp_path), "--out", str(tmp_path / "c"), "--max-pixels", "1234"])
+    assert seen["max_pixels"] == 1234

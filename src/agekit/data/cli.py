@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
             detector=args.detector, multi_face=args.multi_face, workers=args.workers, limit=args.limit,
             chunk_size=args.chunk_size, adapter_options=_options(args.option),
             detector_kwargs=_options(args.detector_option), progress=not args.quiet, keep_work=args.keep_work,
-            fallback_detector=args.fallback_detector,
+            fallback_detector=args.fallback_detector, max_pixels=args.max_pixels,
         )
     except PrepareInterrupted as e:
         print(f"interrupted: {e}; rerun the same command to resume", file=sys.stderr)
@@ -72,6 +72,8 @@ def register(subparsers) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset adapter option, e.g. pattern=REGEX for folder, variant=faces for adience")
     p.add_argument("--keep-work", action="store_true", help="keep the work/ shards after consolidation")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse photos with more pixels, from their header before decoding (default 80,000,000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
     register_portable(subparsers)

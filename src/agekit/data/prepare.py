@@ -30,6 +30,7 @@ from agekit.data.cache import PreparedCache, _atomic_json, create_view, write_me
 from agekit.data.datasets import Sample, get_adapter
 from agekit.data.datasets.base import sha1_file
 from agekit.data.protocols import make_splits, protocols_for
+from agekit.face.io import check_max_pixels
 from agekit.parallel import WorkerPool, ordered_map
 from agekit.preprocessing import PreprocessSpec
 
@@ -108,11 +109,12 @@ _PIPELINE = None
 
 
 def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, detector_kwargs: dict,
-                 fallback: Any = None) -> None:
+                 fallback: Any = None, max_pixels: int | None = None) -> None:
     global _PIPELINE
     from agekit.face.pipeline import FacePipeline
 
-    _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, fallback=fallback, **detector_kwargs)
+    _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, fallback=fallback,
+                             max_pixels=max_pixels, **detector_kwargs)
 
 
 def _item_record(index: int, error: str | None = None) -> dict[str, Any]:
@@ -266,6 +268,7 @@ def prepare(
     keep_work: bool = False,
     stop_after: int | None = None,
     fallback_detector: Any = None,
+    max_pixels: int | None = None,
 ) -> PreparedCache:
     """Detect, align and crop every sample of ``dataset`` under ``root`` once; write the cache to ``out``.
 
@@ -274,6 +277,8 @@ def prepare(
     committed chunks, as a kill would stop it. ``keep_work`` keeps the shards after consolidation.
     ``fallback_detector`` (e.g. ``"cropped"``): run when ``detector`` finds no face (see
     ``FacePipeline``); the images it rescued are counted in ``report.json`` (``counts.images_from_fallback``).
+    ``max_pixels``: photos with more pixels are refused from their header before decoding (default
+    :data:`agekit.face.io.DEFAULT_MAX_PIXELS`).
     """
     if multi_face not in MULTI_FACE:
         raise ValueError(f"multi_face must be one of {MULTI_FACE}, got {multi_face!r}")
@@ -295,6 +300,8 @@ def prepare(
     if fallback_detector is not None:  # only when set, so runs from before the option still resume
         settings["fallback_detector"] = (fallback_detector if isinstance(fallback_detector, str)
                                          else getattr(fallback_detector, "name", type(fallback_detector).__name__))
+    if max_pixels is not None:  # only when set, so runs from before the option still resume
+        settings["max_pixels"] = check_max_pixels(max_pixels)
     settings_path = work.dir / "settings.json"
     if settings_path.exists():
         old = json.loads(settings_path.read_text())
@@ -322,7 +329,7 @@ def prepare(
     t_run = time.perf_counter()
     run_faces = run_items = 0
     committed = 0
-    init_args = (specs, detector, multi_face, detector_kwargs or {}, fallback_detector)
+    init_args = (specs, detector, multi_face, detector_kwargs or {}, fallback_detector, max_pixels)
     try:
         if workers <= 1 or len(tasks) <= 1:
             _init_worker(*init_args)

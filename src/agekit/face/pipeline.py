@@ -69,8 +69,10 @@ class FacePipeline:
         multi_face: str = "largest",
         min_face: float = 0.0,
         fallback: str | Detector | None = None,
+        max_pixels: int | None = None,
         **detector_kwargs,
     ):
+        self.max_pixels = max_pixels  # photos over this many pixels are refused from their header (None: the default)
         if multi_face not in MULTI_FACE_POLICIES:
             raise ValueError(f"multi_face must be one of {MULTI_FACE_POLICIES}, got {multi_face!r}")
         if isinstance(specs, PreprocessSpec):
@@ -151,7 +153,7 @@ class FacePipeline:
     def process_path(self, path: str | os.PathLike) -> FaceResult:
         """Read and process one photo; a read error becomes ``FaceResult([], [], error=reason)``."""
         try:
-            image = read_image(path)
+            image = read_image(path, max_pixels=self.max_pixels)
         except ImageReadError as e:
             return FaceResult([], [], error=e.reason, path=str(path))
         result = self.process(image)
