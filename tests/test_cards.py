@@ -11,8 +11,8 @@ from agekit import __version__
 from agekit.inference.cards import file_sha256, local_paths, render_markdown
 from agekit.inference.cards import main as cards_main
 from agekit.inference.weights import WEIGHTS_DIR, shipped_weights
+from agekit.training.recipes import shipped_recipes
 
-RECIPES = Path(__import__("agekit").__file__).parent / "recipes"
 WEIGHTS = [w["name"] for w in shipped_weights()]
 
 
@@ -47,8 +47,8 @@ def test_card_has_hub_metadata_use_fairness_and_file_hashes(name):
 @pytest.mark.parametrize("name", WEIGHTS)
 def test_card_names_the_recipe_of_the_shipped_weight(name):
     recipe = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())["training"]["recipe"]
-    assert (RECIPES / f"{recipe}.yaml").is_file(), recipe
-    if (RECIPES / f"{name}.yaml").is_file():  # a recipe named after the weight is the one it was trained with
+    assert recipe in shipped_recipes(), recipe
+    if name in shipped_recipes():  # a recipe named after the weight is the one it was trained with
         assert recipe == name
 
 

@@ -236,3 +236,18 @@ def test_hsr_plateau_reduces_after_patience():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.002)
     s["scheduler"].step(5.0)
     assert math.isclose(opt.param_groups[0]["lr"], 0.0002)
+
+
+def test_shipped_recipes_are_grouped_papers_and_agekit_with_unique_names():
+    """recipes/papers holds the five papers' experiments, recipes/agekit agekit's own; a name is in one group only."""
+    from agekit.training.recipes import RECIPE_GROUPS, shipped_recipes
+
+    found = shipped_recipes()
+    groups = {name: path.parent.name for name, path in found.items()}
+    assert set(groups.values()) == set(RECIPE_GROUPS) and len(found) == 45
+    assert groups["ssrnet_morph"] == groups["lmtcnn_2_1_adience_fold0"] == groups["sephsr_90_30_k3_utkface"] == "papers"
+    assert {n for n, g in groups.items() if g == "agekit"} >= {"agenet_mt_distill_ema100_utkface",
+                                                               "tier_compact_utkface_aaf", "c3ae_wide_utkface"}
+    assert not any(n.startswith(("agenet", "tier_")) for n, g in groups.items() if g == "papers")
+    # extends: works across groups (an agekit recipe extending a paper's)
+    assert parse_recipe("sephsr_30_10_distill_lrn_utkface").model.name == parse_recipe("sephsr_30_10_utkface").model.name

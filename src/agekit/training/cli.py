@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from agekit.weightfile import add_trust_pickle_argument
 
     p = sub.add_parser("train", help="train a recipe (YAML) on a prepared cache")
-    p.add_argument("--recipe", required=True, help="recipe name (see src/agekit/recipes) or YAML file")
+    p.add_argument("--recipe", required=True, help="recipe name (in src/agekit/recipes/papers or /agekit) or YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. trainer.max_epochs=3")
     p.add_argument("--data", default=None, help="prepared cache directory (same as --set data.cache=DIR)")
     p.add_argument("--epochs", type=int, default=None, help="same as --set trainer.max_epochs=N")

@@ -413,13 +413,27 @@ def _yaml(text: str) -> Any:
 
 
 def recipe_dir() -> Path:
-    """The folder of the recipes shipped with agekit (``src/agekit/recipes``)."""
+    """The folder of the recipes shipped with agekit (``src/agekit/recipes``), one sub-folder per group."""
     return Path(str(resources.files("agekit") / "recipes"))
+
+
+RECIPE_GROUPS = ("papers", "agekit")  # the five papers' experiments; agekit's own models and training schemes
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """Every shipped recipe's name and file (``recipes/papers/*.yaml``, ``recipes/agekit/*.yaml``), sorted by name."""
+    found: dict[str, Path] = {}
+    for group in RECIPE_GROUPS:
+        for path in sorted((recipe_dir() / group).glob("*.yaml")):
+            if path.stem in found:  # names are global: ``--recipe NAME`` and ``extends: NAME`` must be unambiguous
+                raise RecipeError(f"shipped recipe {path.stem!r} is in two groups: {found[path.stem]} and {path}")
+            found[path.stem] = path
+    return dict(sorted(found.items()))
 
 
 def list_recipes() -> list[str]:
     """Names of the shipped recipes, sorted."""
-    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
+    return list(shipped_recipes())
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -457,8 +471,8 @@ def _find(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
-    shipped = recipe_dir() / f"{p.stem if p.suffix else name_or_path}.yaml"
-    if shipped.is_file():
+    shipped = shipped_recipes().get(p.stem if p.suffix else str(name_or_path))
+    if shipped is not None:
         return shipped
     raise FileNotFoundError(f"no recipe {str(name_or_path)!r}: not a YAML file and not a shipped recipe"
                             f"{did_you_mean(p.stem, list_recipes())}; the shipped recipes are in {recipe_dir()}")
