@@ -1,8 +1,6 @@
 """agekit.integrations.ray on a local two-CPU Ray cluster: the same records as agekit predict, failures included."""
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
@@ -11,17 +9,10 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'agek
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'agekit[ray]')")
 
 from agekit.cli import main  # noqa: E402
+from records import cli_records  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-def cli_records(out: str) -> list[dict]:
-    """The records ``agekit predict --json`` printed: one JSON object per line (or one JSON list)."""
-    out = out.strip()
-    try:
-        doc = json.loads(out)
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-    return doc if isinstance(doc, list) else [doc]
 
 
 N_PHOTOS = 200

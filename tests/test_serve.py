@@ -22,16 +22,7 @@ from agekit.cli import main  # noqa: E402
 from agekit.serve.app import create_app  # noqa: E402
 from agekit.serve.engine import Engine, Job, ServeConfig  # noqa: E402
 from agekit.serve.synthetic import drawn_face, drawn_face_jpeg  # noqa: E402
-
-
-def cli_records(out: str) -> list[dict]:
-    """The records ``agekit predict --json`` printed: one JSON object per line (or one JSON list)."""
-    out = out.strip()
-    try:
-        doc = json.loads(out)
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-    return doc if isinstance(doc, list) else [doc]
+from records import cli_records  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -55,11 +55,8 @@ OUT_OF_SCOPE = [
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 _LOCAL_PATH = re.compile(r"(?<![\w.])/(?:tmp|home|root|work|Users|mnt|var|opt)/[^\s\"',]*")

@@ -431,8 +431,5 @@ def finite_or_nan(x: Any) -> float:
 
 def sha1_file(path: str | Path) -> str:
     """SHA-1 of a file's bytes (the content hash that groups duplicates and assigns splits)."""
-    h = hashlib.sha1()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
