@@ -425,7 +425,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     except Exception as e:  # complexity is informative only
         card["complexity_error"] = str(e)
     module.hparams["card"] = card
-    trainer.save_checkpoint(str(last))  # hyper_parameters now carry the final card (collective: every rank calls it)
+    trainer.save_checkpoint(str(last), weights_only=False)  # hyper_parameters now carry the final card (collective: every rank calls it)
     if ema is not None:
         ema.apply(module)
     if trainer.is_global_zero:

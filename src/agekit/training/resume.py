@@ -88,7 +88,7 @@ class LastCheckpoint(Checkpoint):
 
         if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(str(self.path))  # collective under DDP: rank 0 writes
+        trainer.save_checkpoint(str(self.path), weights_only=False)  # collective under DDP: rank 0 writes
         self.saved_steps.append(int(trainer.global_step))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
