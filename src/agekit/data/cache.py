@@ -128,7 +128,7 @@ def create_view(root: str | Path, key: str, shape: tuple[int, ...]) -> np.memmap
     return np.lib.format.open_memmap(d / f"{key}.npy", mode="w+", dtype=np.uint8, shape=tuple(shape))
 
 
-def write_cache(root, meta: dict[str, np.ndarray], views: dict[str, np.ndarray],
+def write_cache(root: str | Path, meta: dict[str, np.ndarray], views: dict[str, np.ndarray],
                 splits: dict[str, dict[str, np.ndarray]] | None = None, info: dict | None = None) -> PreparedCache:
     """Build a cache from in-memory arrays: meta columns, uint8 views (N, ...), splits per protocol."""
     root = Path(root)
@@ -163,7 +163,7 @@ def write_cache(root, meta: dict[str, np.ndarray], views: dict[str, np.ndarray],
 class PreparedCache:
     """A prepared cache directory: metadata table, memory-mapped uint8 views and split files."""
 
-    def __init__(self, root) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         meta_path = self.root / "meta.npz"
         if not meta_path.exists():

@@ -159,7 +159,7 @@ def project_distribution(probs: Tensor, src_bins: Tensor, dst_bins: Tensor) -> T
     return probs.float() @ m
 
 
-def uniform_bins(n: int, start: float = 0.0, step: float = 1.0, device=None) -> Tensor:
+def uniform_bins(n: int, start: float = 0.0, step: float = 1.0, device: torch.device | str | None = None) -> Tensor:
     """Bin ages ``start, start + step, ...`` (n of them)."""
     return start + step * torch.arange(n, dtype=torch.float32, device=device)
 
@@ -212,7 +212,8 @@ class Method:
         total = sum(parts.values())
         return total, {k: v.detach() for k, v in parts.items()}
 
-    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model=None, teacher=None) -> dict[str, Tensor]:
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """Named loss terms of the method (overridden by each paper's method)."""
         raise NotImplementedError
 

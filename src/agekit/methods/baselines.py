@@ -1,6 +1,8 @@
 """Baselines: DEX (Rothe et al., IJCV 2018) and plain L1 regression."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch.nn.functional as F
 
 from agekit.methods.base import (
@@ -16,6 +18,11 @@ from agekit.methods.base import (
     uniform_bins,
 )
 
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from agekit.outputs import ModelOutput
+
 
 @register_method("dex", models=("dex*",))
 class DEX(Method):
@@ -29,7 +36,7 @@ class DEX(Method):
 
     defaults = {"bin_start": 0.0, "l1_weight": 0.0, "decoder": "mean"}
 
-    def __init__(self, **config):
+    def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         if self.decoder not in ("mean", "median"):
             raise ValueError(f"method {self.name!r}: decoder must be 'mean' or 'median', got {self.decoder!r}")
@@ -40,7 +47,8 @@ class DEX(Method):
         ref = out.logits if out.logits is not None else out.probs
         return uniform_bins(ref.shape[1], self.bin_start, 1.0, device=ref.device)
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """``ce`` over age bins (and optionally ``l1`` on the expectation)."""
         if out.logits is None and out.probs is None:
             return {}
@@ -53,7 +61,7 @@ class DEX(Method):
             parts["l1"] = self.l1_weight * masked_l1((logp.exp() * bins.to(logp.device)).sum(1), age)
         return parts
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """Expectation (or median, ``decoder``) over the bins; uncertainty = std of the distribution."""
         if out.logits is None and out.probs is None:
             return out.age, None
@@ -70,7 +78,8 @@ class DEX(Method):
 class L1(Method):
     """Plain regression: L1 between ``out.age`` and the label (SSR-Net Eq. 1 without stages)."""
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """``l1`` on the decoded age (``predict_age``: ``out.age`` here; the stagewise decoders in SSR/HSR)."""
         age = self.predict_age(out)[0]
         if age is None:
@@ -88,7 +97,8 @@ class DLDL(DEX):
 
     defaults = {"bin_start": 0.0, "sigma": 2.0, "l1_weight": 1.0, "decoder": "mean"}
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """``kl`` to the label distribution and ``l1`` on the expected age."""
         if out.logits is None:
             return {}

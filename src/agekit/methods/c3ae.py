@@ -7,10 +7,15 @@ minimises L_total = alpha * L_kl + L_reg (Eq. 6) with L_kl = KL(two-point || pre
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from agekit.methods.base import Method, age_mask, distribution_mean_std, masked_l1, masked_mean, register_method
+
+if TYPE_CHECKING:
+    from agekit.outputs import ModelOutput
 
 
 def two_point_encode(age: Tensor, n_bins: int = 12, interval: float = 10.0, start: float = 0.0) -> Tensor:
@@ -65,7 +70,8 @@ class C3AE(Method):
 
     defaults = {"alpha": 10.0, "interval": 10.0, "n_bins": 12, "sparsity": 0.0}
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """Named terms ``l1``, ``kl`` (already times alpha) and ``w1_l1`` (alpha * lambda * ||W1||_1)."""
         parts = {}
         age_t = batch["age"].to(out.age.device if out.age is not None else "cpu")
@@ -91,7 +97,7 @@ class C3AE(Method):
             return out.logits.softmax(1)
         return None
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """Age from W2 (``out.age``); uncertainty = std of the W1 distribution over bin ages."""
         probs = self._probs(out)
         unc = None

@@ -7,12 +7,16 @@ the sum over stages (coarse + fine). The loss is the mean absolute error (Sectio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from agekit.methods.base import register_method
 from agekit.methods.baselines import L1
+
+if TYPE_CHECKING:
+    from agekit.outputs import ModelOutput
 
 
 def homologous_stagewise_age(probs: Sequence[Tensor], bins: Sequence[Tensor]) -> Tensor:
@@ -27,7 +31,7 @@ class HSR(L1):
     """HSR-Net age: L1 between coarse + fine stage values and the label."""
 
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """``out.age``, or the stagewise sum from ``out.stages`` (keys probs, bins) when absent."""
         if out.age is not None:
             return out.age, None

@@ -6,7 +6,14 @@ Age groups are Adience's eight classes (:data:`agekit.data.datasets.adience.AGE_
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agekit.methods.base import Method, masked_cross_entropy, register_method
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from agekit.outputs import ModelOutput
 
 
 @register_method("lmtcnn", models=("lmtcnn*", "levi_hassner"))
@@ -17,13 +24,14 @@ class LMTCNN(Method):
 
     defaults = {"age_weight": 1.0}
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """``age_group_ce``; the base class adds ``gender_ce`` from ``out.gender_logits``."""
         if out.age_group_logits is None:
             return {}
         return {"age_group_ce": self.age_weight * masked_cross_entropy(out.age_group_logits, batch["age_group"])}
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """Classification methods predict age groups, not ages."""
         return None, None
 
@@ -45,6 +53,7 @@ class LeviHassnerGender(LMTCNN):
 
     defaults = {"age_weight": 0.0, "gender_weight": 1.0}
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """No age term."""
         return {}

@@ -14,6 +14,8 @@ Defaults tau = 2, alpha = 0.5, lambda = 4 (Section 4.3.2).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,6 +34,9 @@ from agekit.methods.base import (
 )
 from agekit.methods.hsr import stage_targets_from_distribution
 from agekit.outputs import ModelOutput
+
+if TYPE_CHECKING:
+    from torch import nn
 
 TRAIN = "train"  # model.config min_age / max_age: the training set's youngest / oldest age (LRN Eq. 1)
 
@@ -118,7 +123,7 @@ class LRN(Method):
         "decoder": "mean",
     }
 
-    def __init__(self, **config):
+    def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         if self.label not in ("onehot", "gaussian"):
             raise ValueError(f"lrn label must be 'onehot' or 'gaussian', got {self.label!r}")
@@ -149,7 +154,8 @@ class LRN(Method):
             return gaussian_label_distribution(age, bins, sigma)
         return F.one_hot(nearest_bin(age, bins), bins.numel()).float()
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """``ce`` (Eq. 4 or 9), ``l1`` (Eq. 11) or ``slack_l1`` (Eq. 15), each with its weight."""
         if out.logits is None:
             raise ValueError("lrn needs the distribution logits (out.logits)")
@@ -182,7 +188,7 @@ class LRN(Method):
                 parts["l1"] = self.lam * masked_mean((s - y).abs(), known)
         return parts
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """Eq. 20 (mean of Eq. 18 and Eq. 19); uncertainty = std of the tau-softened distribution."""
         if out.logits is None:
             return out.age, None
@@ -255,13 +261,14 @@ class Distill(Method):
                 "tau": 2.0, "alpha": 0.5}
     needs_teacher = True
 
-    def __init__(self, **config):
+    def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         self.student_method = get_registered(self.student)(**(self.student_config or {}))
         self.teacher_decoder = (get_registered(self.teacher_method)(**(self.teacher_config or {}))
                                 if self.teacher_method else None)
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """Student terms times (1 - alpha) and distillation terms times alpha."""
         parts = {k: (1.0 - self.alpha) * v for k, v in self.student_method.age_loss(out, batch, model=model).items()}
         t_age = self.teacher_decoder.predict_age(teacher)[0] if self.teacher_decoder is not None else teacher.age
@@ -269,6 +276,6 @@ class Distill(Method):
             parts[k] = self.alpha * v
         return parts
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """The student's own decoder."""
         return self.student_method.predict_age(out)

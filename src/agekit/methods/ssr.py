@@ -6,12 +6,18 @@ decoder as a pure function, used to decode from ``out.stages`` and to test the f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from agekit.methods.base import Method, masked_mean, register_method
 from agekit.methods.baselines import L1
 from agekit.models.ssrnet import DEFAULT_MIN_RANGE, soft_stagewise_regression
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from agekit.outputs import ModelOutput
 
 
 def soft_stagewise_age(
@@ -43,7 +49,7 @@ class SSR(L1):
     defaults = {"V": 101.0, "lambda_local": 1.0, "lambda_d": 1.0}
 
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """``out.age``, or Eq. 7 from ``out.stages`` (keys p, eta, delta) when the network gives none."""
         if out.age is not None:
             return out.age, None
@@ -63,7 +69,8 @@ class SSRGender(Method):
 
     required_labels = ("gender",)
 
-    def age_loss(self, out, batch, model=None, teacher=None):
+    def age_loss(self, out: ModelOutput, batch: dict[str, Tensor], model: nn.Module | None = None,
+                 teacher: ModelOutput | None = None) -> dict[str, Tensor]:
         """L1 between ``out.gender_prob`` (or ``out.age`` with V = 1) and 1 - gender."""
         prob = out.gender_prob if out.gender_prob is not None else out.age
         if prob is None:
@@ -74,11 +81,11 @@ class SSRGender(Method):
         male = (1 - gender.clamp_min(0)).to(prob.dtype)
         return {"gender_l1": masked_mean((prob - male).abs(), known)}
 
-    def predict_age(self, out):
+    def predict_age(self, out: ModelOutput) -> tuple[Tensor | None, Tensor | None]:
         """The gender model predicts no age."""
         return None, None
 
-    def predict(self, out):
+    def predict(self, out: ModelOutput) -> dict[str, Tensor]:
         """``gender_female`` = 1 - P(male), clamped to [0, 1]."""
         res = super().predict(out)
         if "gender_female" not in res and out.age is not None:

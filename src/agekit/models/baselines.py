@@ -19,6 +19,8 @@ PyTorch momentum 0.01 (Keras 0.99); titu1994's DenseNet uses eps 1.1e-5.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -70,7 +72,7 @@ class DEXHead(nn.Module):
         self.fc = nn.Linear(in_features, num_bins)
         self.min_age, self.max_age = float(min_age), float(max_age)
 
-    def bin_ages(self, device=None, dtype=torch.float32) -> Tensor:
+    def bin_ages(self, device: torch.device | str | None = None, dtype=torch.float32) -> Tensor:
         """Representative age of each bin (0, 1, ..., 100 by default)."""
         return torch.linspace(self.min_age, self.max_age, self.fc.out_features, device=device, dtype=dtype)
 
@@ -100,7 +102,7 @@ class CascadeHead(nn.Module):
 HEADS = ("regression", "dex", "cascade")
 
 
-def make_age_head(kind: str, in_features: int, **kwargs) -> nn.Module:
+def make_age_head(kind: str, in_features: int, **kwargs: Any) -> nn.Module:
     """The age head ``kind``: "regression" (Dense(1)), "dex" (101-bin expectation) or "cascade" (C3AE W1/W2)."""
     if kind == "regression":
         return RegressionHead(in_features)
@@ -163,7 +165,7 @@ class MobileNetV1(_Backbone):
     """
 
     def __init__(self, alpha: float = 0.25, head: str = "regression", dropout: float = 0.2,
-                 input_size: int = 64, **head_kwargs) -> None:
+                 input_size: int = 64, **head_kwargs: Any) -> None:
         super().__init__()
         self.alpha = alpha
         self.input_size = (3, input_size, input_size)
@@ -225,7 +227,7 @@ class MobileNetV2(_Backbone):
     """
 
     def __init__(self, alpha: float = 0.75, expansion: float = 4, last_channels: int = 128,
-                 head: str = "cascade", input_size: int = 64, **head_kwargs) -> None:
+                 head: str = "cascade", input_size: int = 64, **head_kwargs: Any) -> None:
         super().__init__()
         self.alpha, self.expansion = alpha, expansion
         self.input_size = (3, input_size, input_size)
@@ -303,7 +305,7 @@ class ShuffleNetV2(_Backbone):
     STAGE_TWO = {0.5: 48, 1.0: 116, 1.5: 176, 2.0: 244}
 
     def __init__(self, scale_factor: float = 0.75, bottleneck_ratio: float = 1.0, units: tuple[int, ...] = (3, 7, 3),
-                 head: str = "cascade", pooling: str = "max", input_size: int = 64, **head_kwargs) -> None:
+                 head: str = "cascade", pooling: str = "max", input_size: int = 64, **head_kwargs: Any) -> None:
         super().__init__()
         if float(bottleneck_ratio) not in self.STAGE_TWO:
             raise ValueError(f"bottleneck_ratio must be one of {sorted(self.STAGE_TWO)}, got {bottleneck_ratio}")
@@ -365,7 +367,7 @@ class DenseNet(_Backbone):
     """
 
     def __init__(self, depth: int = 19, growth_rate: int = 12, head: str = "regression", dropout: float = 0.2,
-                 input_size: int = 64, **head_kwargs) -> None:
+                 input_size: int = 64, **head_kwargs: Any) -> None:
         super().__init__()
         if (depth - 4) % 3:
             raise ValueError(f"depth must be 3N + 4, got {depth}")
@@ -407,49 +409,49 @@ def _mobilenetv1(alpha: float, config: dict) -> MobileNetV1:
 
 
 @register_model(family="baseline", paper=_HSR7, input_size=INPUT_SIZE, preprocess=HSR_SPEC, tags=("age",))
-def mobilenetv1_025(**config) -> MobileNetV1:
+def mobilenetv1_025(**config: Any) -> MobileNetV1:
     """M-V1(0.25) of HSR Table 7; also SSR-Net Table 1's MobileNet (226.3K in C3AE Table 5)."""
     return _mobilenetv1(0.25, config)
 
 
 @register_model(family="baseline", paper=_HSR7, input_size=INPUT_SIZE, preprocess=HSR_SPEC, tags=("age",))
-def mobilenetv1_050(**config) -> MobileNetV1:
+def mobilenetv1_050(**config: Any) -> MobileNetV1:
     """M-V1(0.50) of HSR Table 7 (the SSR-Net code's second MobileNet)."""
     return _mobilenetv1(0.5, config)
 
 
 @register_model(family="baseline", paper=_HSR7, input_size=INPUT_SIZE, preprocess=HSR_SPEC, tags=("age",))
-def mobilenetv1_075(**config) -> MobileNetV1:
+def mobilenetv1_075(**config: Any) -> MobileNetV1:
     """M-V1(0.75) of HSR Table 7."""
     return _mobilenetv1(0.75, config)
 
 
 @register_model(family="baseline", paper=_HSR7, input_size=INPUT_SIZE, preprocess=HSR_SPEC, tags=("age",))
-def mobilenetv1_100(**config) -> MobileNetV1:
+def mobilenetv1_100(**config: Any) -> MobileNetV1:
     """M-V1(1.00) of HSR Table 7."""
     return _mobilenetv1(1.0, config)
 
 
 @register_model(family="baseline", paper="DEX (Rothe et al.) / SSR-Net (2018) Eq. 2", input_size=INPUT_SIZE,
                 preprocess=HSR_SPEC, tags=("age", "dex"))
-def dex_mobilenetv1_025(**config) -> MobileNetV1:
+def dex_mobilenetv1_025(**config: Any) -> MobileNetV1:
     """MobileNetV1(0.25) with a DEX head: 101 bins (0..100), softmax, expected value (SSR-Net Eq. 2)."""
     return MobileNetV1(**{"alpha": 0.25, "head": "dex", **config})
 
 
 @register_model(family="baseline", paper=_C3AE2, input_size=INPUT_SIZE, preprocess=C3AE_SPEC, tags=("age",))
-def mobilenetv2_c3ae(**config) -> MobileNetV2:
+def mobilenetv2_c3ae(**config: Any) -> MobileNetV2:
     """M-V2(0.75, 4) of C3AE Table 2 (its best M-V2 row, M-MAE 3.24; 747,961 Keras-count params)."""
     return MobileNetV2(**{"alpha": 0.75, "expansion": 4, **config})
 
 
 @register_model(family="baseline", paper=_C3AE2, input_size=INPUT_SIZE, preprocess=C3AE_SPEC, tags=("age",))
-def shufflenetv2_c3ae(**config) -> ShuffleNetV2:
+def shufflenetv2_c3ae(**config: Any) -> ShuffleNetV2:
     """S-V2(0.75, 1) of C3AE Table 2 (its best S-V2 row, M-MAE 3.63; 2,473,043 Keras-count params)."""
     return ShuffleNetV2(**{"scale_factor": 0.75, "bottleneck_ratio": 1.0, **config})
 
 
 @register_model(family="baseline", paper=_SSR1, input_size=INPUT_SIZE, preprocess=SSRNET_SPEC, tags=("age",))
-def densenet_ssr(**config) -> DenseNet:
+def densenet_ssr(**config: Any) -> DenseNet:
     """SSR-Net Table 1's compact DenseNet, depth 19 (242,009 Keras-count params: C3AE Table 5's 242.0K)."""
     return DenseNet(**{"depth": 19, **config})

@@ -24,6 +24,8 @@ The two-point representation (Eqs. 2-3) is :func:`two_point_encode` / :func:`two
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,7 +41,8 @@ NUM_BINS = 12  # bins 0, 10, ..., 110
 BIN_WIDTH = 10.0  # K of Eq. 3
 
 
-def bin_ages(num_bins: int = NUM_BINS, K: float = BIN_WIDTH, device=None, dtype=torch.float32) -> Tensor:
+def bin_ages(num_bins: int = NUM_BINS, K: float = BIN_WIDTH, device: torch.device | str | None = None,
+             dtype: torch.dtype = torch.float32) -> Tensor:
     """The bin ages z^m = m K, m = 0..num_bins-1 (Sec. 3.2)."""
     return torch.arange(num_bins, device=device, dtype=dtype) * K
 
@@ -255,20 +258,20 @@ _C3AE = dict(family="c3ae", paper="C3AE (CVPR 2019)", tags=("age",))
 
 
 @register_model(input_size=(3, 64, 64), preprocess=C3AE, **_C3AE)
-def c3ae_plain(**kwargs) -> C3AENet:
+def c3ae_plain(**kwargs: Any) -> C3AENet:
     """C3AE plain model with the cascade head, Table 1 (36,345 params Keras convention; 36,089 trainable)."""
     return C3AENet(num_crops=1, **kwargs)
 
 
 @register_model(input_size=(3, 64, 64), preprocess=C3AE, **_C3AE)
-def c3ae_se(**kwargs) -> C3AENet:
+def c3ae_se(**kwargs: Any) -> C3AENet:
     """C3AE plain model with SE blocks (squeeze factor 2), Table 4 "w. SE"."""
     kwargs.setdefault("se", True)
     return C3AENet(num_crops=1, **kwargs)
 
 
 @register_model(input_size=(3, 64, 64), preprocess=C3AE, **_C3AE)
-def c3ae_residual(**kwargs) -> C3AENet:
+def c3ae_residual(**kwargs: Any) -> C3AENet:
     """C3AE plain model with residual connections around conv2-conv4, Table 4 "w. Res"."""
     kwargs.setdefault("residual", True)
     return C3AENet(num_crops=1, **kwargs)
@@ -276,7 +279,7 @@ def c3ae_residual(**kwargs) -> C3AENet:
 
 @register_model(input_size=(3, 64, 64), preprocess=C3AE, family="c3ae", paper="agekit (C3AE plain, widened)",
                 tags=("age", "agekit"))
-def c3ae_wide(**kwargs) -> C3AENet:
+def c3ae_wide(**kwargs: Any) -> C3AENet:
     """agekit's compact model: the C3AE plain network (Table 1) widened to 48 channels (< 100K params)."""
     kwargs.setdefault("channels", 48)
     kwargs.setdefault("dropout", 0.0)  # agekit's recipe trains it without dropout
@@ -284,19 +287,19 @@ def c3ae_wide(**kwargs) -> C3AENet:
 
 
 @register_model(input_size=(3, 3, 64, 64), preprocess=C3AE_CONTEXT, **_C3AE)
-def c3ae_full(**kwargs) -> C3AENet:
+def c3ae_full(**kwargs: Any) -> C3AENet:
     """C3AE full model (cascade + three-scale context, Sec. 3.4), exact to the released v84 model."""
     return C3AENet(num_crops=3, **kwargs)
 
 
 @register_model(input_size=(3, 3, 64, 64), preprocess=C3AE_CONTEXT, **_C3AE)
-def c3ae_full_se(**kwargs) -> C3AENet:
+def c3ae_full_se(**kwargs: Any) -> C3AENet:
     """C3AE full model with SE blocks, exact to the released v89 model."""
     kwargs.setdefault("se", True)
     return C3AENet(num_crops=3, **kwargs)
 
 
 @register_model(input_size=(3, 3, 64, 64), preprocess=C3AE_CONTEXT, **_C3AE)
-def c3ae_context_hsr(**kwargs) -> C3AEContextHSR:
+def c3ae_context_hsr(**kwargs: Any) -> C3AEContextHSR:
     """The HSR paper's C3AE 3-resolution comparison model (HSR Tables 8, 11: 37.1K params)."""
     return C3AEContextHSR(**kwargs)

@@ -19,6 +19,8 @@ label distribution + L1 on the expectation) or ``dex``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -129,27 +131,27 @@ _AGENET = dict(input_size=(3, 64, 64), preprocess=AGEKIT_SPEC, family="agekit", 
 
 
 @register_model(**_AGENET)
-def agenet(**kwargs) -> AgeNet:
+def agenet(**kwargs: Any) -> AgeNet:
     """agekit compact age network: widths 16-32-48-64, residual convs at 32 and 48, DLDL head (< 100K params)."""
     return AgeNet(**kwargs)
 
 
 @register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
-def agenet_gender(**kwargs) -> AgeNet:
+def agenet_gender(**kwargs: Any) -> AgeNet:
     """``agenet`` with a second, gender head (512 -> 16 -> 2 logits): age and gender from one trunk."""
     kwargs.setdefault("gender_hidden", 16)
     return AgeNet(**kwargs)
 
 
 @register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
-def agenet_mt(**kwargs) -> AgeNet:
+def agenet_mt(**kwargs: Any) -> AgeNet:
     """``agenet`` whose age head's hidden layer also gives 2 gender logits (98,871 params: age and gender under 100K)."""
     kwargs.setdefault("gender_shared", True)
     return AgeNet(**kwargs)
 
 
 @register_model(**_AGENET)
-def agenet_s(**kwargs) -> AgeNet:
+def agenet_s(**kwargs: Any) -> AgeNet:
     """The half-size agekit compact network: widths 12-24-32-48, squeeze 16 (~40K params)."""
     kwargs.setdefault("widths", (12, 24, 32, 48))
     kwargs.setdefault("squeeze", 16)

@@ -28,6 +28,7 @@ Released-code facts (../shared/reference/authors-code-facts.md, ivclab/agegender
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -252,30 +253,30 @@ _REG = dict(family="lmtcnn", paper=PAPER, input_size=INPUT_SIZE, preprocess=LMTC
 
 
 @register_model(**_REG, tags=("age_group", "gender", "adience"))
-def lmtcnn_1_1(**config) -> LMTCNN:
+def lmtcnn_1_1(**config: Any) -> LMTCNN:
     """LMTCNN-1-1 (Tables 3-5): w1 = w2 = 1; 2,180,010 parameters, 8.7 MB (Table 4)."""
     return LMTCNN(**{"w1": 1.0, "w2": 1.0, **config})
 
 
 @register_model(**_REG, tags=("age_group", "gender", "adience"))
-def lmtcnn_2_1(**config) -> LMTCNN:
+def lmtcnn_2_1(**config: Any) -> LMTCNN:
     """LMTCNN-2-1 (Tables 3-5): w1 = 2, w2 = 1; the paper's most accurate configuration."""
     return LMTCNN(**{"w1": 2.0, "w2": 1.0, **config})
 
 
 @register_model(**_REG, tags=("age_group", "gender", "adience", "baseline"))
-def levi_hassner(**config) -> LeviHassnerPair:
+def levi_hassner(**config: Any) -> LeviHassnerPair:
     """Levi-Hassner CNN pair, age + gender (Tables 3-5 baseline; 70.8 MB in Table 4)."""
     return LeviHassnerPair(**config)
 
 
 @register_model(**_REG, tags=("age_group", "adience", "baseline"))
-def levi_hassner_age(**config) -> LeviHassnerNet:
+def levi_hassner_age(**config: Any) -> LeviHassnerNet:
     """Levi-Hassner age-group network alone (8 Adience groups; half of Table 4's pair)."""
     return LeviHassnerNet(task="age", **config)
 
 
 @register_model(**_REG, tags=("gender", "adience", "baseline"))
-def levi_hassner_gender(**config) -> LeviHassnerNet:
+def levi_hassner_gender(**config: Any) -> LeviHassnerNet:
     """Levi-Hassner gender network alone (2 classes; half of Table 4's pair)."""
     return LeviHassnerNet(task="gender", **config)

@@ -20,6 +20,7 @@ Stage k = 1 is the deepest branch (coarse bins), as in the code.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -242,7 +243,7 @@ def ssrnet(
     lambda_d: float = 1.0,
     V: float = 101.0,
     dynamic_range: bool = True,
-    **kwargs,
+    **kwargs: Any,
 ) -> SSRNet:
     """SSR-Net(3,3,3) for age, Eq. 7 with V = 101, lambda_local = lambda_d = 1 (40,915 params with BN stats)."""
     return SSRNet(stage_num, lambda_local, lambda_d, V, dynamic_range, **kwargs)
@@ -260,7 +261,7 @@ def ssrnet_gender(
 
 
 @register_model(family="ssrnet", paper="SSR-Net (IJCAI 2018)", input_size=(3, 64, 64), preprocess=SSRNET, tags=_TAGS)
-def ssrnet_no_dr(stage_num: Sequence[int] = (3, 3, 3), V: float = 101.0, **kwargs) -> SSRNet:
+def ssrnet_no_dr(stage_num: Sequence[int] = (3, 3, 3), V: float = 101.0, **kwargs: Any) -> SSRNet:
     """SSR-Net(3,3,3) without the dynamic range (Sec. 4.4 ablation, MAE 9.29): stagewise regression, Eq. 3."""
     kwargs.pop("dynamic_range", None)
     return SSRNet(stage_num, V=V, dynamic_range=False, **kwargs)

@@ -1,6 +1,8 @@
 """A drawn face (no person, no dataset) that dlib's HOG detector finds: demo photos, tests, load benchmarks."""
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -57,7 +59,7 @@ def drawn_face(width: int = 640, height: int = 480, seed: int = 0, scale: float 
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def drawn_face_jpeg(width: int = 640, height: int = 480, seed: int = 0, quality: int = 90, **kw) -> bytes:
+def drawn_face_jpeg(width: int = 640, height: int = 480, seed: int = 0, quality: int = 90, **kw: Any) -> bytes:
     """:func:`drawn_face` encoded as JPEG bytes."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn_face(width, height, seed, **kw), cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +74,7 @@ def nearest_age_group(ages: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(a.reshape(-1)), dist.argmin(1), -1).reshape(a.shape).astype(np.int64)
 
 
-def published_val_lists(root) -> dict[tuple[str, str, str], int]:
+def published_val_lists(root: str | Path) -> dict[tuple[str, str, str], int]:
     """(user_id, face_id, original_image) -> the test fold whose published validation list holds the face.
 
     Reads ``{age,gender}_val.txt`` of every ``test_fold_is_{i}`` folder (see the module docstring);
@@ -131,7 +133,7 @@ class Adience(DatasetAdapter):
     name = "adience"
     description = "Adience, 8 age groups and gender, five folds"
 
-    def __init__(self, root, variant: str = "auto", **options) -> None:
+    def __init__(self, root: str | Path, variant: str = "auto", **options: Any) -> None:
         super().__init__(root, **options)
         if variant == "auto":
             variant = "aligned" if (self.root / "aligned").is_dir() else "faces"

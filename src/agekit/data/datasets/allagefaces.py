@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class AllAgeFaces(DatasetAdapter):
     description = "All-Age-Faces, 13,322 mostly Asian faces aged 2-80, train/val lists"
     min_age, max_age = 0.0, 100.0
 
-    def __init__(self, root, images: str | None = None, **options) -> None:
+    def __init__(self, root: str | Path, images: str | None = None, **options: Any) -> None:
         super().__init__(root, **options)
         if images is None:
             images = next((d for d in IMAGE_FOLDERS if (self.root / d).is_dir()), ".")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from agekit.data.datasets.base import (
     MAX_AGE_GROUP,
@@ -32,7 +33,7 @@ class Folder(DatasetAdapter):
     name = "folder"
     description = "a folder of images, labels from a regex on file names"
 
-    def __init__(self, root, pattern: str = DEFAULT_PATTERN, **options) -> None:
+    def __init__(self, root: str | Path, pattern: str = DEFAULT_PATTERN, **options: Any) -> None:
         super().__init__(root, **options)
         self.pattern = re.compile(pattern)
 
@@ -74,7 +75,7 @@ class CSVList(DatasetAdapter):
     name = "csv"
     description = "a CSV of image paths and labels (path, age, gender, ...)"
 
-    def __init__(self, root, csv_path: str | None = None, **options) -> None:
+    def __init__(self, root: str | Path, csv_path: str | None = None, **options: Any) -> None:
         root = Path(root)
         if root.is_file():
             csv_path, root = str(root), root.parent

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from agekit.data.datasets.base import (
     BadRecord,
@@ -42,7 +43,7 @@ class Morph2(DatasetAdapter):
     description = "MORPH II Album 2 (CSV metadata or file names), ages 16-77"
     min_age, max_age = 0.0, 100.0
 
-    def __init__(self, root, csv_path: str | None = None, **options) -> None:
+    def __init__(self, root: str | Path, csv_path: str | None = None, **options: Any) -> None:
         super().__init__(root, **options)
         if csv_path is None:
             found = sorted(self.root.glob("*.csv"))
