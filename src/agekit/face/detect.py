@@ -127,6 +127,11 @@ def _dlib_predictor(points: int, pid: int):
     return dlib.shape_predictor(str(landmark_model_path(points)))
 
 
+# landmarks are found in the box grown by this fraction of its size on each side (identical to the whole photo's
+# on every face checked, 5 and 68 points)
+LANDMARK_REGION = 0.5
+
+
 class DlibDetector:
     """dlib HOG frontal face detector + dlib landmark model (5 or 68 points).
 
@@ -184,9 +189,13 @@ class DlibDetector:
                 # dlib's right/bottom are inclusive pixel indices
                 box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64) / f
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
-                full = dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
-                shape = predictor(image, full)
-                lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+                # landmarks from a copy of the box's neighbourhood: the same points as on the whole photo (the
+                # predictor reads pixels near its shape), without its reads spread over the photo's memory
+                mx, my = int(LANDMARK_REGION * (x2 - x1)), int(LANDMARK_REGION * (y2 - y1))
+                rx, ry = min(max(0, x1 - mx), w - 1), min(max(0, y1 - my), h - 1)
+                near = np.ascontiguousarray(image[ry : max(ry + 1, min(h, y2 + my)), rx : max(rx + 1, min(w, x2 + mx))])
+                shape = predictor(near, dlib.rectangle(x1 - rx, y1 - ry, x2 - 1 - rx, y2 - 1 - ry))
+                lm = np.array([[p.x + rx, p.y + ry] for p in shape.parts()], dtype=np.float32)
                 out.append(Detection(box.astype(np.float32), float(s), lm, self.name))
         out.sort(key=lambda d: -d.score)
         return out
