@@ -10,8 +10,12 @@ model trained on it says so in its card.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -138,7 +142,6 @@ def check_pack(packed: str | Path, views: Sequence[str] | None = None, max_bytes
     shape and dtype it declares, the views' shapes and encoded sizes against the row count, and the total
     unpacked size against ``max_bytes``. Returns a plan: header, rows, the views to unpack, total bytes.
     Raises :class:`UnsafePack` (a ValueError) naming the problem."""
-    import zipfile
 
     own = zf is None
     try:
@@ -237,7 +240,6 @@ def check_pack(packed: str | Path, views: Sequence[str] | None = None, max_bytes
 
 def _decode_checked(blob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """:func:`_decode`, after the image's own header (read without decoding) gives ``shape``'s size."""
-    import io
 
     from PIL import Image
 
@@ -262,8 +264,6 @@ def unpack_cache(packed: str | Path, out_dir: str | Path, views: Sequence[str] |
     at the end: a failure leaves no partial ``out_dir``. An existing non-empty ``out_dir`` is
     refused unless ``overwrite``; then it is replaced only once the new cache is complete.
     """
-    import shutil
-    import tempfile
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())) and not overwrite:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agekit import __version__
+from agekit.inference.weights import WEIGHTS_DIR
 from agekit.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:  # rendering and refreshing cards needs no torch; building one from a network does
@@ -302,8 +305,6 @@ def render_markdown(card: dict[str, Any], title: str | None = None, name: str | 
 def refresh_card(json_path: str | Path) -> dict[str, Any]:
     """Bring a shipped card up to date with its files and rewrite ``<stem>.json`` and ``<stem>.md``: the sha256 and
     size of the weight file and its ONNX graph, the agekit version, the short licence; local paths refused."""
-    from agekit import __version__
-
     js = Path(json_path)
     card = json.loads(js.read_text())
     files = {}
@@ -326,10 +327,6 @@ def refresh_card(json_path: str | Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agekit.inference.cards [--check]``: refresh (or check) every shipped weight's card."""
-    import sys
-
-    from agekit.inference.weights import WEIGHTS_DIR
-
     argv = sys.argv[1:] if argv is None else argv
     stale = []
     for js in sorted(WEIGHTS_DIR.glob("*.json")):

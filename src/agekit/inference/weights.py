@@ -8,6 +8,7 @@ agekit checkpoint: data only, see :mod:`agekit.weightfile`), ``<name>.json`` (it
 """
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ HOW_TO_GET_WEIGHTS = (
 
 def did_you_mean(name: str, choices: list[str]) -> str:
     """`` (did you mean 'X'?)`` for the closest of ``choices``, else an empty string."""
-    import difflib
 
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

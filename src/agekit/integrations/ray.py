@@ -13,7 +13,9 @@ workers).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,7 +151,6 @@ def run_predict_cli(args: Any) -> int:
         print(f"agekit predict: {out} exists: --overwrite replaces it", file=sys.stderr)
         return 2
     if out.is_dir():  # a Parquet folder from an earlier run: its files would mix with the new ones
-        import shutil
 
         shutil.rmtree(out)
     try:
@@ -157,7 +158,6 @@ def run_predict_cli(args: Any) -> int:
     except ValueError as e:
         print(f"agekit predict: {e}", file=sys.stderr)
         return 2
-    import logging
 
     import ray.data
 

@@ -14,8 +14,10 @@ Defaults tau = 2, alpha = 0.5, lambda = 4 (Section 4.3.2).
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -47,9 +49,7 @@ def training_age_range(data) -> tuple[int, int]:
     ``data`` is a recipe's ``data`` section (one ``cache`` or several ``sources``); ages are rounded
     down / up to whole years (the distribution head has one output per year).
     """
-    import math
 
-    import numpy as np
 
     parts = [(data.cache, data.protocol, data.train_split)] if data.cache else [
         (s.cache, s.protocol, s.train_split or data.train_split) for s in data.sources.values()]

@@ -23,8 +23,11 @@ BatchNorm running variances >= 0. Every refusal is one line naming the file (and
 from __future__ import annotations
 
 import contextlib
+import pickle
+import pickletools
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +127,6 @@ def convert_hint(path: str | Path) -> str:
 def _pickle_globals(path: Path, limit: int = 3) -> list[str] | None:
     """The first Python objects a (non-zip) pickle file would import, read with ``pickletools`` (which runs
     nothing); None when the file is not a pickle."""
-    import pickletools
 
     found: list[str] = []
     strings: list[str] = []
@@ -156,8 +158,6 @@ def _refuse(path: Path, what: str) -> UnsafeCheckpointError:
 
 
 def _torch_load(path: Path, map_location: Any, trust: bool) -> Any:
-    import pickle
-    import warnings
 
     if trust:
         _trust_warning(path)

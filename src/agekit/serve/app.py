@@ -14,12 +14,16 @@ import json
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from agekit import __version__
+from agekit.face.io import ImageReadError
+from agekit.inference.weights import shipped_weights
 from agekit.serve.engine import (
     Engine,
     Job,
@@ -146,7 +150,6 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         finally:
             await run_in_threadpool(engine.close)
 
-    from agekit import __version__
 
     app = FastAPI(title="agekit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Ages and genders of the faces in photos. " + NOTICE)
@@ -164,9 +167,7 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
     @app.get("/v1/models", tags=["predict"])
     async def models() -> dict[str, Any]:
         """The models a request may choose, with their model cards and licences, and the defaults."""
-        from pathlib import Path
 
-        from agekit.inference.weights import shipped_weights
 
         out = []
         for w in shipped_weights():
@@ -241,7 +242,6 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         images: dict[int, Any] = {}
 
         def decode_all() -> None:
-            from agekit.face.io import ImageReadError
 
             for i in sizes:
                 src, data = photos[i]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from agekit.serve.engine import ServeConfig, usable_cores
@@ -21,7 +22,6 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import importlib.util
 
     missing = [m for m in ("fastapi", "uvicorn", "multipart") if importlib.util.find_spec(m) is None]
     if missing:  # checked without importing them: they load while the workers start

@@ -17,6 +17,8 @@ by one).
 """
 from __future__ import annotations
 
+import argparse
+import base64
 import collections
 import concurrent.futures as cf
 import dataclasses
@@ -24,6 +26,7 @@ import io
 import os
 import threading
 import time
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +131,6 @@ class Engine:
 
     def resolve_gender(self, model: str, gender_model: str | None) -> str | None:
         """The gender model for an age model, with ``agekit predict``'s meaning of ``auto`` and ``none``."""
-        import argparse
 
         from agekit.inference.options import gender_model_choice
 
@@ -220,7 +222,6 @@ class Engine:
         """Records of a batch, in a worker process (retried photo by photo after a worker death) or here."""
         if self._pool is None:
             return [plain_record(r) for r in self.estimator(key).predict(images, workers=1)]
-        from concurrent.futures import BrokenExecutor
 
         pool = self._pool
         try:
@@ -381,7 +382,6 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
 
 def face_crop_data_url(image: np.ndarray, box: list[float], quality: int = 90) -> str:
     """The face box of an RGB image as a ``data:image/jpeg;base64,...`` URL."""
-    import base64
 
     import cv2
 

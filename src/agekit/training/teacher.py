@@ -10,10 +10,12 @@ mean, so ``softmax(logits / tau)`` is the tau-softened ensemble distribution.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -21,7 +23,7 @@ from agekit.data.cache import PreparedCache
 from agekit.methods.decode import load_method
 from agekit.models.checkpoint import load_checkpoint
 from agekit.outputs import ModelOutput, output_to_float
-from agekit.training.datamodule import normalize_on_device, to_network_input
+from agekit.preprocessing import network_input, normalize
 
 __all__ = ["PrecomputedTeacher", "Renormalize", "TeacherEnsemble", "load_teacher", "mean_distribution",
            "method_for_loaded", "read_teacher_outputs", "save_teacher_outputs",
@@ -102,7 +104,7 @@ class Renormalize(nn.Module):
         mean = torch.tensor(s.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
         std = torch.tensor(s.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
         raw = (x * std + mean) / s.scale  # 0..255 in the student's channel order
-        return self.net(normalize_on_device(raw, self.member_spec, input_color=s.color))
+        return self.net(normalize(raw, self.member_spec, input_color=s.color))
 
 
 def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
@@ -112,9 +114,7 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
     numbers (float or integer), every value finite. Returned as float32. A bad file is
     one line naming the file and the array.
     """
-    import zipfile
 
-    import numpy as np
 
     path = Path(path)
     if not path.is_file():
@@ -228,7 +228,6 @@ def save_teacher_outputs(ckpt: str | Path, cache: Any, out: str | Path, *, devic
     mirror image when ``flip``) - and, for networks with an age distribution, ``log_probs`` (N, K,
     float16: log of the (flip-averaged) distribution) and ``bin_ages`` (K,). No augmentation.
     """
-    import numpy as np
 
     c = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
     ld = load_checkpoint(ckpt, map_location="cpu")
@@ -245,7 +244,7 @@ def save_teacher_outputs(ckpt: str | Path, cache: Any, out: str | Path, *, devic
         starts = tqdm(starts, desc=f"teacher outputs {Path(ckpt).name}", unit="batch")
     with torch.no_grad():
         for s in starts:
-            x = to_network_input(torch.from_numpy(np.array(view[s:s + batch_size])).to(device), ld.preprocess)
+            x = network_input(torch.from_numpy(np.array(view[s:s + batch_size])).to(device), ld.preprocess)
             outs = [output_to_float(model(x))] + ([output_to_float(model(x.flip(-1)))] if flip else [])
             ages.append(torch.stack([method.predict_age(o)[0].reshape(-1) for o in outs]).mean(0).cpu().numpy())
             if outs[0].logits is not None or outs[0].probs is not None:

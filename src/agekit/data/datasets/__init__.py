@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import difflib
+
 from agekit.data.datasets.adience import Adience
 from agekit.data.datasets.allagefaces import AllAgeFaces
 from agekit.data.datasets.base import BadRecord, DatasetAdapter, Sample
@@ -45,7 +47,6 @@ def get_adapter(name: str) -> type[DatasetAdapter]:
     key = name.lower()
     key = _ALIASES.get(key, key)
     if key not in _ADAPTERS:
-        import difflib
 
         close = difflib.get_close_matches(key, list_adapters(), n=1, cutoff=0.6)
         raise UnknownDatasetError(f"unknown dataset {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")

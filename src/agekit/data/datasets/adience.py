@@ -80,7 +80,6 @@ def published_val_lists(root: str | Path) -> dict[tuple[str, str, str], int]:
     Reads ``{age,gender}_val.txt`` of every ``test_fold_is_{i}`` folder (see the module docstring);
     empty when the lists are not there. A line that does not parse is skipped.
     """
-    from pathlib import Path
 
     out: dict[tuple[str, str, str], int] = {}
     for d in LIST_DIRS:
