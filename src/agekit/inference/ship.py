@@ -27,7 +27,7 @@ from agekit.inference.weights import WEIGHT_SUFFIX, WEIGHTS_DIR
 from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 
 
-def measure_latency(loaded, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
+def measure_latency(loaded: Any, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
     """Batch-1 latency in ms of one face: ONNX Runtime (1 thread) and torch eager (1 thread), medians."""
     size = tuple(getattr(loaded.model, "input_size", None) or (3, loaded.preprocess.size, loaded.preprocess.size))
     x = np.random.default_rng(0).random((1, *size), dtype=np.float32)

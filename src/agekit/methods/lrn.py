@@ -43,14 +43,12 @@ if TYPE_CHECKING:
 TRAIN = "train"  # model.config min_age / max_age: the training set's youngest / oldest age (LRN Eq. 1)
 
 
-def training_age_range(data) -> tuple[int, int]:
+def training_age_range(data: Any) -> tuple[int, int]:
     """l_1 and l_k of LRN Eq. 1 from a recipe's data section: the youngest and oldest known age of its training rows.
 
     ``data`` is a recipe's ``data`` section (one ``cache`` or several ``sources``); ages are rounded
     down / up to whole years (the distribution head has one output per year).
     """
-
-
     parts = [(data.cache, data.protocol, data.train_split)] if data.cache else [
         (s.cache, s.protocol, s.train_split or data.train_split) for s in data.sources.values()]
     ages = []
@@ -73,7 +71,7 @@ def training_age_range(data) -> tuple[int, int]:
     return lo, max(hi, lo + 1)
 
 
-def resolve_age_range(config: dict, data) -> dict:
+def resolve_age_range(config: dict, data: Any) -> dict:
     """A model config with ``min_age`` / ``max_age`` = "train" replaced by the training set's range (LRN Eq. 1)."""
     if TRAIN not in (config.get("min_age"), config.get("max_age")):
         return config

@@ -72,7 +72,7 @@ class DEXHead(nn.Module):
         self.fc = nn.Linear(in_features, num_bins)
         self.min_age, self.max_age = float(min_age), float(max_age)
 
-    def bin_ages(self, device: torch.device | str | None = None, dtype=torch.float32) -> Tensor:
+    def bin_ages(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """Representative age of each bin (0, 1, ..., 100 by default)."""
         return torch.linspace(self.min_age, self.max_age, self.fc.out_features, device=device, dtype=dtype)
 

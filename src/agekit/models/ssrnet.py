@@ -253,7 +253,7 @@ def ssrnet(
     family="ssrnet", paper="SSR-Net (IJCAI 2018)", input_size=(3, 64, 64), preprocess=SSRNET, tags=("gender",)
 )
 def ssrnet_gender(
-    stage_num: Sequence[int] = (3, 3, 3), lambda_local: float = 1.0, lambda_d: float = 1.0, **kwargs
+    stage_num: Sequence[int] = (3, 3, 3), lambda_local: float = 1.0, lambda_d: float = 1.0, **kwargs: Any
 ) -> SSRNet:
     """SSR-Net(3,3,3) gender model of the released code: Eq. 7 with V = 1, output read as P(male)."""
     kwargs.setdefault("V", 1.0)

@@ -150,7 +150,6 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
         finally:
             await run_in_threadpool(engine.close)
 
-
     app = FastAPI(title="agekit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Ages and genders of the faces in photos. " + NOTICE)
     app.state.engine = engine
@@ -167,7 +166,6 @@ def create_app(config: ServeConfig | None = None, engine: Engine | None = None) 
     @app.get("/v1/models", tags=["predict"])
     async def models() -> dict[str, Any]:
         """The models a request may choose, with their model cards and licences, and the defaults."""
-
 
         out = []
         for w in shipped_weights():

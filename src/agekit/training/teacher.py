@@ -115,7 +115,6 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
     one line naming the file and the array.
     """
 
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such teacher output file")
