@@ -69,3 +69,38 @@ def test_licence_where_users_look(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("# age ") and "non-commercial research use only" in err[0]
     assert sum("non-commercial" in line for line in err) == 1
+
+
+def _cross_result() -> dict:
+    def fig(n: int, mae: float, signed: float, b012: float, b4059: float) -> dict:
+        return {"n": n, "mae": mae, "ca3": 0.5, "ca5": 0.75, "mean_signed_error": signed, "gender_n": n,
+                "gender_acc": 0.9, "bands": {"0-12": {"mean_signed_error": b012}, "40-59": {"mean_signed_error": b4059},
+                                             "20-29": {"mean_signed_error": 9.0}}}
+    return {"command": "python experiments/cross_dataset.py --model tiny=runs/tiny/final.safetensors", "flip": True,
+            "tests": {"allagefaces": "caches/aaf:allagefaces_fixed:test"},
+            "models": {"tiny": {"info": {"trained_on": "utkface+allagefaces"},
+                                "results": {"allagefaces": {"colour": fig(4, 5.25, -0.5, 1.25, -2.5),
+                                                            "grey": fig(4, 5.5, -0.25, 1.0, -3.0)}}}},
+            "peers": {"peer": {"results": {"allagefaces": {"colour": fig(3, 8.0, -4.0, 2.0, -9.0)}}}}}
+
+
+def test_cross_dataset_figures_keep_each_test_set_and_peer():
+    from agekit.inference.cards import cross_dataset_figures
+    cross = cross_dataset_figures(_cross_result(), "tiny")
+    assert cross["trained_on"] == "utkface+allagefaces"
+    assert cross["tests"] == {"allagefaces": "allagefaces_fixed test"}
+    grey = cross["model"]["allagefaces"]["grey"]
+    assert grey["mae"] == 5.5 and grey["n"] == 4 and grey["signed_error_by_band"] == {"0-12": 1.0, "40-59": -3.0}
+    assert cross["peers"]["peer"]["allagefaces"]["colour"]["signed_error_by_band"] == {"0-12": 2.0, "40-59": -9.0}
+    with pytest.raises(ValueError, match="no model 'other'"):
+        cross_dataset_figures(_cross_result(), "other")
+
+
+def test_card_renders_the_cross_dataset_table():
+    from agekit.inference.cards import cross_dataset_figures, render_markdown
+    md = render_markdown({"model": "agenet_mt", "training_data": "utkface+allagefaces",
+                          "cross_dataset": cross_dataset_figures(_cross_result(), "tiny")}, name="tiny")
+    assert "## Cross-dataset figures" in md
+    assert "| this model | allagefaces | grey | 4 | 5.5 | 0.5 | 0.75 | -0.25 | 0.9 | 1 | -3 |" in md
+    assert "| peer | allagefaces | colour | 3 | 8 | 0.5 | 0.75 | -4 | 0.9 | 2 | -9 |" in md
+    assert "non-commercial" in md and "license_name: utkface-allagefaces-non-commercial-research" in md

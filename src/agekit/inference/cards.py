@@ -29,6 +29,8 @@ DATA_LICENCES = {
     "restriction: non-commercial research use only.",
     "imdb-wiki": "IMDB-WIKI: non-commercial research use only; weights inherit it.",
     "morph2": "MORPH II academic licence; weights inherit it.",
+    "utkface+allagefaces": "UTKFace and All-Age-Faces: both for non-commercial research use only. Weights trained on "
+    "them inherit this restriction: non-commercial research use only.",
 }
 
 
@@ -37,7 +39,69 @@ DATA_HUB = {
     "utkface": {"license": "other", "license_name": "utkface-non-commercial-research",
                 "license_link": "https://susanqq.github.io/UTKFace/", "dataset": "UTKFace"},
 }
-LICENCE_SHORT = {"utkface": "non-commercial research use only (trained on UTKFace)."}
+DATA_HUB["utkface+allagefaces"] = {**DATA_HUB["utkface"], "license_name": "utkface-allagefaces-non-commercial-research",
+                                   "dataset": "UTKFace + All-Age-Faces"}
+LICENCE_SHORT = {"utkface": "non-commercial research use only (trained on UTKFace).",
+                 "utkface+allagefaces": "non-commercial research use only (trained on UTKFace and All-Age-Faces)."}
+
+# The figures of a cross-dataset result (experiments/cross_dataset.py) that a card keeps, per test set.
+CROSS_BANDS = ("0-12", "40-59")
+
+
+def cross_dataset_figures(result: dict[str, Any], model: str) -> dict[str, Any]:
+    """The card's ``cross_dataset`` section: model ``model``'s figures in a cross-dataset result (the JSON written by
+    ``experiments/cross_dataset.py``) on every test set, colour and grey-converted faces, beside each peer's on the
+    same test photos: n, MAE, CA(3), CA(5), mean signed error, gender accuracy, and the signed error of the 0-12 and
+    40-59 bands."""
+    if model not in result.get("models", {}):
+        raise ValueError(f"no model {model!r} in the cross-dataset result; it has {sorted(result.get('models', {}))}")
+
+    def figures(res: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for test, r in res.items():
+            row = {}
+            for kind in ("colour", "grey"):
+                m = r.get(kind)
+                if not m:
+                    continue
+                bands = m.get("bands") or {}
+                row[kind] = {k: m.get(k) for k in ("n", "mae", "ca3", "ca5", "mean_signed_error", "gender_acc")}
+                row[kind]["signed_error_by_band"] = {b: bands[b].get("mean_signed_error") for b in CROSS_BANDS
+                                                     if b in bands}
+            out[test] = row
+        return out
+
+    entry = result["models"][model]
+    info = entry.get("info") or {}
+    return {
+        "command": result.get("command"),
+        "flip": result.get("flip"),
+        "trained_on": info.get("trained_on"),
+        "tests": {t: str(v).split(":")[1] + " " + str(v).split(":")[2] if str(v).count(":") >= 2 else str(v)
+                  for t, v in (result.get("tests") or {}).items()},
+        "model": figures(entry.get("results") or {}),
+        "peers": {name: figures(p.get("results") or {}) for name, p in (result.get("peers") or {}).items()},
+    }
+
+
+def _cross_dataset_lines(cross: dict[str, Any]) -> list[str]:
+    """Markdown rows of a card's ``cross_dataset`` section (see :func:`cross_dataset_figures`)."""
+    head = ("| system | test set | faces | n | MAE | CA(3) | CA(5) | signed error | gender acc. | "
+            + " | ".join(f"signed {b}" for b in CROSS_BANDS) + " |")
+    lines = [head, "|" + " --- |" * 2 + " ---: |" * (7 + len(CROSS_BANDS))]
+    systems = [("this model", cross.get("model") or {})] + sorted((cross.get("peers") or {}).items())
+    for test in sorted({t for _, res in systems for t in res}):
+        for who, res in systems:
+            for kind in ("colour", "grey"):
+                m = (res.get(test) or {}).get(kind)
+                if not m:
+                    continue
+                band = m.get("signed_error_by_band") or {}
+                lines.append(f"| {who} | {test} | {kind} | {_fmt(m.get('n'))} | {_fmt(m.get('mae'))} | "
+                             f"{_fmt(m.get('ca3'))} | {_fmt(m.get('ca5'))} | {_fmt(m.get('mean_signed_error'))} | "
+                             f"{_fmt(m.get('gender_acc'))} | " + " | ".join(_fmt(band.get(b)) for b in CROSS_BANDS)
+                             + " |")
+    return lines
 
 INTENDED_USE = [
     "Research and teaching on age and gender estimation from face photos: benchmarking, reproducing the papers' "
@@ -273,6 +337,16 @@ def render_markdown(card: dict[str, Any], title: str | None = None, name: str | 
             lines += [f"| {g} | {groups[g].get('n')} | {_fmt(groups[g].get('mae'))} |" for g in order]
     else:
         lines.append("not measured")
+    cross = card.get("cross_dataset")
+    if cross:
+        tests = ", ".join(f"{k} ({v})" for k, v in (cross.get("tests") or {}).items())
+        lines += ["", "## Cross-dataset figures", "",
+                  f"Trained on {cross.get('trained_on')}; tested on the held-out test split of each set: {tests}. "
+                  "`grey`: the same faces converted to grey. Signed error = predicted minus true age (years), overall "
+                  "and for ages 0-12 and 40-59. Peers ran on the same test photos with their own face detector "
+                  "(their n differs where it found no face); the peer's training set is private and may contain "
+                  "UTKFace.", "", *_cross_dataset_lines(cross), "",
+                  f"Produced by: `{cross.get('command')}`"]
     lines += [
         "",
         "## Size and cost",

@@ -9,6 +9,7 @@ folder. ``tools/ship_weights.py`` is the command.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from agekit.evaluation.evaluate import evaluate
 from agekit.export.onnx import export_onnx
 from agekit.inference.backends import OnnxRunner
 from agekit.inference.bench import machine_info, time_call
-from agekit.inference.cards import build_card, write_card
+from agekit.inference.cards import build_card, cross_dataset_figures, write_card
 from agekit.inference.weights import WEIGHT_SUFFIX, WEIGHTS_DIR
 from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -63,12 +64,19 @@ def ship_checkpoint(
     title: str | None = None,
     report_dir: str | Path | None = None,
     flip: bool = False,
+    cross_dataset: tuple[str | Path, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate, export and card ``checkpoint`` as the shipped weight ``name``; returns the card.
 
     ``flip``: evaluate with flip averaging and mark the card ``inference.flip`` so the predictor
     averages each face with its mirror image too (the card's metrics are what users get).
+    ``cross_dataset``: (result JSON of ``experiments/cross_dataset.py``, the model's name in it): the card carries
+    that model's figures on every test set, beside the peers' (:func:`~agekit.inference.cards.cross_dataset_figures`).
     """
+    cross = None
+    if cross_dataset is not None:  # read first: a wrong file or name stops before any work
+        result_path, model_name = cross_dataset
+        cross = cross_dataset_figures(json.loads(Path(result_path).read_text()), model_name)
     out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(checkpoint)
@@ -92,6 +100,8 @@ def ship_checkpoint(
         evaluated_with=f"agekit evaluate {checkpoint} --data {data} --split {split}{' --flip' if flip else ''}",
     )
     card["inference"] = {"flip": bool(flip)}
+    if cross is not None:
+        card["cross_dataset"] = cross
     # The checkpoint carries its card too, so load_checkpoint(...).card is the same document; its file_bytes
     # is the size of the file that holds it (rewritten until the size no longer changes: at most a few digits).
     for _ in range(4):
