@@ -19,6 +19,58 @@ START_TRIES = 3  # a pool whose workers die while starting is started again this
 PARENT_POLL_S = 1.0  # how often a worker checks that its parent is alive (besides PR_SET_PDEATHSIG on Linux)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot from /proc/stat; busy = user + system + irq + softirq +
+    steal (niced time is left out: a niced process yields its core to ours)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(v) < 8:
+        return None
+    user, _nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    busy = user + system + irq + softirq + steal
+    return busy, busy + _nice + idle + iowait
+
+
+def busy_cores(window: float = 0.2) -> float:
+    """How many cores' worth of CPU other processes are using now: measured from /proc/stat over ``window``
+    seconds while this process sleeps (niced processes not counted), else the 1-minute load average (which
+    counts them), else 0."""
+    import time
+
+    a = _cpu_ticks()
+    if a is not None:
+        time.sleep(window)
+        b = _cpu_ticks()
+        if b is not None and b[1] > a[1]:
+            n = os.cpu_count() or 1
+            return n * (b[0] - a[0]) / (b[1] - a[1])
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def worker_count(n_inputs: int, cores: int, busy: float, min_per_worker: int = 16, max_workers: int = 8) -> int:
+    """Worker processes for ``n_inputs`` inputs on ``cores`` usable cores of which ``busy`` cores' worth are taken
+    by other processes: one per idle core (a core counts as idle when at most a quarter of it is taken), at most
+    one per ``min_per_worker`` inputs (a worker's start-up costs about as much as a dozen photos), at most
+    ``max_workers``, at least 1. On a busy machine this gives 1, where more processes than idle cores would only
+    take cores from the other jobs."""
+    idle = int(max(0.0, cores - busy) + 0.25)
+    return max(1, min(idle, int(n_inputs) // max(1, min_per_worker), max_workers))
+
+
 def _fork_is_safe() -> bool:
     """Fork on Linux only: macOS's system frameworks are not fork-safe (Python spawns there by default) and
     Windows has no fork."""

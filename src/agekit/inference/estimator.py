@@ -331,20 +331,24 @@ def _face_record(det: Any, size: tuple[int, int] | None = None) -> dict[str, Any
     }
 
 
-def _check_workers(workers: Any) -> int:
+def _check_workers(workers: Any) -> int | str:
+    if workers == "auto":
+        return "auto"
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
+        raise ValueError(f"workers must be a whole number >= 1 or 'auto', not {workers!r}")
     return int(workers)
 
 
 def auto_workers(n_inputs: int, min_inputs: int = 16) -> int:
-    """Worker processes for ``n_inputs`` photos: the cores this process may use (at most 8) when
-    there are at least ``min_inputs``, else 1 (a handful of photos does not pay for the start-up)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8)) if n_inputs >= min_inputs else 1
+    """Worker processes for ``n_inputs`` photos: one per idle core this process may use, at most one per
+    ``min_inputs`` photos and at most 8 (:func:`agekit.parallel.worker_count`); the machine's load is measured
+    (:func:`agekit.parallel.busy_cores`, 0.2 s) only when there are photos enough for two workers."""
+    from agekit.parallel import busy_cores, usable_cores, worker_count
+
+    cores = usable_cores()
+    if n_inputs < 2 * min_inputs or cores < 2:
+        return 1
+    return worker_count(n_inputs, cores, busy_cores(), min_per_worker=min_inputs)
 
 
 def _process_input(pipeline: Any, obj: Any) -> Any:
@@ -379,6 +383,7 @@ def _process_input(pipeline: Any, obj: Any) -> Any:
 
 
 _WORKER_PIPELINE: Any = None
+_WORKER_ESTIMATOR: Any = None
 
 
 def _worker_init(pipeline: Any) -> None:
@@ -388,6 +393,39 @@ def _worker_init(pipeline: Any) -> None:
 
 def _worker_process(obj: Any) -> Any:
     return _process_input(_WORKER_PIPELINE, obj)
+
+
+def _load_detector(pipeline: Any) -> None:
+    """Load the detector's models in this process (one detection on a small blank image), so that worker processes
+    forked next share them instead of each reading them again; an error is left for the inputs to report."""
+    try:
+        for det in (pipeline.detector, pipeline.fallback):
+            if det is not None:
+                det.detect(np.zeros((64, 64, 3), np.uint8))
+    except Exception:
+        pass
+
+
+def _worker_init_estimator(est: Estimator) -> None:
+    """A worker that runs the whole prediction: its own ONNX Runtime sessions (one thread each: one process per
+    core already), never the parent's, whose state a fork copies mid-way."""
+    global _WORKER_ESTIMATOR
+    for head in est.heads:
+        head.runner = head.runner.fresh(threads=1)
+    _WORKER_ESTIMATOR = est
+
+
+def _worker_predict(obj: Any) -> Any:
+    """The finished record of one input (faces through the networks), or the reason it could not be processed."""
+    est = _WORKER_ESTIMATOR
+    fr = _process_input(est.pipeline, obj)
+    if isinstance(fr, str):
+        return fr
+    pending: list[tuple[dict[str, Any], Any]] = []
+    rec = _result_record("", fr, pending)
+    if pending:
+        est._estimate(pending)
+    return rec
 
 
 def _worker_died(obj: Any, error: BaseException) -> str:
@@ -447,7 +485,7 @@ class Estimator:
         multi_face: str = "all",
         batch_size: int = 64,
         fallback: Any = None,
-        workers: int = 1,
+        workers: int | str = 1,
         max_pixels: int | None = None,
         **detector_kwargs: Any,
     ):
@@ -480,7 +518,7 @@ class Estimator:
         batch_size: int = 64,
         fallback: Any = None,
         flip: bool | None = None,
-        workers: int = 1,
+        workers: int | str = 1,
         max_pixels: int | None = None,
         **detector_kwargs: Any,
     ) -> Estimator:
@@ -545,7 +583,8 @@ class Estimator:
         networks (at most ``chunk`` faces wait). ``skip``: sources (as :func:`expand_inputs` names them) not to
         process at all, e.g. those a resumed run already wrote."""
         items = [it for it in expand_inputs(x, colour) if it[0] not in skip]
-        workers = min(_check_workers(self.workers if workers is None else workers), max(1, len(items)))
+        workers = _check_workers(self.workers if workers is None else workers)
+        workers = min(auto_workers(len(items)) if workers == "auto" else workers, max(1, len(items)))
         bar = None
         if progress and getattr(sys.stderr, "isatty", lambda: False)():  # tqdm shows nothing on a pipe or file
             from tqdm import tqdm
@@ -561,12 +600,22 @@ class Estimator:
     def iter_items(self, items: Iterable[tuple[str, Any]], chunk: int = 256, workers: int | None = None,
                    on_input: Any = None) -> Iterator[dict[str, Any]]:
         """Results of (source, path or RGB array or ``Exception``) pairs drawn lazily from ``items`` (video frames),
-        in order; ``workers`` > 1 detect in that many processes with at most ``4 * workers`` inputs in flight.
+        in order; ``workers`` > 1 (``"auto"``: :func:`auto_workers` of 64 inputs, ``items`` being lazy) process them
+        in that many processes with at most ``4 * workers`` inputs in flight. With ONNX Runtime models each worker
+        runs the whole prediction of its input (faces through the networks, one thread) and sends back its record,
+        so this process only collects them; PyTorch models run here, on the faces the workers found.
         ``on_input(1)`` is called as each input's faces are found (a progress bar's ``update``)."""
         from agekit.parallel import WorkerPool, ordered_map
 
         workers = _check_workers(self.workers if workers is None else workers)
-        pool = WorkerPool(workers, _worker_init, (self.pipeline,)) if workers > 1 else None
+        if workers == "auto":
+            workers = auto_workers(64)
+        remote = workers > 1 and all(callable(getattr(h.runner, "fresh", None)) for h in self.heads)
+        pool = None
+        if workers > 1:
+            _load_detector(self.pipeline)  # here, once: the forked workers share the models
+            pool = (WorkerPool(workers, _worker_init_estimator, (self,)) if remote
+                    else WorkerPool(workers, _worker_init, (self.pipeline,)))
         try:
             sources: list[str] = []
 
@@ -575,6 +624,17 @@ class Estimator:
                     sources.append(source)
                     yield obj
 
+            if remote:
+                for k, out in enumerate(ordered_map(pool, _worker_predict, objs(), 4 * workers, _worker_died)):
+                    if isinstance(out, str):
+                        out = _result_record(sources[k], out, [])
+                    else:
+                        out["source"] = sources[k]
+                    sources[k] = ""
+                    if on_input is not None:
+                        on_input(1)
+                    yield out
+                return
             frs: Iterable[Any] = (ordered_map(pool, _worker_process, objs(), 4 * workers, _worker_died) if pool is not None
                                   else (_process_input(self.pipeline, obj) for obj in objs()))
             ready: list[dict[str, Any]] = []

@@ -66,12 +66,24 @@ class OnnxRunner:
             raise ValueError(f"parallel must be 'chunks' or 'intra', not {parallel!r}")
         self.path = Path(path)
         self.threads = threads
+        self.spin = spin
+        self.asked_parallel = parallel
         self.chunk = DEFAULT_CHUNK if chunk is None else int(chunk)
         self.parallel = parallel if threads > 1 and self.chunk > 0 else "intra"
         self.session = ort_session(path, threads=1 if self.parallel == "chunks" else threads, spin=spin)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._pool: Any = None
+
+    def fresh(self, threads: int | None = None) -> OnnxRunner:
+        """A new runner of the same graph with its own session (``threads``: default this one's), e.g. in a
+        worker process, which must not use the session a fork copied from its parent."""
+        return OnnxRunner(self.path, threads=threads or self.threads, spin=self.spin, chunk=self.chunk,
+                          parallel=self.asked_parallel)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its settings: a worker process started with ``spawn`` opens its own session."""
+        return (OnnxRunner, (self.path, self.threads, self.spin, self.chunk, self.asked_parallel))
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: x})
