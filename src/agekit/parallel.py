@@ -28,8 +28,9 @@ def usable_cores() -> int:
 
 
 def _cpu_ticks() -> tuple[int, int] | None:
-    """(busy, total) clock ticks of all CPUs since boot from /proc/stat; busy = user + system + irq + softirq +
-    steal (niced time is left out: a niced process yields its core to ours)."""
+    """(busy, total) clock ticks of all CPUs since boot from /proc/stat; busy = user + nice + system + irq +
+    softirq + steal. Niced time counts: with the kernel's autogroups (one scheduling group per session, the Linux
+    default) a niced job started in another session still takes its group's share of the cores."""
     try:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
@@ -37,15 +38,14 @@ def _cpu_ticks() -> tuple[int, int] | None:
         return None
     if len(v) < 8:
         return None
-    user, _nice, system, idle, iowait, irq, softirq, steal = v[:8]
-    busy = user + system + irq + softirq + steal
-    return busy, busy + _nice + idle + iowait
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
 
 
 def busy_cores(window: float = 0.2) -> float:
     """How many cores' worth of CPU other processes are using now: measured from /proc/stat over ``window``
-    seconds while this process sleeps (niced processes not counted), else the 1-minute load average (which
-    counts them), else 0."""
+    seconds while this process sleeps, else the 1-minute load average, else 0."""
     import time
 
     a = _cpu_ticks()
