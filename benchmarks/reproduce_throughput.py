@@ -27,8 +27,8 @@ def step_throughput(model_name: str, augment: str, batch: int, steps: int, warmu
     from agekit import create_model
     from agekit.methods import default_method_for, get_method
     from agekit.outputs import output_to_float
+    from agekit.preprocessing import network_input
     from agekit.training.augment import build_augment
-    from agekit.training.datamodule import to_network_input
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -48,7 +48,7 @@ def step_throughput(model_name: str, augment: str, batch: int, steps: int, warmu
         if i == warmup:
             sync()
             t0 = time.perf_counter()
-        x = to_network_input(data.to(dev), spec, aug)
+        x = network_input(data.to(dev), spec, aug)
         loss, _ = method.loss(output_to_float(model(x)), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -33,8 +33,8 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
     from agekit import create_model
     from agekit.methods import default_method_for, get_method
     from agekit.outputs import output_to_float
+    from agekit.preprocessing import network_input
     from agekit.training.augment import build_augment
-    from agekit.training.datamodule import to_network_input
     from agekit.training.module import keep_fp32, no_autocast
 
     torch.manual_seed(0)
@@ -65,7 +65,7 @@ def loop_throughput(model_name: str, batch: int, steps: int, warmup: int, channe
                 prof = torch_profile(activities=[ProfilerActivity.CPU])
                 prof.__enter__()
             t0 = time.perf_counter()
-        x = to_network_input(data[i % 4].to(dev, non_blocking=True), spec, aug, channels_last)
+        x = network_input(data[i % 4].to(dev, non_blocking=True), spec, aug, channels_last_memory=channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             out = output_to_float(net(x))
         with no_autocast(x.device):

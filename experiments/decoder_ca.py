@@ -21,7 +21,8 @@ def view_probs(ckpt: str, data: str, split: str) -> tuple[np.ndarray, np.ndarray
     from agekit.data.cache import PreparedCache
     from agekit.models.checkpoint import load_checkpoint
     from agekit.outputs import output_to_float
-    from agekit.training.datamodule import resolve_protocol, to_network_input
+    from agekit.preprocessing import network_input
+    from agekit.training.datamodule import resolve_protocol
     from agekit.training.teacher import method_for_loaded
 
     loaded = load_checkpoint(ckpt)
@@ -32,7 +33,7 @@ def view_probs(ckpt: str, data: str, split: str) -> tuple[np.ndarray, np.ndarray
     images, model, probs = cache.view(loaded.preprocess.view_key), loaded.model.eval(), []
     with torch.no_grad():
         for s in range(0, len(rows), 256):
-            x = to_network_input(torch.from_numpy(images[rows[s : s + 256]]), loaded.preprocess)
+            x = network_input(torch.from_numpy(images[rows[s : s + 256]]), loaded.preprocess)
             outs = [output_to_float(model(v)) for v in (x, x.flip(-1))]
             probs.append(torch.stack([o.logits.float().softmax(1) for o in outs], 1))
     bins = method._bins(outs[0]).float().numpy()

@@ -14,10 +14,11 @@ import numpy as np
 
 from agekit.data.cache import PreparedCache
 from agekit.evaluation.metrics import mae
-from agekit.export.onnx import export_onnx, network_inputs
+from agekit.export.onnx import export_onnx
 from agekit.inference.backends import OnnxRunner, TorchRunner
 from agekit.methods import load_method
 from agekit.models.checkpoint import load_checkpoint
+from agekit.preprocessing import network_input
 from agekit.training.datamodule import resolve_protocol
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     loaded = load_checkpoint(a.checkpoint)
     cache = PreparedCache(a.data)
     rows = np.asarray(cache.splits(resolve_protocol(cache, a.protocol))[a.split], dtype=np.int64)
-    x = network_inputs(np.asarray(cache.view(loaded.preprocess.view_key)[np.sort(rows)]), loaded.preprocess)
+    x = network_input(np.asarray(cache.view(loaded.preprocess.view_key)[np.sort(rows)]), loaded.preprocess)
     true = np.asarray(cache.meta["age"])[np.sort(rows)]
     with tempfile.TemporaryDirectory() as tmp:
         rep = export_onnx(loaded, Path(tmp) / "m.onnx", int8=True, calib=a.data, n_samples=a.calib_samples)

@@ -263,12 +263,13 @@ def test_default_detector_is_the_cascade_and_fallback_is_plumbed(ckpt):
 
 
 def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
-    from agekit.export.onnx import network_inputs, sample_crops
+    from agekit.export.onnx import sample_crops
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.estimator import cached_onnx
+    from agekit.preprocessing import network_input
 
     path = cached_onnx(ckpt, tmp_path)
-    x = network_inputs(sample_crops(TINY_SPEC, 19, seed=4)[0], TINY_SPEC)
+    x = network_input(sample_crops(TINY_SPEC, 19, seed=4)[0], TINY_SPEC)
     whole = OnnxRunner(path, chunk=0)(x)
     parts = OnnxRunner(path, chunk=4)(x)  # 4 + 4 + 4 + 4 + 3
     assert set(whole) == set(parts) and whole["age"].shape == (19,) and whole["age"].std() > 1e-3
@@ -279,12 +280,13 @@ def test_onnx_runner_chunks_give_the_whole_batch_result(ckpt, tmp_path):
 
 
 def test_onnx_runner_runs_chunks_concurrently_in_order(ckpt, tmp_path):
-    from agekit.export.onnx import network_inputs, sample_crops
+    from agekit.export.onnx import sample_crops
     from agekit.inference.backends import OnnxRunner
     from agekit.inference.estimator import cached_onnx
+    from agekit.preprocessing import network_input
 
     path = cached_onnx(ckpt, tmp_path)
-    x = network_inputs(sample_crops(TINY_SPEC, 37, seed=5)[0], TINY_SPEC)
+    x = network_input(sample_crops(TINY_SPEC, 37, seed=5)[0], TINY_SPEC)
     whole = OnnxRunner(path, chunk=0)(x)
     conc = OnnxRunner(path, threads=3, chunk=2)  # 19 slices over 3 worker threads
     intra = OnnxRunner(path, threads=3, chunk=2, parallel="intra")

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import agekit
-from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
+from agekit.export.onnx import export_onnx, read_sidecar, sample_crops
 from agekit.inference.backends import OnnxRunner, TorchRunner
 from agekit.methods import load_method
 from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+from agekit.preprocessing import network_input
 
 # single-crop SSR-Net, a separable HSR on k = 3 resolutions, C3AE's three context crops
 ZOO_SUBSET = ["ssrnet", "sephsr_30_10_k3", "c3ae_full"]
@@ -36,7 +37,7 @@ def test_fp32_parity_and_dynamic_batch(tmp_path, name):
     # independent check on other inputs and batch sizes, through the two runners
     lm = load_checkpoint(ckpt)
     crops, _ = sample_crops(lm.preprocess, 7, seed=3)
-    x = network_inputs(crops, lm.preprocess)
+    x = network_input(crops, lm.preprocess)
     ref = TorchRunner(lm.model, load_method(lm.method, lm.name))(x)
     got = OnnxRunner(rep.path, threads=1)(x)
     assert set(got) == set(ref) and ({"age"} <= set(got) or {"gender_female"} <= set(got))
@@ -57,7 +58,7 @@ def test_int8_static_stays_close(tmp_path):
     assert rep.int8_mode == "static", rep.notes
     assert rep.int8_drift["age mean|diff|"] < 0.5  # years, on the calibration faces
     lm = load_checkpoint(ckpt)
-    x = network_inputs(sample_crops(lm.preprocess, 8, seed=5)[0], lm.preprocess)
+    x = network_input(sample_crops(lm.preprocess, 8, seed=5)[0], lm.preprocess)
     a, b = OnnxRunner(rep.path)(x)["age"], OnnxRunner(rep.int8_path)(x)["age"]
     assert a.std() > 0.05  # the faces get different ages, so closeness means something
     assert np.abs(a - b).mean() < 0.5 and np.corrcoef(a, b)[0, 1] > 0.8
@@ -95,7 +96,7 @@ def test_hsr_exports_its_padded_equal(tmp_path):
     assert 30 in {tuple(t.dims)[0] for t in onnx.load(raw.path).graph.initializer if len(t.dims) == 4}
     lm = load_checkpoint(ckpt)
     crops, _ = sample_crops(lm.preprocess, 5, seed=4)
-    x = network_inputs(crops, lm.preprocess)
+    x = network_input(crops, lm.preprocess)
     np.testing.assert_allclose(OnnxRunner(rep.path, threads=1)(x)["age"], OnnxRunner(raw.path, threads=1)(x)["age"], atol=1e-4)
 
 
@@ -112,7 +113,7 @@ def test_median_decoder_through_card_export_and_shipped_card(tmp_path):
     lm = load_checkpoint(tmp_path / "m.pt")
     rep = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", n_samples=8)  # asserts fp32 parity with torch
     crops, _ = sample_crops(lm.preprocess, 5, seed=1)
-    x = network_inputs(crops, lm.preprocess)
+    x = network_input(crops, lm.preprocess)
     got = OnnxRunner(rep.path, threads=1)(x)
     med = distribution_median(torch.from_numpy(got["distribution"]), torch.arange(101.0)).numpy()
     np.testing.assert_allclose(got["age"], med, atol=1e-4)

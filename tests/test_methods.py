@@ -428,8 +428,7 @@ def test_default_method_trains_registered_model(model_name, keys):
 
 def test_teacher_member_gets_its_own_normalisation():
     # the student feeds RGB / 255; a BGR member with mean/std must see its own input, as at its training
-    from agekit.preprocessing import PreprocessSpec
-    from agekit.training.datamodule import normalize_on_device
+    from agekit.preprocessing import PreprocessSpec, normalize
     from agekit.training.teacher import Renormalize
 
     class Echo(nn.Module):
@@ -439,8 +438,8 @@ def test_teacher_member_gets_its_own_normalisation():
     student = PreprocessSpec(size=4, color="RGB")
     member = PreprocessSpec(size=4, color="BGR", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     raw = torch.rand(2, 3, 4, 4) * 255
-    got = Renormalize(Echo(), student, member)(normalize_on_device(raw, student))
-    want = normalize_on_device(raw, member, input_color="RGB")
+    got = Renormalize(Echo(), student, member)(normalize(raw, student))
+    want = normalize(raw, member, input_color="RGB")
     assert torch.allclose(got, want, atol=1e-5)
     assert torch.allclose(got[:, 0], (raw[:, 2] / 255 - 0.5) / 0.2, atol=1e-5)  # B first
     with pytest.raises(ValueError, match="per-image"):

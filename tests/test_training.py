@@ -11,9 +11,9 @@ import torch
 
 from agekit.evaluation.evaluate import evaluate
 from agekit.models.checkpoint import load_checkpoint
-from agekit.preprocessing import HSR, IMAGENET, LMTCNN, SSRNET
+from agekit.preprocessing import HSR, IMAGENET, LMTCNN, SSRNET, center_crop, network_input, ten_views
 from agekit.training.augment import BrightnessContrast, build_augment
-from agekit.training.datamodule import EpochShuffleSampler, center_crop, ten_crop, to_network_input
+from agekit.training.datamodule import EpochShuffleSampler
 from agekit.training.engine import resolve_spec, train
 from agekit.training.recipes import list_recipes, load_recipe
 
@@ -142,7 +142,7 @@ def test_bf16_autocast_keeps_decoder_and_loss_fp32(name):
     model = create_model(name).eval()
     spec = model.preprocess
     method = get_method(default_method_for(name))
-    x = to_network_input(torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8), spec, channels_last=True)
+    x = network_input(torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8), spec, channels_last_memory=True)
     with torch.no_grad():
         ref = method.predict(model(x))["age"]
         keep_fp32(model.to(memory_format=torch.channels_last))
@@ -163,7 +163,7 @@ def test_device_normalisation_matches_spec(spec):
     u8 = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
     spec = type(spec)(**{**spec.to_dict(), "size": 16, "resize": None, "ratios": tuple(spec.ratios),
                          "mean": tuple(spec.mean), "std": tuple(spec.std)})
-    assert torch.allclose(to_network_input(u8, spec), spec.normalize(u8), atol=1e-5)
+    assert torch.allclose(network_input(u8, spec), spec.normalize(u8), atol=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["ssr", "hsr", "c3ae", "lrn"])
@@ -186,7 +186,7 @@ def test_lmtcnn_augment_and_views():
     bc = BrightnessContrast(0.0, (2.0, 2.0))  # TF adjust_contrast: (x - channel mean) * f + mean
     m = x.mean(dim=(-2, -1), keepdim=True)
     assert torch.allclose(bc(x), (x - m) * 2 + m)
-    v = ten_crop(x, 5)
+    v = ten_views(x, 5)
     assert v.shape == (2, 10, 3, 5, 5)
     assert torch.equal(v[:, 4], center_crop(x, 5)) and torch.equal(v[:, 9], center_crop(x, 5).flip(-1))
     assert torch.equal(v[:, 0], x[..., :5, :5]) and torch.equal(v[:, 3], x[..., 3:, 3:])
@@ -240,8 +240,8 @@ def test_evaluate_writes_report_with_the_models_mae(tiny_cache, tmp_path):
     rows = c.splits("utkface")["test"]
     m = load_checkpoint(res.final)
     with torch.no_grad():
-        age = m.model(to_network_input(torch.from_numpy(np.asarray(c.view(m.preprocess.view_key))[rows]),
-                                       m.preprocess)).age
+        age = m.model(network_input(torch.from_numpy(np.asarray(c.view(m.preprocess.view_key))[rows]),
+                                    m.preprocess)).age
     assert rep["metrics"]["n"] == 2
     assert math.isclose(rep["metrics"]["mae"], float((age - torch.from_numpy(c.meta["age"][rows])).abs().mean()),
                         rel_tol=1e-5)

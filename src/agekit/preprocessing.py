@@ -4,16 +4,25 @@ A :class:`PreprocessSpec` says how the face pipeline crops a face (size, margin,
 and how the uint8 crop becomes the network's input tensor (colour order, scale, mean/std,
 per-image standardisation). It is stored in checkpoints and model cards, so that training
 and inference cannot drift apart.
+
+The operations are written once for numpy arrays and torch tensors (on any device), and used by training,
+evaluation, export and prediction: :func:`channels_first` (uint8 channels-last -> float channels-first),
+:func:`normalize` (the spec's normalisation of float crops on the 0..255 scale), :func:`center_crop`,
+:func:`ten_views` (LMTCNN's test-time views) and :func:`network_input` (all of it, with an optional
+augmentation). This module imports torch only when it is handed a tensor.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:  # torch is needed only when a caller hands in or asks for tensors
     import torch
+
+Array = TypeVar("Array")  # a numpy array or a torch tensor: each function returns the kind it is given
 
 CROP_KINDS = ("single", "c3ae_triple", "kres", "lmtcnn")
 
@@ -99,29 +108,11 @@ class PreprocessSpec:
     def normalize_numpy(self, crops: np.ndarray, input_color: str = "RGB") -> np.ndarray:
         """uint8 crops (..., H, W, 3) in ``input_color`` order -> float32 array (..., 3, H, W), in numpy (no torch).
 
-        Leading dimensions are kept, so (B, k, H, W, 3) becomes (B, k, 3, H, W). The same float32 operations in
-        the same order as the tensor path of :meth:`normalize` (bit for bit; per-image standardisation to
-        within float32 rounding of the mean and deviation).
+        Leading dimensions are kept, so (B, k, H, W, 3) becomes (B, k, 3, H, W): :func:`normalize` of
+        :func:`channels_first`, the same float32 operations as the tensor path of :meth:`normalize` (bit for bit;
+        per-image standardisation to within float32 rounding of the mean and deviation).
         """
-        x = np.asarray(crops)
-        if x.ndim < 3 or x.shape[-1] != 3:
-            raise ValueError(f"expected channels-last crops (..., H, W, 3), got {tuple(x.shape)}")
-        x = x.astype(np.float32)
-        if input_color != self.color:
-            x = x[..., ::-1]
-        x = np.moveaxis(x, -1, -3)
-        if self.per_image_standardize:
-            axes = (-3, -2, -1)
-            n = x.shape[-3] * x.shape[-2] * x.shape[-1]
-            mu = x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)
-            sd = x.std(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)
-            out = (x - mu) / np.maximum(sd, np.float32(1.0 / float(n) ** 0.5))
-        else:
-            x = x * np.float32(self.scale)
-            mean = np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
-            std = np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
-            out = (x - mean) / std
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return np.ascontiguousarray(normalize(channels_first(np.asarray(crops)), self, input_color), np.float32)
 
     def normalize(self, crops: np.ndarray | torch.Tensor, input_color: str = "RGB") -> torch.Tensor:
         """uint8 crops (..., H, W, 3) in ``input_color`` order -> float tensor (..., 3, H, W) (imports torch).
@@ -133,23 +124,7 @@ class PreprocessSpec:
 
         if not isinstance(crops, torch.Tensor):
             return torch.from_numpy(self.normalize_numpy(crops, input_color))
-        x = crops
-        if x.shape[-1] != 3:
-            raise ValueError(f"expected channels-last crops (..., H, W, 3), got {tuple(x.shape)}")
-        x = x.to(torch.float32)
-        if input_color != self.color:
-            x = x.flip(-1)
-        x = x.movedim(-1, -3)
-        if self.per_image_standardize:
-            dims = (-3, -2, -1)
-            n = x.shape[-3] * x.shape[-2] * x.shape[-1]
-            mu = x.mean(dim=dims, keepdim=True)
-            sd = x.std(dim=dims, keepdim=True, unbiased=False)
-            return (x - mu) / torch.clamp(sd, min=1.0 / float(n) ** 0.5)
-        x = x * self.scale
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
-        return (x - mean) / std
+        return normalize(channels_first(crops), self, input_color)
 
 
 # The families' specs, from ../shared/reference/authors-code-facts.md.
@@ -173,3 +148,177 @@ def hsr_kres(k: int) -> PreprocessSpec:
     if not 1 <= k <= 3:
         raise ValueError(f"k-resolution setting supports k in 1..3, got {k}")
     return PreprocessSpec(size=64, margin=0.4, crops="kres", ratios=ratios[:k], color="RGB", scale=1.0 / 255.0)
+
+
+# ------------------------------------------------------------------------------------------------ the operations
+# Written once over a small backend shim: numpy arrays stay numpy (no torch import), tensors stay on their device.
+class _NumpyOps:
+    """numpy: per-image statistics accumulated in float64, constants in the array's dtype."""
+
+    @staticmethod
+    def float32(x: Any) -> Any:
+        return x.astype(np.float32)
+
+    @staticmethod
+    def moveaxis(x: Any, src: int, dst: int) -> Any:
+        return np.moveaxis(x, src, dst)
+
+    @staticmethod
+    def flip(x: Any, axis: int) -> Any:
+        return np.flip(x, axis)
+
+    @staticmethod
+    def stack(xs: list[Any], axis: int) -> Any:
+        return np.stack(xs, axis=axis)
+
+    @staticmethod
+    def mean_std(x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:
+        mu = x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(x.dtype)
+        sd = x.std(axis=axes, keepdims=True, dtype=np.float64).astype(x.dtype)
+        return mu, sd
+
+    @staticmethod
+    def clamp_min(x: Any, low: float) -> Any:
+        return np.maximum(x, x.dtype.type(low))
+
+    @staticmethod
+    def scalar(value: float, like: Any) -> Any:
+        return like.dtype.type(value)
+
+    @staticmethod
+    def channels(values: tuple[float, ...], like: Any) -> Any:
+        return np.asarray(values, dtype=like.dtype).reshape(-1, 1, 1)
+
+    @staticmethod
+    def contiguous(x: Any, channels_last: bool = False) -> Any:
+        return np.ascontiguousarray(x)  # a memory format is torch's notion
+
+
+class _TorchOps:
+    """torch: native reductions in the tensor's dtype, constants on its device."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+
+    def float32(self, x: Any) -> Any:
+        return x.to(self.torch.float32)
+
+    @staticmethod
+    def moveaxis(x: Any, src: int, dst: int) -> Any:
+        return x.movedim(src, dst)
+
+    @staticmethod
+    def flip(x: Any, axis: int) -> Any:
+        return x.flip(axis)
+
+    def stack(self, xs: list[Any], axis: int) -> Any:
+        return self.torch.stack(xs, dim=axis)
+
+    @staticmethod
+    def mean_std(x: Any, axes: tuple[int, ...]) -> tuple[Any, Any]:
+        return x.mean(dim=axes, keepdim=True), x.std(dim=axes, keepdim=True, unbiased=False)
+
+    def clamp_min(self, x: Any, low: float) -> Any:
+        return self.torch.clamp(x, min=low)
+
+    @staticmethod
+    def scalar(value: float, like: Any) -> Any:
+        return float(value)  # a Python number: torch applies it in the tensor's dtype
+
+    def channels(self, values: tuple[float, ...], like: Any) -> Any:
+        return self.torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+    def contiguous(self, x: Any, channels_last: bool = False) -> Any:
+        fmt = self.torch.channels_last if channels_last and x.dim() == 4 else self.torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+
+_NUMPY = _NumpyOps()
+_TORCH: list[_TorchOps] = []  # built on first use (importing torch only then)
+
+
+def _ops(x: Any) -> _NumpyOps | _TorchOps:
+    if isinstance(x, np.ndarray):
+        return _NUMPY
+    if not _TORCH:
+        _TORCH.append(_TorchOps())
+    if not isinstance(x, _TORCH[0].torch.Tensor):
+        raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
+    return _TORCH[0]
+
+
+def channels_first(crops: Array) -> Array:
+    """uint8 crops (..., H, W, 3) -> float32 (..., 3, H, W) on the 0..255 scale (a view of the cast, not a copy)."""
+    if crops.ndim < 3 or crops.shape[-1] != 3:
+        raise ValueError(f"expected channels-last crops (..., H, W, 3), got {tuple(crops.shape)}")
+    ops = _ops(crops)
+    return ops.moveaxis(ops.float32(crops), -1, -3)
+
+
+def normalize(x: Array, spec: PreprocessSpec, input_color: str = "RGB") -> Array:
+    """Float crops (..., 3, H, W) on the 0..255 scale in ``input_color`` order -> the network's input for ``spec``.
+
+    ``(x * scale - mean) / std`` per channel in ``spec.color`` order, or TensorFlow's per-image standardisation
+    ``(x - mean) / max(std, 1 / sqrt(N))`` over each image's N = 3HW values (LMTCNN). numpy accumulates the
+    per-image mean and deviation in float64, torch in the tensor's dtype; the result keeps ``x``'s dtype (and device).
+    """
+    ops = _ops(x)
+    if input_color != spec.color:
+        x = ops.flip(x, -3)
+    if spec.per_image_standardize:
+        n = x.shape[-3] * x.shape[-2] * x.shape[-1]
+        mu, sd = ops.mean_std(x, (-3, -2, -1))
+        return (x - mu) / ops.clamp_min(sd, 1.0 / float(n) ** 0.5)
+    x = x * ops.scalar(spec.scale, x)
+    if spec.mean == (0.0, 0.0, 0.0) and spec.std == (1.0, 1.0, 1.0):
+        return x
+    return (x - ops.channels(spec.mean, x)) / ops.channels(spec.std, x)
+
+
+def center_crop(x: Array, size: int, channels_last: bool = False) -> Array:
+    """The central ``size`` x ``size`` window of (..., H, W) images, or of (..., H, W, C) with ``channels_last``
+    (a view; LMTCNN's test crop of the 256 square: offset (256 - 227) // 2 = 14)."""
+    h, w = x.shape[-3:-1] if channels_last else x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from {h}x{w}")
+    return _window(x, (h - size) // 2, (w - size) // 2, size, channels_last)
+
+
+def ten_views(x: Array, size: int, channels_last: bool = False) -> Array:
+    """Levi and Hassner's test-time oversampling (LMTCNN too): the four corner crops of ``size`` and the centre crop,
+    then the five mirrored left-right, stacked before the image axes: (..., 3, R, R) -> (..., 10, 3, S, S), or
+    (..., R, R, 3) -> (..., 10, S, S, 3) with ``channels_last``. Order: top-left, top-right, bottom-left,
+    bottom-right, centre."""
+    h, w = x.shape[-3:-1] if channels_last else x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot cut {size}x{size} views from {h}x{w}")
+    ops = _ops(x)
+    hl, wl = h - size, w - size
+    views = [_window(x, t, left, size, channels_last) for t, left in ((0, 0), (0, wl), (hl, 0), (hl, wl),
+                                                                       (hl // 2, wl // 2))]
+    views += [ops.flip(v, -2 if channels_last else -1) for v in views]
+    return ops.stack(views, -4)
+
+
+def network_input(crops: Array, spec: PreprocessSpec, augment: Callable[[Any], Any] | None = None,
+                  input_color: str = "RGB", *, channels_last_memory: bool = False) -> Array:
+    """uint8 crops (..., H, W, 3) -> the network's contiguous float32 input (..., 3, S, S), numpy or torch alike.
+
+    ``augment`` (training) takes and returns float (B, [k,] 3, H, W) on the 0..255 scale. Crops larger than
+    ``spec.size`` (LMTCNN's 256 square) are cut to it: by the augmentation's random crop, else at the centre.
+    ``channels_last_memory``: a 4-D tensor comes back in torch's channels_last memory format (same values).
+    """
+    x = channels_first(crops)
+    if augment is not None:
+        x = augment(x)
+    if x.shape[-2] != spec.size or x.shape[-1] != spec.size:
+        x = center_crop(x, spec.size)
+    return _ops(x).contiguous(normalize(x, spec, input_color), channels_last_memory)
+
+
+def _window(x: Array, top: int, left: int, size: int, channels_last: bool) -> Array:
+    if channels_last:
+        return x[..., top : top + size, left : left + size, :]
+    return x[..., top : top + size, left : left + size]

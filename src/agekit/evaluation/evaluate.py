@@ -15,12 +15,8 @@ from agekit.evaluation.report import write_report
 from agekit.methods import default_method_for
 from agekit.models.checkpoint import load_checkpoint
 from agekit.outputs import output_to_float
-from agekit.training.datamodule import (
-    normalize_on_device,
-    resolve_protocol,
-    ten_crop,
-    to_network_input,
-)
+from agekit.preprocessing import channels_first, network_input, normalize, ten_views
+from agekit.training.datamodule import resolve_protocol
 from agekit.training.teacher import method_for_loaded
 
 
@@ -56,16 +52,15 @@ def predict_split(
         img[order] = images[r[order]]
         u8 = torch.from_numpy(img).to(device)
         if ten_view:
-            x = u8.to(torch.float32).movedim(-1, -3)
-            views = ten_crop(x, spec.size)  # (B, 10, 3, S, S)
+            views = ten_views(channels_first(u8), spec.size)  # (B, 10, 3, S, S)
             b = views.shape[0]
-            xs = normalize_on_device(views.reshape(b * 10, 3, spec.size, spec.size), spec)
+            xs = normalize(views.reshape(b * 10, 3, spec.size, spec.size), spec)
             p = method.predict(output_to_float(model(xs)))
             pred = {k: v.reshape(b, 10, *v.shape[1:]).float().mean(1) for k, v in p.items() if v.is_floating_point()}
             if "age_group_probs" in pred:
                 pred["age_group"] = pred["age_group_probs"].argmax(1)
         else:
-            x = to_network_input(u8, spec)
+            x = network_input(u8, spec)
             preds = [method.predict(output_to_float(model(x)))]
             if flip:
                 preds.append(method.predict(output_to_float(model(x.flip(-1)))))

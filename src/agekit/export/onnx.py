@@ -25,7 +25,7 @@ from agekit.data.cache import PreparedCache
 from agekit.face.pipeline import FacePipeline
 from agekit.methods.decode import ExportWrapper, load_method
 from agekit.models.checkpoint import LoadedModel, load_checkpoint
-from agekit.preprocessing import PreprocessSpec
+from agekit.preprocessing import PreprocessSpec, center_crop, network_input
 
 ONNX_FORMAT = "agekit-onnx-1"
 PARITY_ATOL = 1e-4  # years (and probability units for the other outputs)
@@ -96,17 +96,9 @@ def synthetic_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def _zoom(squares: np.ndarray, frac: float, size: int) -> np.ndarray:
     """Centre crops of side ``frac`` x the square's side, resized to ``size``."""
-    r = squares.shape[1]
-    s = max(1, int(round(r * frac)))
-    o = (r - s) // 2
-    return np.stack([cv2.resize(q[o : o + s, o : o + s], (size, size), interpolation=cv2.INTER_AREA) for q in squares])
-
-
-def center_view(squares: np.ndarray, size: int) -> np.ndarray:
-    """The centre ``size`` crop of (..., R, R, 3) squares (LMTCNN's single centre view)."""
-    r = squares.shape[-2]
-    o = (r - size) // 2
-    return squares[..., o : o + size, o : o + size, :]
+    side = max(1, int(round(squares.shape[1] * frac)))
+    return np.stack([cv2.resize(q, (size, size), interpolation=cv2.INTER_AREA)
+                     for q in center_crop(squares, side, channels_last=True)])
 
 
 def crops_from_squares(squares: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -122,13 +114,6 @@ def crops_from_squares(squares: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     ratios = spec.ratios if spec.crops == "kres" else (1.0, 1.45, 1.85)
     big = max(ratios)
     return np.stack([_zoom(squares, r / big, spec.size) for r in ratios], axis=1)
-
-
-def network_inputs(crops: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """float32 network inputs from uint8 crops; LMTCNN squares give their centre view."""
-    if spec.crops == "lmtcnn":
-        crops = center_view(crops, spec.size)
-    return spec.normalize(crops).numpy()
 
 
 def sample_crops(spec: PreprocessSpec, n: int = 32, source: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -364,7 +349,7 @@ def _export(loaded: LoadedModel, src_path: Path | None, out: Path, final: Path, 
     exported = ExportWrapper(export_model, method).eval() if export_model is not model else wrapper
 
     crops, where = sample_crops(spec, n_samples, calib)
-    x = network_inputs(crops, spec).astype(np.float32)
+    x = network_input(crops, spec)
     keys = wrapper.discover_keys(torch.from_numpy(x[:2]))
     exported.keys = keys
     if "age" not in keys and "gender_female" not in keys and "age_group_probs" not in keys:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agekit.export.onnx import export_onnx, network_inputs, read_sidecar, sample_crops
+from agekit.export.onnx import export_onnx, read_sidecar, sample_crops
 from agekit.face.io import read_image
 from agekit.inference.backends import OnnxRunner, TorchRunner
 from agekit.inference.estimator import Estimator
@@ -34,6 +34,7 @@ from agekit.methods import load_method
 from agekit.models.checkpoint import LoadedModel, save_checkpoint
 from agekit.models.complexity import complexity
 from agekit.models.registry import create_model, model_entry
+from agekit.preprocessing import network_input
 
 DEFAULT_MODELS = ("ssrnet", "sephsr_30_10", "c3ae_plain")
 # glibc malloc settings that keep big batch buffers mapped between runs (no mmap/munmap or trim per call);
@@ -117,7 +118,7 @@ def bench_inputs(name: str, batch: int = 256, config: dict[str, Any] | None = No
     model = create_model(name, **(config or {})).eval()
     spec = getattr(model, "preprocess", None) or model_entry(name).preprocess
     crops, _ = sample_crops(spec, min(batch, 64))
-    x = network_inputs(crops, spec).astype(np.float32)
+    x = network_input(crops, spec)
     return model, spec, np.concatenate([x] * (batch // len(x) + 1))[:batch]
 
 

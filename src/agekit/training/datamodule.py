@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from agekit.data.cache import PreparedCache
 from agekit.data.datasets.adience import nearest_age_group
-from agekit.preprocessing import PreprocessSpec
-from agekit.training.augment import BatchAugment, build_augment
+from agekit.preprocessing import PreprocessSpec, network_input
+from agekit.training.augment import build_augment
 from agekit.training.recipes import Data
 
 _DATA = Data()  # the recipe schema's defaults, stated there once
@@ -49,62 +49,6 @@ def age_groups_from_age(age: np.ndarray | Tensor, age_group: np.ndarray | Tensor
     if is_t:
         return torch.from_numpy(groups.astype(np.int64)).to(age.device)
     return groups.astype(np.int64)
-
-
-def normalize_on_device(x: Tensor, spec: PreprocessSpec, input_color: str = "RGB") -> Tensor:
-    """``spec.normalize`` for float (..., 3, H, W) on the 0..255 scale, on ``x``'s device and dtype."""
-    if input_color != spec.color:
-        x = x.flip(-3)
-    if spec.per_image_standardize:
-        n = x.shape[-3] * x.shape[-2] * x.shape[-1]
-        mu = x.mean(dim=(-3, -2, -1), keepdim=True)
-        sd = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False)
-        return (x - mu) / torch.clamp(sd, min=1.0 / float(n) ** 0.5)
-    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    if spec.mean == (0.0, 0.0, 0.0) and spec.std == (1.0, 1.0, 1.0):
-        return x * spec.scale
-    return (x * spec.scale - mean) / std
-
-
-def center_crop(x: Tensor, size: int) -> Tensor:
-    """The central ``size`` x ``size`` window of (..., H, W) (LMTCNN's test crop of the 256 square)."""
-    h, w = x.shape[-2:]
-    if h < size or w < size:
-        raise ValueError(f"cannot crop {size}x{size} from {h}x{w}")
-    t, left = (h - size) // 2, (w - size) // 2
-    return x[..., t : t + size, left : left + size]
-
-
-def ten_crop(x: Tensor, size: int) -> Tensor:
-    """(B, 3, R, R) -> (B, 10, 3, size, size): four corners, centre and their mirrors (LMTCNN test)."""
-    h, w = x.shape[-2:]
-    views = [x[..., :size, :size], x[..., :size, w - size :], x[..., h - size :, :size], x[..., h - size :, w - size :],
-             center_crop(x, size)]
-    views += [v.flip(-1) for v in views]
-    return torch.stack(views, dim=1)
-
-
-def to_network_input(
-    images: Tensor,
-    spec: PreprocessSpec,
-    augment: BatchAugment | None = None,
-    channels_last: bool = False,
-) -> Tensor:
-    """uint8 (B, [k,] H, W, 3) RGB on the device -> the network's float input, augmented when asked.
-
-    Crops larger than ``spec.size`` (LMTCNN's 256 square) are cut to ``spec.size``: by the
-    augmentation's random crop in training, else at the centre.
-    """
-    x = images.to(torch.float32).movedim(-1, -3)
-    if augment is not None:
-        x = augment(x)
-    if x.shape[-1] != spec.size or x.shape[-2] != spec.size:
-        x = center_crop(x, spec.size)
-    x = normalize_on_device(x, spec)
-    if channels_last and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x.contiguous()
 
 
 class CacheSplit(Dataset):
@@ -365,9 +309,8 @@ class AgeDataModule(L.LightningDataModule):
             # Augmentation and dropout draw from the global RNG: seed it from (seed, step, rank) so that
             # a run resumed from last.ckpt continues exactly like an uninterrupted one.
             torch.manual_seed(self.seed * 1_000_003 + self.trainer.global_step * 1009 + self.trainer.global_rank)
-        batch["image"] = to_network_input(
-            batch["image"], self.spec, self.augment if training else None, self.channels_last
-        )
+        batch["image"] = network_input(batch["image"], self.spec, self.augment if training else None,
+                                       channels_last_memory=self.channels_last)
         return batch
 
 
