@@ -27,6 +27,45 @@ def test_worker_count_follows_idle_cores_and_input_size(n_inputs, cores, busy, w
     assert worker_count(n_inputs, cores, busy) == want
 
 
+def test_busy_from_ticks_leaves_out_this_process():
+    from agekit.parallel import busy_from_ticks
+
+    # 2 CPUs, 0.5 s: 50 of 100 ticks busy = 1 core for 0.5 s, 0.25 s of it this process's own -> others: 0.5 core
+    assert busy_from_ticks((1000, 4000), (1050, 4100), 0.25, 0.5, 2) == pytest.approx(0.5)
+    assert busy_from_ticks((1000, 4000), (1100, 4100), 0.5, 0.5, 2) == pytest.approx(1.0)  # a busy loop per core
+    assert busy_from_ticks((1000, 4000), (1010, 4100), 0.2, 0.5, 2) == 0.0  # never below 0
+
+
+def test_auto_measures_while_it_works_then_starts_workers(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import agekit
+    from agekit import parallel
+    from agekit.inference import estimator as E
+    from test_estimator import tiny_checkpoint
+
+    d = _photos(tmp_path / "photos", 40)
+    est = agekit.Estimator.from_pretrained(tiny_checkpoint(tmp_path / "tiny.pt"), backend="onnx",
+                                           detector="cropped", cache_dir=tmp_path / "c")
+    want = est.predict(d, workers=1)
+    chosen = []
+    real = est.iter_items
+
+    def spy(items, chunk=256, workers=None, on_input=None):
+        chosen.append(workers)
+        return real(items, chunk=chunk, workers=workers, on_input=on_input)
+
+    monkeypatch.setattr(est, "iter_items", spy)
+    monkeypatch.setattr(E, "AUTO_PROBE_S", 0.0)  # one photo here, then the decision
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    for busy, workers in ((0.1, 2), (1.9, 1)):
+        monkeypatch.setattr(parallel, "others_busy", lambda mark, busy=busy: busy)
+        chosen.clear()
+        got = est.predict(d, workers="auto")
+        assert chosen == [1, workers]
+        assert [r.source for r in got] == [r.source for r in want]
+        assert [r.faces[0].age for r in got] == pytest.approx([r.faces[0].age for r in want], abs=1e-5)
+
+
 def test_busy_cores_measures_the_machine():
     b = busy_cores(0.05)
     assert isinstance(b, float) and b >= 0.0

@@ -61,6 +61,37 @@ def busy_cores(window: float = 0.2) -> float:
         return 0.0
 
 
+def cpu_mark() -> tuple[tuple[int, int] | None, float, float]:
+    """A starting point for :func:`others_busy`: the machine's CPU ticks, this process's CPU time, the clock."""
+    import time
+
+    return _cpu_ticks(), time.process_time(), time.monotonic()
+
+
+def busy_from_ticks(t0: tuple[int, int], t1: tuple[int, int], own_s: float, wall_s: float, cpus: int) -> float:
+    """Cores' worth of CPU others used between two (busy, total) /proc/stat readings ``wall_s`` seconds apart on
+    ``cpus`` CPUs, this process having used ``own_s`` CPU seconds meanwhile."""
+    busy_s = cpus * wall_s * (t1[0] - t0[0]) / max(1, t1[1] - t0[1])
+    return max(0.0, (busy_s - own_s) / wall_s)
+
+
+def others_busy(mark: tuple[tuple[int, int] | None, float, float]) -> float:
+    """Cores' worth of CPU the other processes used since ``mark`` (:func:`cpu_mark`): the machine's busy time
+    less this process's own CPU time (its threads included; no child processes), over the time passed. Without
+    /proc/stat, the 1-minute load average less this process's own share."""
+    import time
+
+    wall = time.monotonic() - mark[2]
+    own = time.process_time() - mark[1]
+    b = _cpu_ticks()
+    if mark[0] is not None and b is not None and b[1] > mark[0][1] and wall > 0:
+        return busy_from_ticks(mark[0], b, own, wall, os.cpu_count() or 1)
+    try:
+        return max(0.0, float(os.getloadavg()[0]) - own / max(wall, 1e-9))
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def worker_count(n_inputs: int, cores: int, busy: float, min_per_worker: int = 16, max_workers: int = 8) -> int:
     """Worker processes for ``n_inputs`` inputs on ``cores`` usable cores of which ``busy`` cores' worth are taken
     by other processes: one per idle core (a core counts as idle when at most a quarter of it is taken), at most

@@ -339,7 +339,11 @@ def _check_workers(workers: Any) -> int | str:
     return int(workers)
 
 
-def auto_workers(n_inputs: int, min_inputs: int = 16) -> int:
+AUTO_PROBE_S = 0.25  # workers="auto": seconds of work in this process while the machine's load is measured
+AUTO_MIN_INPUTS = 16  # ... and inputs per worker at least
+
+
+def auto_workers(n_inputs: int, min_inputs: int = AUTO_MIN_INPUTS) -> int:
     """Worker processes for ``n_inputs`` photos: one per idle core this process may use, at most one per
     ``min_inputs`` photos and at most 8 (:func:`agekit.parallel.worker_count`); the machine's load is measured
     (:func:`agekit.parallel.busy_cores`, 0.2 s) only when there are photos enough for two workers."""
@@ -584,14 +588,18 @@ class Estimator:
         process at all, e.g. those a resumed run already wrote."""
         items = [it for it in expand_inputs(x, colour) if it[0] not in skip]
         workers = _check_workers(self.workers if workers is None else workers)
-        workers = min(auto_workers(len(items)) if workers == "auto" else workers, max(1, len(items)))
+        if workers != "auto":
+            workers = min(workers, max(1, len(items)))
         bar = None
         if progress and getattr(sys.stderr, "isatty", lambda: False)():  # tqdm shows nothing on a pipe or file
             from tqdm import tqdm
 
             bar = tqdm(total=len(items), unit="img", desc="predict", disable=None, dynamic_ncols=True)
         try:
-            for rec in self.iter_items(items, chunk=chunk, workers=workers, on_input=bar.update if bar else None):
+            on_input = bar.update if bar else None
+            recs = (self._iter_auto(items, chunk, on_input, len(items)) if workers == "auto"
+                    else self.iter_items(items, chunk=chunk, workers=workers, on_input=on_input))
+            for rec in recs:
                 yield PhotoResult.from_dict(rec)
         finally:
             if bar is not None:
@@ -600,8 +608,8 @@ class Estimator:
     def iter_items(self, items: Iterable[tuple[str, Any]], chunk: int = 256, workers: int | None = None,
                    on_input: Any = None) -> Iterator[dict[str, Any]]:
         """Results of (source, path or RGB array or ``Exception``) pairs drawn lazily from ``items`` (video frames),
-        in order; ``workers`` > 1 (``"auto"``: :func:`auto_workers` of 64 inputs, ``items`` being lazy) process them
-        in that many processes with at most ``4 * workers`` inputs in flight. With ONNX Runtime models each worker
+        in order; ``workers`` > 1 process them in that many processes with at most ``4 * workers`` inputs in flight
+        (``"auto"``: see :meth:`_iter_auto`). With ONNX Runtime models each worker
         runs the whole prediction of its input (faces through the networks, one thread) and sends back its record,
         so this process only collects them; PyTorch models run here, on the faces the workers found.
         ``on_input(1)`` is called as each input's faces are found (a progress bar's ``update``)."""
@@ -609,7 +617,8 @@ class Estimator:
 
         workers = _check_workers(self.workers if workers is None else workers)
         if workers == "auto":
-            workers = auto_workers(64)
+            yield from self._iter_auto(items, chunk, on_input)
+            return
         remote = workers > 1 and all(callable(getattr(h.runner, "fresh", None)) for h in self.heads)
         pool = None
         if workers > 1:
@@ -655,6 +664,36 @@ class Estimator:
         finally:
             if pool is not None:
                 pool.close()
+
+    def _iter_auto(self, items: Iterable[tuple[str, Any]], chunk: int, on_input: Any,
+                   n_items: int | None = None) -> Iterator[dict[str, Any]]:
+        """:meth:`iter_items` with ``workers="auto"``: the first inputs are processed here for ``AUTO_PROBE_S``
+        seconds while the other processes' CPU use is measured (/proc/stat, less this process's own); then the rest
+        goes to :func:`agekit.parallel.worker_count` workers (one per idle core, one per 16 inputs left). The
+        measurement costs no time; fewer than 32 inputs (``n_items``, when known) are done here without it."""
+        import time
+
+        from agekit.parallel import cpu_mark, others_busy, usable_cores, worker_count
+
+        it = iter(items)
+        cores = usable_cores()
+        if cores < 2 or (n_items is not None and n_items < 2 * AUTO_MIN_INPUTS):
+            yield from self.iter_items(it, chunk=chunk, workers=1, on_input=on_input)
+            return
+        mark, taken = cpu_mark(), 0
+
+        def probe() -> Iterator[tuple[str, Any]]:
+            nonlocal taken
+            for item in it:
+                taken += 1
+                yield item
+                if time.monotonic() - mark[2] >= AUTO_PROBE_S:
+                    return
+
+        yield from self.iter_items(probe(), chunk=chunk, workers=1, on_input=on_input)
+        left = (n_items - taken) if n_items is not None else 1 << 30
+        workers = worker_count(left, cores, others_busy(mark), min_per_worker=AUTO_MIN_INPUTS) if left > 0 else 1
+        yield from self.iter_items(it, chunk=chunk, workers=workers, on_input=on_input)
 
     def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
         """The result of one RGB uint8 image (video frames, webcam)."""
