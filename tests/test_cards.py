@@ -27,8 +27,10 @@ def test_card_has_hub_metadata_use_fairness_and_file_hashes(name):
     card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     md = (WEIGHTS_DIR / f"{name}.md").read_text()
     meta = _front_matter(md)
-    assert meta["license"] == "other" and meta["license_name"] == "utkface-non-commercial-research"
-    assert meta["datasets"] == ["utkface"] and "mae" in meta["metrics"]
+    expected = {"utkface": "utkface-non-commercial-research",
+                "utkface+allagefaces": "utkface-allagefaces-non-commercial-research"}[card["training_data"]]
+    assert meta["license"] == "other" and meta["license_name"] == expected
+    assert meta["datasets"] == card["training_data"].split("+") and "mae" in meta["metrics"]
     results = meta["model-index"][0]["results"]
     assert meta["model-index"][0]["name"] == name
     assert results[0]["metrics"][0] == {"type": "mae", "value": round(card["metrics"]["mae"], 4), "name": "MAE (years)"}
@@ -64,7 +66,8 @@ def test_licence_where_users_look(capsys):
     assert "non-commercial research use only" in est.describe() and "not for decisions about individuals" in est.describe()
     assert main(["models", "agenet_mt"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("* shipped weights: non-commercial research use only (trained on UTKFace)")
+    assert out[-1].startswith("* shipped weights: non-commercial research use only (trained on UTKFace; UTKFace and "
+                              "All-Age-Faces).")
     assert main(["predict", str(Path(__file__)), "--detector", "cropped"]) == 1  # not a photo: still the licence first
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("# age ") and "non-commercial research use only" in err[0]

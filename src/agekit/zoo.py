@@ -106,6 +106,10 @@ def shipped_licence_line() -> str:
                     for w in shipped_weights()})
     if not terms:
         return ""
+    prefix = "non-commercial research use only (trained on "
+    if len(terms) > 1 and all(t.startswith(prefix) and t.endswith(").") for t in terms):
+        # one restriction, several training sets: "... (trained on UTKFace; UTKFace and All-Age-Faces)."
+        terms = [prefix + "; ".join(t[len(prefix):-2] for t in sorted(terms, key=len)) + ")."]
     return (f"* shipped weights: {' '.join(terms)} Not for decisions about individuals; "
             "their model cards (agekit/weights/*.md) say why.")
 

@@ -248,7 +248,7 @@ def hub_metadata(card: dict[str, Any], name: str) -> list[str]:
         lines.append("- gender-classification")
     lines += ["- face", "- onnx"]
     if data:
-        lines += ["datasets:", f"- {data}"]
+        lines += ["datasets:", *(f"- {d}" for d in data.split("+"))]
     metric_rows = [("mae", "MAE (years)", m.get("mae"), "age-estimation", "Age estimation"),
                    ("accuracy", "Gender accuracy", m.get("gender_accuracy"), "gender-classification",
                     "Gender classification")]
