@@ -64,7 +64,8 @@ def machine_info(threads: int, batch_threads: int | None = None) -> dict[str, An
                 cpu = line.split(":", 1)[1].strip()
             elif line.startswith("flags"):
                 have = set(line.split(":", 1)[1].split())
-                flags = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in have]
+                flags = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+                                     "amx_bf16", "amx_int8") if f in have]
                 break
     except OSError:
         pass
@@ -86,6 +87,7 @@ def machine_info(threads: int, batch_threads: int | None = None) -> dict[str, An
         "env": env,
         "malloc_missing": {k: v for k, v in MALLOC_GUIDANCE.items() if os.environ.get(k) != v},
         "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -229,7 +231,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"- CPU: {m['cpu']}; {m['cores']} cores visible ({m['affinity_cores']} in affinity); {m['threads']} intra-op "
         f"threads at batch 1 and for the photo, {m.get('batch_threads', m['threads'])} for batch {result['batch']}",
-        f"- Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}",
+        f"- Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}; load average "
+        f"{m.get('load_average') or '-'} (1/5/15 min)",
         f"- environment: {m['env'] or 'no MALLOC_/OMP_/MKL_ settings'}",
         *([f"- allocator: for steadier batch timings start Python with "
            f"`{' '.join(f'{k}={v}' for k, v in MALLOC_GUIDANCE.items())}` (not set now: "
