@@ -9,14 +9,16 @@
 #   d: Depth(3,1) on experiments/sephsr_kd.sh's settled schedule (AdamW, cosine over 20 epochs), to compare with
 #      that script's `alone` run (Depth(3,3)); `d2` is Depth(3,2) on the same schedule
 # LRN's generations t = 1..4 (LRN Table 8) come from experiments/lrn_teacher.sh.
-# Usage: bash experiments/ablations.sh CACHE OUT [a b c c2 d d2]   (default: a b c d; two at a time, one thread each)
+# Usage: bash experiments/ablations.sh CACHE OUT [a b c c2 d d2] [-- TRAIN_ZOO_OPTIONS]   (default: a b c d; two at a
+#   time, one thread each)
 # Measured on a 2-core CPU with two runs side by side: a 11 min, b 18 min, c and d about 38 min each.
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
-parts=("${@:-a b c d}"); parts=(${parts[*]})
 here=$(dirname "$0")
 source "$here/common.sh"
-zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --set trainer.precision=bf16-mixed "$@"; }
+split_args "$@"; set -- "${ARGS[@]}"
+CACHE=${1:?prepared UTKFace cache}; OUT=${2:?output dir}; shift 2
+parts=("${@:-a b c d}"); parts=(${parts[*]})
+zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --set trainer.precision=bf16-mixed "$@" "${TRAIN_ARGS[@]}"; }
 run() {
   case "$1" in
     a) zoo --epochs 3 --out "$OUT/a" --recipes ssrnet_utkface,ssrnet_no_dr_utkface ;;

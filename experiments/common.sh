@@ -4,6 +4,20 @@ export OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 
 # agekit's settled schedule for short comparisons: AdamW 2e-3 (wd 1e-4), 2 warm-up epochs, cosine to zero.
 COSINE=(--set optimizer.name=adamw --set optimizer.lr=0.002 --set optimizer.weight_decay=1.0e-4
         --set scheduler.name=cosine --set scheduler.warmup=2)
+# Every training run of a script that calls split_args can be changed from its command line: the arguments after
+# `--` go to each train_zoo.py (or agekit train) the script runs, after its own options (the last --set of a key
+# wins). A dry run of the whole papers table (about an hour):
+#   bash experiments/papers.sh OUT -- --set trainer.max_epochs=1 --set trainer.limit_train_batches=2 \
+#     --set trainer.limit_val_batches=1
+# split_args "$@" sets ARGS (the arguments before `--`) and TRAIN_ARGS (those after it); the script then runs
+# `set -- "${ARGS[@]}"` and adds "${TRAIN_ARGS[@]}" to its training commands.
+split_args() {
+  ARGS=(); TRAIN_ARGS=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -- ]; then shift; TRAIN_ARGS=("$@"); return; fi
+    ARGS+=("$1"); shift
+  done
+}
 # eval_test RUN_DIR CACHE: the test reports experiments/compact_table.py reads (RUN_DIR/rep_test, RUN_DIR/rep_test--flip).
 eval_test() {
   agekit evaluate "$1/final.safetensors" --data "$2" --split test --out "$1/rep_test" > /dev/null

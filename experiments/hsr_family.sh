@@ -6,13 +6,14 @@
 # MACs a face and train at 35-56 img/s on one core. Each recipe's L1 loss, HSR augmentation and batch 50, on
 # experiments/common.sh's COSINE schedule with FAST_HSR (bf16 + channels-last, backbone padded to 16 channels).
 # Test split flip-averaged: OUT/single/results.md and OUT/k3/results.md.
-# Usage: bash experiments/hsr_family.sh CACHE KRES_CACHE OUT [EPOCHS] [EPOCHS3] [single|k3|both]
+# Usage: bash experiments/hsr_family.sh CACHE KRES_CACHE OUT [EPOCHS] [EPOCHS3] [single|k3|both] [-- TRAIN_ZOO_OPTIONS]
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; KRES=${2:?prepared UTKFace cache with view kres_64_m0.1}
-OUT=${3:?output dir}; EP=${4:-10}; EP3=${5:-3}; WHAT=${6:-both}
 here=$(dirname "$0")
 source "$here/common.sh"
-zoo() { python "$here/train_zoo.py" --threads 1 --flip "${COSINE[@]}" "${FAST_HSR[@]}" --set preprocess.margin=0.1 "$@"; }
+split_args "$@"; set -- "${ARGS[@]}"
+CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; KRES=${2:?prepared UTKFace cache with view kres_64_m0.1}
+OUT=${3:?output dir}; EP=${4:-10}; EP3=${5:-3}; WHAT=${6:-both}
+zoo() { python "$here/train_zoo.py" --threads 1 --flip "${COSINE[@]}" "${FAST_HSR[@]}" --set preprocess.margin=0.1 "$@" "${TRAIN_ARGS[@]}"; }
 if [ "$WHAT" != k3 ]; then
   zoo --data "$CACHE" --epochs "$EP" --out "$OUT/single" --recipes sephsr_60_10_utkface,sephsr_90_30_utkface
 fi

@@ -8,13 +8,14 @@
 # val 4.850 / test 4.926 (experiments/results/lrn_r18/). Four generations of 5 epochs (`bash experiments/lrn_r18.sh
 # caches/utkface runs/lrn4 4 5`): 96 min on one core next to another run; test 7.11 / 6.99 / 6.94 / 7.42 for t = 1..4
 # (experiments/results/lrn_r18_g4_utkface.json).
-# Usage: bash experiments/lrn_r18.sh CACHE OUT [GENERATIONS] [EPOCHS]
+# Usage: bash experiments/lrn_r18.sh CACHE OUT [GENERATIONS] [EPOCHS] [-- TRAIN_ZOO_OPTIONS]
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; G=${3:-1}; EP=${4:-20}
 here=$(dirname "$0")
 source "$here/common.sh"
+split_args "$@"; set -- "${ARGS[@]}"
+CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; G=${3:-1}; EP=${4:-20}
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT/r18" \
-  "${COSINE[@]}" --set generations="$G" --recipes lrn_resnet18_64_g4_utkface
+  "${COSINE[@]}" --set generations="$G" --recipes lrn_resnet18_64_g4_utkface "${TRAIN_ARGS[@]}"
 R=$OUT/r18/lrn_resnet18_64_g4_utkface
 last=$R/final.safetensors; [ "$G" -gt 1 ] && last=$R/gen$G/final.safetensors
 W=src/agekit/weights

@@ -11,16 +11,17 @@
 #   3. SepHSR(30,10) distilled from it (recipe sephsr_30_10_distill_lrn_utkface: 0.5 x HSR L1 + 0.5 x (stage
 #      KL to the tau-2 teacher + L1 to its age)) on experiments/sephsr_kd.sh's schedule (AdamW, 2 warm-up epochs,
 #      cosine over 20 epochs), to compare with the `alone` run of experiments/sephsr_kd.sh. About 40 min on one core.
-# Usage: bash experiments/lrn_teacher.sh CACHE OUT [EPOCHS_PER_GENERATION]
+# Usage: bash experiments/lrn_teacher.sh CACHE OUT [EPOCHS_PER_GENERATION] [-- TRAIN_ZOO_OPTIONS]
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; EP=${3:-15}
 here=$(dirname "$0")
 source "$here/common.sh"
+split_args "$@"; set -- "${ARGS[@]}"
+CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; EP=${3:-15}
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" --out "$OUT/lrn" \
-  "${COSINE[@]}" --recipes lrn_resnet10_tiny_64s_g4_utkface
+  "${COSINE[@]}" --recipes lrn_resnet10_tiny_64s_g4_utkface "${TRAIN_ARGS[@]}"
 agekit teacher-outputs "$OUT/lrn/lrn_resnet10_tiny_64s_g4_utkface/gen4/final.safetensors" --data "$CACHE" --out "$OUT/teachers/lrn_r10t_g4.npz"
 python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs 20 --out "$OUT/skd_lrn" \
   "${COSINE[@]}" --set trainer.precision=bf16-mixed \
   --recipes sephsr_30_10_distill_lrn_utkface --set "teacher=[$OUT/teachers/lrn_r10t_g4.npz]" \
-  --set method.config.teacher_method=null
+  --set method.config.teacher_method=null "${TRAIN_ARGS[@]}"
 eval_test "$OUT/skd_lrn/sephsr_30_10_distill_lrn_utkface" "$CACHE"

@@ -14,12 +14,14 @@
 #           -> lrn_r18.sh 4 x 5 epochs (~100 min) and 1 x 20 epochs (~120 min)
 # About 8 hours of wall time on a 2-core CPU (lane 2 is the longer), plus ~12 min for the two caches; the
 # params/MACs/latency columns come from benchmarks/papers_latency.py (~3 min, run last, on a quiet machine).
-# Usage: bash experiments/papers.sh OUT [UTKFACE_DIR] [EPOCHS3]
-#   UTKFACE_DIR default ../shared/data/utkface/UTKFace; EPOCHS3 (3-resolution runs) default 5
+# Usage: bash experiments/papers.sh OUT [UTKFACE_DIR] [EPOCHS3] [-- TRAIN_ZOO_OPTIONS]
+#   UTKFACE_DIR default ../shared/data/utkface/UTKFace; EPOCHS3 (3-resolution runs) default 5; the options after
+#   `--` go to every training run (a dry run: see experiments/common.sh)
 set -euo pipefail
-OUT=${1:?output dir}; UTK=${2:-../shared/data/utkface/UTKFace}; EP3=${3:-5}
 here=$(dirname "$0")
 source "$here/common.sh"
+split_args "$@"; set -- "${ARGS[@]}"
+OUT=${1:?output dir}; UTK=${2:-../shared/data/utkface/UTKFace}; EP3=${3:-5}
 C=$OUT/caches/utkface; K=$OUT/caches/utk_kres01
 mkdir -p "$OUT/teachers"
 # prepare's default views hold the three the scripts read (single_64_m0.1, single_64_m0.4, c3ae_triple_64_m0.4)
@@ -30,17 +32,17 @@ for n in age_c3ae_wide_cosine_utkface gender_agenet_utkface; do  # the shipped e
   [ -f "$OUT/teachers/$n.npz" ] || agekit teacher-outputs "$W/$n.safetensors" --data "$C" --out "$OUT/teachers/$n.npz"
 done
 lane1() {
-  bash "$here/papers20.sh" "$C" "$OUT/papers20"
-  bash "$here/hsr_family.sh" "$C" "$K" "$OUT/hsr_family" 10 "$EP3" single
-  bash "$here/lrn_teacher.sh" "$C" "$OUT/lrn_teacher"
-  bash "$here/ablations.sh" "$C" "$OUT/ablations" b d d2
+  bash "$here/papers20.sh" "$C" "$OUT/papers20" -- "${TRAIN_ARGS[@]}"
+  bash "$here/hsr_family.sh" "$C" "$K" "$OUT/hsr_family" 10 "$EP3" single -- "${TRAIN_ARGS[@]}"
+  bash "$here/lrn_teacher.sh" "$C" "$OUT/lrn_teacher" -- "${TRAIN_ARGS[@]}"
+  bash "$here/ablations.sh" "$C" "$OUT/ablations" b d d2 -- "${TRAIN_ARGS[@]}"
 }
 lane2() {
-  bash "$here/sephsr_kd.sh" "$C" "$OUT/sephsr_kd" "$OUT/teachers"
-  bash "$here/hsr_kres.sh" "$K" "$OUT/hsr_kres"
-  bash "$here/hsr_family.sh" "$C" "$K" "$OUT/hsr_family" 10 "$EP3" k3
-  bash "$here/lrn_r18.sh" "$C" "$OUT/lrn_r18_g4" 4 5
-  bash "$here/lrn_r18.sh" "$C" "$OUT/lrn_r18" 1 20
+  bash "$here/sephsr_kd.sh" "$C" "$OUT/sephsr_kd" "$OUT/teachers" -- "${TRAIN_ARGS[@]}"
+  bash "$here/hsr_kres.sh" "$K" "$OUT/hsr_kres" -- "${TRAIN_ARGS[@]}"
+  bash "$here/hsr_family.sh" "$C" "$K" "$OUT/hsr_family" 10 "$EP3" k3 -- "${TRAIN_ARGS[@]}"
+  bash "$here/lrn_r18.sh" "$C" "$OUT/lrn_r18_g4" 4 5 -- "${TRAIN_ARGS[@]}"
+  bash "$here/lrn_r18.sh" "$C" "$OUT/lrn_r18" 1 20 -- "${TRAIN_ARGS[@]}"
 }
 lane1 > "$OUT/lane1.log" 2>&1 &
 lane2 > "$OUT/lane2.log" 2>&1 &

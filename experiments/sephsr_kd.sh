@@ -7,16 +7,17 @@
 # augmentation, margin-0.1 crops, bf16 autocast.
 # Teacher: the precomputed outputs (`agekit teacher-outputs`) of the two earlier shipped models (age_c3ae_wide_cosine_utkface, gender_agenet_utkface), as written by
 # experiments/distill.sh into OUT/teachers (val 4.828 / test 4.936 as an ensemble).
-# Usage: bash experiments/sephsr_kd.sh CACHE OUT TEACHER_DIR [EPOCHS]
+# Usage: bash experiments/sephsr_kd.sh CACHE OUT TEACHER_DIR [EPOCHS] [-- TRAIN_ZOO_OPTIONS]
 #   ~40 min per run on one core (next to another single-thread run); the two run in turn.
 set -euo pipefail
-CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
-EP=${4:-20}
 here=$(dirname "$0")
 source "$here/common.sh"
+split_args "$@"; set -- "${ARGS[@]}"
+CACHE=${1:?prepared UTKFace cache (view single_64_m0.1)}; OUT=${2:?output dir}; TD=${3:?folder with the teacher .npz files}
+EP=${4:-20}
 T="teacher=[$TD/age_c3ae_wide_cosine_utkface.npz,$TD/gender_agenet_utkface.npz]"
 zoo() { python "$here/train_zoo.py" --data "$CACHE" --threads 1 --flip --epochs "$EP" "${COSINE[@]}" \
-  --set trainer.precision=bf16-mixed "$@"; }
+  --set trainer.precision=bf16-mixed "$@" "${TRAIN_ARGS[@]}"; }
 zoo --out "$OUT/alone" --recipes sephsr_30_10_utkface --set preprocess.margin=0.1
 zoo --out "$OUT/kd" --recipes sephsr_30_10_distill_lrn_utkface --set "$T" --set method.config.teacher_method=null
 for r in alone/sephsr_30_10_utkface kd/sephsr_30_10_distill_lrn_utkface; do

@@ -136,8 +136,6 @@ def run_one(recipe: str, data: str, epochs: int, out: Path, extra: list[str], te
         settings += f"; limit_train_batches {t['limit_train_batches']}"
     if flip:
         settings += "; test: flip averaging"
-    if card.get("AGEKIT_TRAIN_SET"):  # a dry run (agekit.training.engine.env_overrides): not a result
-        settings += f"; DRY RUN {';'.join(card['AGEKIT_TRAIN_SET'])}"
     size = f"{spec.num_crops}x" if spec.num_crops > 1 else ""
     return {
         "recipe": recipe, "model": r["model"]["name"], "method": method_name_for(r), "epochs": card.get("epochs"),

@@ -417,26 +417,18 @@ def test_ema_resume_matches_uninterrupted_run(tiny_cache, tmp_path):
         train("sephsr_30_10_utkface", tmp_path / "c", overrides=over[:-1] + ["trainer.ema_decay=1.5"])
 
 
-def test_env_overrides_apply_last_to_every_run_of_a_chain(tiny_cache, tmp_path, monkeypatch):
-    """``$AGEKIT_TRAIN_SET`` (a bench dry run) beats the recipe, the command line and each generation's settings."""
-    from agekit.training.engine import ENV_OVERRIDES, env_overrides
-
-    monkeypatch.setenv(ENV_OVERRIDES, " trainer.max_epochs=1 ;; trainer.limit_train_batches=1;")
-    assert env_overrides() == ["trainer.max_epochs=1", "trainer.limit_train_batches=1"]
+def test_overrides_reach_every_generation_and_the_environment_changes_nothing(tiny_cache, tmp_path, monkeypatch):
+    """``--set`` items (a dry run's short schedule) hold for every generation of an LRN chain; recipes change only
+    through the arguments: a variable in the environment is not read."""
+    monkeypatch.setenv("AGEKIT_TRAIN_SET", "trainer.max_epoch=7")  # an unknown key: refused if it were read
     over = quick("lrn_resnet10_tiny_utkface") + [f"data.cache={tiny_cache}", "trainer.max_epochs=3",
                                                  "trainer.limit_train_batches=2"]
-    res = train("lrn_resnet10_tiny_utkface", tmp_path / "lrn", overrides=over)
+    res = train("lrn_resnet10_tiny_utkface", tmp_path / "lrn",
+                overrides=over + ["trainer.max_epochs=1", "trainer.limit_train_batches=1"])  # the last item wins
     assert len(res.runs) == 2
     for run in res.runs:
         assert run.card["epochs"] == 1 and run.card["steps"] == 1  # not 3 epochs of 2 batches
-        assert run.card[ENV_OVERRIDES] == ["trainer.max_epochs=1", "trainer.limit_train_batches=1"]
-    monkeypatch.setenv(ENV_OVERRIDES, "trainer.max_epochs")
-    with pytest.raises(ValueError, match="key=value"):
-        train("sephsr_30_10_utkface", tmp_path / "bad", overrides=quick("sephsr_30_10_utkface") + [f"data.cache={tiny_cache}"])
-    monkeypatch.setenv(ENV_OVERRIDES, "trainer.max_epoch=1")  # validated like --set
-    with pytest.raises(ValueError, match=r"unknown key trainer.max_epoch \(did you mean trainer.max_epochs\?\)"):
-        train("sephsr_30_10_utkface", tmp_path / "bad", overrides=quick("sephsr_30_10_utkface") + [f"data.cache={tiny_cache}"])
-    assert not (tmp_path / "bad" / "checkpoints").exists()
+        assert not any("AGEKIT" in k for k in run.card)
 
 
 def test_ddp_on_two_cpu_processes_runs_a_chain(tiny_cache, tmp_path):

@@ -28,12 +28,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_config(args: argparse.Namespace, overrides: list[str]) -> int:
-    """``agekit train --print-config``: the resolved recipe as YAML (defaults, ``extends``, ``--set``, the environment)."""
-    from agekit.training.engine import env_overrides
+    """``agekit train --print-config``: the resolved recipe as YAML (defaults, ``extends``, ``--set``)."""
     from agekit.training.recipes import parse_recipe
 
     try:
-        r = parse_recipe(args.recipe, overrides + env_overrides())
+        r = parse_recipe(args.recipe, overrides)
         if args.init_from is not None:
             r = r.updated(init_from=str(args.init_from))
         if args.generations is not None:
@@ -85,7 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a recipe (YAML) on a prepared cache")
     p.add_argument("--recipe", required=True, help="recipe name (in src/agekit/recipes/papers or /agekit) or YAML file")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. trainer.max_epochs=3")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. trainer.max_epochs=3 (every stage and generation of a chain "
+                        "gets it, unless a stage sets the key itself: --set stages.N.KEY=VALUE then)")
     p.add_argument("--data", default=None, help="prepared cache directory (same as --set data.cache=DIR)")
     p.add_argument("--epochs", type=int, default=None, help="same as --set trainer.max_epochs=N")
     p.add_argument("--init-from", default=None, help="initialise from this checkpoint (weights matching by name and shape)")

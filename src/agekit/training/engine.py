@@ -30,18 +30,6 @@ from agekit.training.recipes import Recipe, parse_recipe
 from agekit.training.resume import AtomicCheckpointIO, LastCheckpoint, RngState, remove_stale_temporaries
 from agekit.training.sampling import MultiCacheDataModule
 
-ENV_OVERRIDES = "AGEKIT_TRAIN_SET"
-
-
-def env_overrides() -> list[str]:
-    """``--set`` items from ``$AGEKIT_TRAIN_SET`` (``;``-separated), applied last to every run of every chain.
-
-    For dry runs of the experiment scripts, which call ``agekit train`` in many ways: e.g.
-    ``AGEKIT_TRAIN_SET='trainer.max_epochs=1;trainer.limit_train_batches=2' bash experiments/papers.sh OUT``.
-    The items are validated like ``--set`` items (an unknown key is refused).
-    """
-    return [x.strip() for x in os.environ.get(ENV_OVERRIDES, "").split(";") if x.strip()]
-
 
 @dataclass
 class TrainResult:
@@ -260,10 +248,6 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     from lightning.pytorch.loggers import CSVLogger
 
     out.mkdir(parents=True, exist_ok=True)
-    extra = env_overrides()
-    if extra:  # after the stage / generation settings, so they hold for every run
-        r = r.with_overrides(extra)
-        print(f"{ENV_OVERRIDES}: {extra}")
     final = out / "final.safetensors"
     last = out / "checkpoints" / "last.ckpt"
     if resume and final.is_file() and not last.is_file():
@@ -303,8 +287,6 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     }
     if r.model.config != config:  # resolved from the training data (LRN Eq. 1)
         card["age_range"] = [config.get("min_age"), config.get("max_age")]
-    if extra:
-        card[ENV_OVERRIDES] = extra  # a dry run's card says so
     module = AgeModule(name, config, spec.to_dict(), method, method_config, r.to_dict(), card, r.teacher)
     if module.method.needs_teacher and module.teacher is None:
         raise ValueError(f"recipe {r.name!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
@@ -425,7 +407,8 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     except Exception as e:  # complexity is informative only
         card["complexity_error"] = str(e)
     module.hparams["card"] = card
-    trainer.save_checkpoint(str(last), weights_only=False)  # hyper_parameters now carry the final card (collective: every rank calls it)
+    # hyper_parameters now carry the final card (collective: every rank calls it)
+    trainer.save_checkpoint(str(last), weights_only=False)
     if ema is not None:
         ema.apply(module)
     if trainer.is_global_zero:
