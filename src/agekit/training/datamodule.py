@@ -192,14 +192,20 @@ def age_balance_weights(age: np.ndarray, power: float, bin_years: float = 5.0) -
 class AgeDataModule(L.LightningDataModule):
     """Train/val/test loaders over a :class:`PreparedCache` view (``spec.view_key``) and protocol.
 
-    ``balance`` > 0 draws each training epoch with replacement, a face's chance proportional
-    to (faces in its 5-year age bin) ** -balance (:func:`age_balance_weights`).
+    Options after ``cache`` and ``spec`` are keyword-only; their defaults are the recipe's ``data`` section's.
+    ``protocol``: the cache's split file (None: its only one). ``augment``: a recipe's ``augment`` section (or
+    preset name) for the training batches. ``require``: labels a row must have to be used. ``seed``: the
+    epochs' order; ``reseed``: seed the global RNG per step, so a resumed run continues exactly.
+    ``channels_last``: batches in channels_last memory format. ``balance`` > 0 draws each training epoch with
+    replacement, a face's chance proportional to (faces in its 5-year age bin) ** -balance
+    (:func:`age_balance_weights`).
     """
 
     def __init__(
         self,
         cache: str | Path | Any,
         spec: PreprocessSpec,
+        *,
         protocol: str | None = None,
         train_split: str = _DATA.train_split,
         val_split: str | None = _DATA.val_split,

@@ -9,6 +9,7 @@ its model card). Chains write one such directory per stage (``stages``) or gener
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -16,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
+from lightning.pytorch.loggers import CSVLogger
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from agekit.methods.base import default_method_for, get_registered
 from agekit.methods.lrn import resolve_age_range
@@ -27,6 +32,7 @@ from agekit.preprocessing import PreprocessSpec
 from agekit.training.datamodule import AgeDataModule
 from agekit.training.module import AgeModule, load_matching_weights
 from agekit.training.recipes import Recipe, parse_recipe
+from agekit.training.recipes import Trainer as TrainerSettings
 from agekit.training.resume import AtomicCheckpointIO, LastCheckpoint, RngState, remove_stale_temporaries
 from agekit.training.sampling import MultiCacheDataModule
 
@@ -131,8 +137,6 @@ class _Throughput:
     """
 
     def __init__(self) -> None:
-        import lightning as L
-
         outer = self
 
         class CB(L.Callback):
@@ -192,9 +196,6 @@ def _ema_callback(decay: float, warmup: bool = True) -> Any:
     Lightning's callback, the average replaces the raw weights only in :meth:`apply` (called after the final
     ``last.ckpt`` is written), so that checkpoint still resumes from the raw weights.
     """
-    from lightning.pytorch.callbacks import WeightAveraging
-    from torch.optim.swa_utils import get_ema_multi_avg_fn
-
     if not 0.0 < decay < 1.0:
         raise ValueError(f"trainer.ema_decay must lie in (0, 1), got {decay}")
 
@@ -224,8 +225,6 @@ def _set_aside_logs(logs: Path) -> list[Path]:
 
 def _merge_logs(logs: Path, parts: list[Path]) -> None:
     """``logs/metrics.csv`` = the interrupted runs' rows followed by the resumed run's (union of columns)."""
-    import csv
-
     rows: list[dict[str, str]] = []
     cols: list[str] = []
     for f in [*parts, logs / "metrics.csv"]:
@@ -243,10 +242,14 @@ def _merge_logs(logs: Path, parts: list[Path]) -> None:
 
 
 def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor
-    from lightning.pytorch.loggers import CSVLogger
+    """One training run in ``out``: a whole recipe, or one stage or generation of a chain.
 
+    The steps, in this order (each draws from the seeded RNGs as it always has, so runs and their resumption
+    stay reproducible): what ``--resume`` finds in ``out``; the data the run reads (:func:`_one_cache`); the
+    network, method and card (:func:`_plan`, :func:`_build_module`, :func:`_init_from`); the data module
+    (:func:`_build_data`); loggers, callbacks and the Lightning trainer (:func:`_build_callbacks`,
+    :func:`_build_trainer`); the fit; the final card and weights (:func:`_finish_card`, :func:`_write_final`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     final = out / "final.safetensors"
     last = out / "checkpoints" / "last.ckpt"
@@ -255,27 +258,69 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         rank0 = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
         return TrainResult(out, None, final, is_global_zero=rank0)
     remove_stale_temporaries(last.parent)  # left by a process killed while it saved
-    if resume and not last.is_file():
+    resuming = resume and last.is_file()
+    if resume and not resuming:
         print(f"--resume: no checkpoint {last}: {r.name} starts from the beginning")
-    t, data = r.trainer, r.data
+    r = _one_cache(r)
+    if r.trainer.seed is not None:
+        L.seed_everything(r.trainer.seed, workers=True, verbose=False)
+    plan = _plan(r)
+    module = _build_module(r, plan)
+    # data only unless --trust-pickle; a refusal is one line naming the file
+    weights_only = check_resume_file(last) if resuming else None
+    if r.init_from and not resuming:
+        _init_from(module, r.init_from)
+    dm = _build_data(r, plan)
+    has_val = _keep_validation(dm, module)
+    (out / "recipe.yaml").write_text(r.to_yaml())
+
+    parts = _set_aside_logs(out / "logs") if resuming else []
+    callbacks, speed, ema = _build_callbacks(r.trainer, last)
+    trainer = _build_trainer(r.trainer, out, callbacks, has_val)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resuming else None, weights_only=weights_only)
+    fit_s = speed.fit_seconds()
+    if parts and trainer.is_global_zero:
+        _merge_logs(out / "logs", parts)
+    metrics = {k: v for k, v in _scalar_metrics(trainer.callback_metrics).items() if k.startswith("val/")}
+    if not metrics and resume and (out / "card.json").is_file():  # resumed a run that had already finished
+        metrics = json.loads((out / "card.json").read_text()).get("val_metrics", {})
+    _finish_card(plan, r.trainer, trainer, module, speed, fit_s, metrics)
+    return _write_final(plan, r.trainer, trainer, module, ema, out, last, final, metrics)
+
+
+@dataclass
+class _Plan:
+    """What the steps of one run share: the network's registry name and its (resolved) config, its preprocessing,
+    the method's name and the model card (filled in as the run goes; the module's hyper-parameters hold it)."""
+
+    name: str
+    config: dict[str, Any]
+    spec: PreprocessSpec
+    method: str
+    card: dict[str, Any]
+
+
+def _one_cache(r: Recipe) -> Recipe:
+    """The recipe on the data the run reads: ``data.cache``, or ``data.sources`` when there is no cache.
+
+    ``--data DIR`` on a multi-dataset recipe trains on that one cache (its ``data.sources`` dropped)."""
+    data = r.data
     if not data.cache and not data.sources:
         raise ValueError(f"recipe {r.name!r}: no data.cache (use --data DIR or --set data.cache=DIR)")
     if data.cache and data.sources:  # --data DIR: the recipe on that one cache (e.g. a multi-dataset recipe on one)
         print(f"data.cache {data.cache}: trained on it alone with protocol {data.protocol}; data.sources not used")
         r = r.model_copy(deep=True)
         r.data.sources = {}
-        data = r.data
-    seed = t.seed
-    if seed is not None:
-        L.seed_everything(seed, workers=True, verbose=False)
-    name = r.model.name
+    return r
+
+
+def _plan(r: Recipe) -> _Plan:
+    """The network's config (LRN Eq. 1's age range resolved from the training data), spec, method and first card."""
+    data = r.data
     config = dict(r.model.config)
     if "train" in (config.get("min_age"), config.get("max_age")):  # LRN Eq. 1: l_1, l_k of the training set
-
         config = resolve_age_range(config, data)
-    spec = resolve_spec(name, r.preprocess.overrides(), config)
-    method = method_name_for(r)
-    method_config = dict(r.method.config)
+    spec = resolve_spec(r.model.name, r.preprocess.overrides(), config)
     card = {
         "recipe": r.name,
         "paper": r.paper,
@@ -283,59 +328,87 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         "protocol": data.protocol,
         "init_from": r.init_from,
         "teacher": r.teacher,
-        "method_config": method_config,
+        "method_config": dict(r.method.config),
     }
     if r.model.config != config:  # resolved from the training data (LRN Eq. 1)
         card["age_range"] = [config.get("min_age"), config.get("max_age")]
-    module = AgeModule(name, config, spec.to_dict(), method, method_config, r.to_dict(), card, r.teacher)
+    return _Plan(r.model.name, config, spec, method_name_for(r), card)
+
+
+def _build_module(r: Recipe, plan: _Plan) -> AgeModule:
+    """The LightningModule: the network, the method (with its options) and the teacher a distillation needs."""
+    module = AgeModule(plan.name, plan.config, plan.spec.to_dict(), plan.method, plan.card["method_config"],
+                       r.to_dict(), plan.card, r.teacher)
     if module.method.needs_teacher and module.teacher is None:
-        raise ValueError(f"recipe {r.name!r}: method {method!r} needs a teacher: set `teacher` to a checkpoint "
+        raise ValueError(f"recipe {r.name!r}: method {plan.method!r} needs a teacher: set `teacher` to a checkpoint "
                          "or a list of checkpoints (e.g. --set 'teacher=[a/final.safetensors,b/final.safetensors]')")
-    resume_weights_only = None
-    if resume and last.is_file():  # data only unless --trust-pickle; a refusal is one line naming the file
+    return module
 
-        resume_weights_only = check_resume_file(last)
-    if r.init_from and not (resume and last.is_file()):
-        loaded, skipped = load_matching_weights(module.model, r.init_from)
-        print(f"init from {r.init_from}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
-              if skipped else f"init from {r.init_from}: all {len(loaded)} tensors loaded")
+
+def _init_from(module: AgeModule, path: str) -> None:
+    """Start from the weights of checkpoint ``path`` that match the network by name and shape (chains,
+    ``--init-from``)."""
+    loaded, skipped = load_matching_weights(module.model, path)
+    print(f"init from {path}: {len(loaded)} tensors loaded, {len(skipped)} kept ({skipped[:6]}...)"
+          if skipped else f"init from {path}: all {len(loaded)} tensors loaded")
+
+
+def _build_data(r: Recipe, plan: _Plan) -> AgeDataModule:
+    """The data module (one cache, or several drawn by weight), set up for fitting; the card records the data."""
+    data, t, seed = r.data, r.trainer, r.trainer.seed
     if data.require is not None:
-        require = list(data.require)
+        require = tuple(data.require)
     else:  # the labels the method trains on must be known (each method states them)
-        require = list(get_registered(method).required_labels)
+        require = tuple(get_registered(plan.method).required_labels)
+    common = dict(train_split=data.train_split, val_split=data.val_split, test_split=data.test_split,
+                  batch_size=data.batch_size, eval_batch_size=data.eval_batch_size, augment=r.augment.options(),
+                  require=require, seed=int(seed or 0), drop_last=data.drop_last, channels_last=t.channels_last,
+                  reseed=seed is not None, balance=data.balance)
     if data.sources:  # several caches, each dataset drawn with its weight (agekit.training.sampling)
-
         teachers = [r.teacher] if isinstance(r.teacher, str) else list(r.teacher or [])
         if any(str(x).endswith(".npz") for x in teachers):
             raise ValueError(f"recipe {r.name!r}: precomputed teacher outputs (.npz) index one cache's rows, not "
                              "data.sources; give the teacher checkpoints instead")
-        dm = MultiCacheDataModule(
-            data.sources, spec, train_split=data.train_split, val_split=data.val_split, test_split=data.test_split,
-            batch_size=data.batch_size, eval_batch_size=data.eval_batch_size, augment=r.augment.options(),
-            require=tuple(require), seed=int(seed or 0), drop_last=data.drop_last, channels_last=t.channels_last,
-            reseed=seed is not None, balance=data.balance,
-        )
+        dm: AgeDataModule = MultiCacheDataModule(data.sources, plan.spec, **common)
     else:
-        dm = AgeDataModule(
-            data.cache, spec, data.protocol, data.train_split, data.val_split, data.test_split, data.batch_size,
-            data.eval_batch_size, r.augment.options(), tuple(require), int(seed or 0), data.drop_last,
-            t.channels_last, reseed=seed is not None, balance=data.balance,
-        )
+        dm = AgeDataModule(data.cache, plan.spec, protocol=data.protocol, **common)
     dm.setup("fit")
+    card = plan.card
     card["protocol"] = dm.protocol
     card["data"]["dataset"] = (dm.cache.info or {}).get("dataset")
     card["data"]["train_rows"] = len(dm.splits["train"])
     if data.sources:
         card["data"]["sources"] = {n: {**src.model_dump(), "protocol": dm.children[n].protocol,
                                        "train_rows": dm.source_rows["train"][n]} for n, src in data.sources.items()}
+    return dm
+
+
+def _keep_validation(dm: AgeDataModule, module: AgeModule) -> bool:
+    """Whether the run validates: without validation rows, the val split is dropped and a ``val/`` monitor
+    becomes the training loss."""
     has_val = "val" in dm.splits and len(dm.splits["val"]) > 0
     if not has_val:
         dm.splits.pop("val", None)
     if not has_val and module.monitor.startswith("val/"):
         module.monitor = "train/loss_epoch"
-    (out / "recipe.yaml").write_text(r.to_yaml())
+    return has_val
 
-    parts = _set_aside_logs(out / "logs") if resume and last.is_file() else []
+
+def _build_callbacks(t: TrainerSettings, last: Path) -> tuple[list[Any], _Throughput, Any]:
+    """The callbacks (``last.ckpt``, throughput, RNG state, learning rate, the weights' EMA), the throughput
+    counter and the EMA callback (None without ``trainer.ema_decay``)."""
+    speed = _Throughput()
+    callbacks = [LastCheckpoint(last.parent, t.checkpoint_every_n_steps), speed.callback, RngState(),
+                 LearningRateMonitor("epoch")]
+    ema = _ema_callback(t.ema_decay, t.ema_warmup) if t.ema_decay else None
+    if ema is not None:  # validation and final.safetensors use the exponential moving average of the weights
+        callbacks.append(ema)
+    return callbacks, speed, ema
+
+
+def _build_trainer(t: TrainerSettings, out: Path, callbacks: list[Any], has_val: bool) -> Any:
+    """The Lightning trainer of the recipe's ``trainer`` section, logging to ``out/logs`` (CSV) and ``out/tb``
+    (TensorBoard, when installed)."""
     loggers: list[Any] = [CSVLogger(str(out), name="", version="logs")]
     try:
         import tensorboard  # noqa: F401
@@ -344,13 +417,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         loggers.append(TensorBoardLogger(str(out), name="", version="tb"))
     except ImportError:
         pass
-    ckpt_cb = LastCheckpoint(last.parent, t.checkpoint_every_n_steps)
-    speed = _Throughput()
-    callbacks = [ckpt_cb, speed.callback, RngState(), LearningRateMonitor("epoch")]
-    ema = _ema_callback(t.ema_decay, t.ema_warmup) if t.ema_decay else None
-    if ema is not None:  # validation and final.safetensors use the exponential moving average of the weights
-        callbacks.append(ema)
-    trainer = L.Trainer(
+    return L.Trainer(
         default_root_dir=str(out),
         accelerator=t.accelerator,
         devices=t.devices,
@@ -375,14 +442,13 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume and last.is_file() else None,
-                weights_only=resume_weights_only)
-    fit_s = speed.fit_seconds()
-    if parts and trainer.is_global_zero:
-        _merge_logs(out / "logs", parts)
-    metrics = {k: v for k, v in _scalar_metrics(trainer.callback_metrics).items() if k.startswith("val/")}
-    if not metrics and resume and (out / "card.json").is_file():  # resumed a run that had already finished
-        metrics = json.loads((out / "card.json").read_text()).get("val_metrics", {})
+
+
+def _finish_card(plan: _Plan, t: TrainerSettings, trainer: Any, module: AgeModule, speed: _Throughput, fit_s: float,
+                 metrics: dict[str, float]) -> None:
+    """The card's figures of the finished fit: epochs, steps, validation metrics, time, throughput, settings and
+    the network's complexity."""
+    card, spec = plan.card, plan.spec
     card.update(
         {
             "epochs": int(trainer.current_epoch),
@@ -401,11 +467,16 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         }
     )
     try:
-
         size = (spec.num_crops, 3, spec.size, spec.size) if spec.num_crops > 1 else (3, spec.size, spec.size)
         card["complexity"] = complexity(module.model, size).to_dict()
     except Exception as e:  # complexity is informative only
         card["complexity_error"] = str(e)
+
+
+def _write_final(plan: _Plan, t: TrainerSettings, trainer: Any, module: AgeModule, ema: Any, out: Path, last: Path,
+                 final: Path, metrics: dict[str, float]) -> TrainResult:
+    """``last.ckpt`` with the final card, then (the EMA weights swapped in) ``final.safetensors`` and ``card.json``."""
+    card = plan.card
     module.hparams["card"] = card
     # hyper_parameters now carry the final card (collective: every rank calls it)
     trainer.save_checkpoint(str(last), weights_only=False)
@@ -415,7 +486,8 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
         model = module.model
         if t.channels_last:
             model = model.to(memory_format=torch.contiguous_format)
-        save_checkpoint(final, model, name=name, config=config, preprocess=spec, method=method, card=card)
+        save_checkpoint(final, model, name=plan.name, config=plan.config, preprocess=plan.spec, method=plan.method,
+                        card=card)
         (out / "card.json").write_text(json.dumps(card, indent=1, default=str))
     if trainer.world_size > 1:  # the next run of a chain (another rank's teacher or init) reads final.safetensors
         trainer.strategy.barrier("agekit-final-written")

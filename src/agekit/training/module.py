@@ -8,6 +8,7 @@ of mantissa: ages near 60 would otherwise be rounded to 0.25-0.5 years).
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import lightning as L
@@ -96,8 +97,6 @@ def build_optimizer(params, cfg: Any) -> torch.optim.Optimizer:
 
 def cosine_with_warmup(opt: torch.optim.Optimizer, epochs: int, warmup: int = 0, min_factor: float = 0.0):
     """LambdaLR: factor (e+1)/(warmup+1) for the first ``warmup`` epochs, then half a cosine from 1 to ``min_factor``."""
-    import math
-
     def factor(e: int) -> float:
         if e < warmup:
             return (e + 1) / (warmup + 1)

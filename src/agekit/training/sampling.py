@@ -101,7 +101,7 @@ class MultiCacheDataModule(AgeDataModule):
 
         datasets = []
         for name, s in self.sources.items():
-            child = AgeDataModule(s["cache"], self.spec, s.get("protocol"), require=self.require)
+            child = AgeDataModule(s["cache"], self.spec, protocol=s.get("protocol"), require=self.require)
             child.cache = PreparedCache(s["cache"])
             child.protocol = resolve_protocol(child.cache, s.get("protocol"))
             self.children[name] = child
