@@ -117,7 +117,7 @@ def test_checkpoints_every_n_steps_and_every_epoch():
 
     saved: list[int] = []
     tr = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False, global_step=0,
-                         num_training_batches=12, save_checkpoint=lambda p: saved.append(tr.global_step))
+                         num_training_batches=12, save_checkpoint=lambda p, **kw: saved.append(tr.global_step))
     cb = LastCheckpoint("unused", every_n_steps=5)
     for _epoch in range(3):
         for i in range(12):
