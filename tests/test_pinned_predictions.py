@@ -1,7 +1,8 @@
 """The shipped models' predictions on the README's example photos, pinned.
 
 The values were recorded from the code before the package was reorganised into one-way stages (a weight shipped
-later: when it was shipped); a refactor must leave them unchanged (to the printed precision: age and +- to 0.1 year, P(f) to 0.01, the box to a pixel).
+later: when it was shipped); a refactor must leave them unchanged (to the printed precision: age and +- to 0.1 year,
+P(f) to 0.01, the box to a pixel).
 Each model runs on ONNX Runtime (the default) and on PyTorch, which agree to 1e-4.
 The README's photos are ../shared/weights/c3ae/timg.jpg and pattern5.jpg (skipped when ../shared is absent);
 two drawn faces (agekit.serve.synthetic) need nothing from ../shared.
