@@ -1,0 +1,220 @@
+"""Write MTCNN's three networks (P-, R- and O-net) as the ONNX files agekit ships, from facenet-pytorch's wheel.
+
+    pip download facenet-pytorch==2.6.0 --no-deps -d /tmp/fnp
+    python tools/export_mtcnn.py /tmp/fnp/facenet_pytorch-2.6.0-py3-none-any.whl      # writes src/agekit/face/models/
+    python tools/export_mtcnn.py WHEEL --golden                                         # prints the tests' golden numbers
+
+MTCNN (Zhang, Zhang, Li and Qiao, "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional
+Networks", IEEE SPL 2016, Fig. 2) as facenet-pytorch re-implements it (MIT licence), with the weights that its wheel
+bundles (``facenet_pytorch/data/{p,r,o}net.pt``, state dicts). Its torch and torchvision pins need not be installed:
+the state dicts are read straight from the wheel with ``torch.load(weights_only=True)``, loaded into the modules below
+(the same layers and names), and exported. Each graph takes raw RGB pixel values (0-255, float32, NCHW) and does
+MTCNN's normalisation ``(x - 127.5) / 128`` itself. The wheel is checked against the sha256 recorded here.
+Needs ``torch``, ``onnx`` and ``onnxruntime`` (``pip install 'agekit[export]'``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "src" / "agekit" / "face" / "models"
+WHEEL = "facenet_pytorch-2.6.0-py3-none-any.whl"
+WHEEL_SHA256 = "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca"
+NAMES = ("pnet", "rnet", "onet")
+
+
+class Normalise(nn.Module):
+    """MTCNN's input scaling: (x - 127.5) * 0.0078125."""
+
+    def forward(self, x):
+        return (x - 127.5) * 0.0078125
+
+
+class PNet(nn.Module):
+    """Proposal net: fully convolutional, 12x12 windows at stride 2; outputs (box regression, face/non-face)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = Normalise()
+        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
+        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+
+    def forward(self, x):
+        x = self.prelu1(self.conv1(self.norm(x)))
+        x = self.pool1(x)
+        x = self.prelu2(self.conv2(x))
+        x = self.prelu3(self.conv3(x))
+        return self.conv4_2(x), torch.softmax(self.conv4_1(x), dim=1)
+
+
+class RNet(nn.Module):
+    """Refine net: 24x24 crops -> (box regression, face/non-face)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = Normalise()
+        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
+        self.prelu1 = nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
+        self.prelu2 = nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
+        self.prelu3 = nn.PReLU(64)
+        self.dense4 = nn.Linear(576, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x):
+        x = self.pool1(self.prelu1(self.conv1(self.norm(x))))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x))
+        x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)  # the Caffe weights' (W, H, C) flattening order
+        x = self.prelu4(self.dense4(x))
+        return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)
+
+
+class ONet(nn.Module):
+    """Output net: 48x48 crops -> (box regression, 5 landmarks as x1..x5, y1..y5 in box units, face/non-face)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = Normalise()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
+        self.prelu1 = nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.prelu2 = nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
+        self.prelu3 = nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.prelu1(self.conv1(self.norm(x))))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+        x = self.prelu5(self.dense5(x))
+        return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)
+
+
+NETS = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+INPUT_SIDE = {"pnet": None, "rnet": 24, "onet": 48}
+OUTPUTS = {"pnet": ["reg", "prob"], "rnet": ["reg", "prob"], "onet": ["reg", "landmarks", "prob"]}
+
+
+def fixed_input(name: str) -> np.ndarray:
+    """The input the golden numbers are computed on: a deterministic pattern of pixel values in [0, 255]."""
+    side = INPUT_SIDE[name] or 0
+    h, w = (side, side) if side else (20, 26)
+    n = 2 if side else 1
+    i = np.arange(n * 3 * h * w, dtype=np.float64).reshape(n, 3, h, w)
+    return (127.5 + 127.5 * np.sin(i * 0.37) * np.cos(i * 0.011)).astype(np.float32)
+
+
+def read_wheel(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The three state dicts from the wheel (checked against WHEEL_SHA256)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise SystemExit(f"{path}: sha256 {digest}, expected {WHEEL_SHA256} ({WHEEL})")
+    with zipfile.ZipFile(path) as z:
+        return {n: torch.load(io.BytesIO(z.read(f"facenet_pytorch/data/{n}.pt")), weights_only=True) for n in NAMES}
+
+
+def build(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Network ``name`` with the wheel's (or an ONNX file's) weights, in eval mode."""
+    net = NETS[name]()
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("norm")]
+    if missing or unexpected:
+        raise SystemExit(f"{name}: weights do not fit (missing {missing}, unexpected {unexpected})")
+    return net.eval()
+
+
+def state_from_onnx(name: str, path: Path) -> dict[str, torch.Tensor]:
+    """The weights of a shipped ONNX file as network ``name``'s state dict: initialisers that keep their module
+    names, and the PReLU slopes (renamed by the exporter) taken from the PRelu nodes in graph order."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    arrays = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
+    state = {k: v for k, v in arrays.items() if k.split(".")[0] in dict(NETS[name]().named_children())}
+    prelus = [n for n, m in NETS[name]().named_modules() if isinstance(m, nn.PReLU)]
+    slopes = [arrays[n.input[1]] for n in model.graph.node if n.op_type == "PRelu"]
+    if len(slopes) != len(prelus):
+        raise SystemExit(f"{path}: {len(slopes)} PRelu nodes, {name} has {len(prelus)} PReLU layers")
+    state.update({f"{m}.weight": v.reshape(-1) for m, v in zip(prelus, slopes)})
+    return state
+
+
+def export(name: str, net: nn.Module, path: Path) -> None:
+    """ONNX (opset 17): dynamic height and width for the P-net, dynamic batch for R and O."""
+    x = torch.from_numpy(fixed_input(name))
+    if name == "pnet":
+        axes = {"image": {0: "batch", 2: "height", 3: "width"}}
+        axes.update({o: {0: "batch", 2: "h", 3: "w"} for o in OUTPUTS[name]})
+    else:
+        axes = {"image": {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS[name]}}
+    torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=OUTPUTS[name], dynamic_axes=axes,
+                      opset_version=17, do_constant_folding=True, dynamo=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("wheel", type=Path, help=f"the downloaded {WHEEL}")
+    ap.add_argument("--out", type=Path, default=OUT, help="folder of the ONNX files (default: agekit/face/models)")
+    ap.add_argument("--golden", action="store_true", help="print the torch outputs on the fixed inputs instead")
+    a = ap.parse_args(argv)
+    states = read_wheel(a.wheel)
+    torch.manual_seed(0)
+    for name in NAMES:
+        net = build(name, states[name])
+        with torch.no_grad():
+            outs = net(torch.from_numpy(fixed_input(name)))
+        if a.golden:
+            for o, t in zip(OUTPUTS[name], outs):
+                v = t.numpy().ravel()
+                print(f"{name}.{o}: shape {tuple(t.shape)}, first {np.round(v[:4], 6).tolist()}, "
+                      f"sum {float(v.astype(np.float64).sum()):.6f}")
+            continue
+        path = a.out / f"mtcnn_{name}.onnx"
+        export(name, net, path)
+        import onnxruntime as ort
+
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {"image": fixed_input(name)})
+        err = max(float(np.abs(g - t.numpy()).max()) for g, t in zip(got, outs))
+        print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {path.stat().st_size:,} bytes, "
+              f"sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}, largest difference from torch {err:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
