@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # torch is needed only when a caller hands in or asks for ten
 Array = TypeVar("Array")  # a numpy array or a torch tensor: each function returns the kind it is given
 
 CROP_KINDS = ("single", "c3ae_triple", "kres", "lmtcnn")
+BORDERS = ("constant", "replicate")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class PreprocessSpec:
     - ``scale``, ``mean``, ``std``: ``x = (uint8 * scale - mean) / std`` per channel.
     - ``per_image_standardize``: TensorFlow's per-image standardisation (LMTCNN).
     - ``align``: similarity-align on landmarks before cropping.
+    - ``border``: what fills a crop where it reaches past the photo: ``constant`` (black, as C3AE's 200 px
+      padding and most released code) or ``replicate`` (the photo's edge pixels repeated, as IMDB-WIKI's own
+      crops were cut); view keys of replicated crops end in ``_edge``.
     """
 
     size: int = 64
@@ -55,12 +59,15 @@ class PreprocessSpec:
     per_image_standardize: bool = False
     align: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
+    border: str = "constant"
 
     def __post_init__(self) -> None:
         if self.crops not in CROP_KINDS:
             raise ValueError(f"crops must be one of {CROP_KINDS}, got {self.crops!r}")
         if self.color not in ("RGB", "BGR"):
             raise ValueError(f"color must be RGB or BGR, got {self.color!r}")
+        if self.border not in BORDERS:
+            raise ValueError(f"border must be one of {BORDERS}, got {self.border!r}")
 
     @property
     def num_crops(self) -> int:
@@ -88,6 +95,8 @@ class PreprocessSpec:
             key += f"_{mode}"
         if not self.align:
             key += "_noalign"
+        if self.border != "constant":
+            key += "_edge"
         return key
 
     def to_dict(self) -> dict[str, Any]:

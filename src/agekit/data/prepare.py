@@ -59,6 +59,21 @@ class PrepareInterrupted(RuntimeError):
     """Raised when ``stop_after`` chunks were committed (simulates a killed run in tests)."""
 
 
+# FAMILY_SIZE_mMARGIN[_noalign][_edge]: a crop family at any size and margin (margin 0: the face box itself),
+# without alignment, with the photo's edge pixels repeated where the crop reaches past it (no black border).
+VIEW_PATTERN = re.compile(r"(single|kres|c3ae|lmtcnn)_(\d+)_m([0-9.]+)(_noalign)?(_edge)?")
+
+
+def view_from_name(m: re.Match) -> PreprocessSpec:
+    """The spec of a :data:`VIEW_PATTERN` match: ``single_64_m0`` (the face box, 64 px), ``kres_64_m0_edge`` (HSR's
+    three resolutions around it, edges replicated), ``c3ae_64_m0`` (C3AE's context crops), ``lmtcnn_227_m0_noalign``
+    (LMTCNN's 256 square of the whole box, 227 crops)."""
+    family, size, margin = m.group(1), int(m.group(2)), float(m.group(3))
+    base = {"single": pp.PreprocessSpec(), "kres": pp.hsr_kres(3), "c3ae": pp.C3AE_CONTEXT, "lmtcnn": pp.LMTCNN}[family]
+    return dataclasses.replace(base, size=size, margin=margin, align=m.group(4) is None,
+                               border="replicate" if m.group(5) else "constant")
+
+
 def resolve_views(names: Iterable[str | PreprocessSpec]) -> list[PreprocessSpec]:
     """View names (``single_64``, ``kres_64``, ``c3ae_64``, ``lmtcnn``, ... or a view key) -> specs,
     one per distinct view key."""
@@ -73,15 +88,11 @@ def resolve_views(names: Iterable[str | PreprocessSpec]) -> list[PreprocessSpec]
                 s = VIEW_SPECS[key]
             elif n.strip() in by_key:
                 s = by_key[n.strip()]
-            elif re.fullmatch(r"single_\d+_m[0-9.]+", key):  # any size / margin of the aligned single crop
-                size, margin = key[len("single_"):].split("_m")
-                s = PreprocessSpec(size=int(size), margin=float(margin))
-            elif re.fullmatch(r"kres_\d+_m[0-9.]+", key):  # HSR's 3-resolution crops around another margin
-                size, margin = key[len("kres_"):].split("_m")
-                s = dataclasses.replace(pp.hsr_kres(3), size=int(size), margin=float(margin))
+            elif (m := VIEW_PATTERN.fullmatch(key)) is not None:  # any size / margin of a crop family
+                s = view_from_name(m)
             else:
-                raise ValueError(f"unknown view {n!r}; choose from {', '.join(VIEW_SPECS)}, a view key, "
-                                 "single_SIZE_mMARGIN or kres_SIZE_mMARGIN")
+                raise ValueError(f"unknown view {n!r}; choose from {', '.join(VIEW_SPECS)}, a view key, or "
+                                 "FAMILY_SIZE_mMARGIN[_noalign][_edge] (FAMILY: single, kres, c3ae, lmtcnn)")
         specs.setdefault(s.view_key, s)
     if not specs:
         raise ValueError("no views selected")
@@ -106,15 +117,55 @@ def reason_kind(reason: str) -> str:
 # --- worker side -----------------------------------------------------------------------------
 
 _PIPELINE = None
+_GIVEN = False  # detector "given": each sample's own face box (Sample.box) instead of a detector
+
+# ``detector="given"``: the face box the dataset gives (IMDB-WIKI's face_location, ...) is the face; a sample without
+# one goes to the fallback detector (e.g. "cropped": the whole image) or is dropped as "no face box given".
+GIVEN = "given"
+
+
+def given_detection(box: Sequence[float]) -> Any:
+    """A :class:`~agekit.face.detect.Detection` for a face box the dataset gives: score 1, landmarks on the canonical
+    template inside the box (as the ``cropped`` detector places them), so alignment keeps the box."""
+    from agekit.face.align import FACE5_TEMPLATE
+    from agekit.face.detect import Detection
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    lm = (FACE5_TEMPLATE * [x2 - x1, y2 - y1] + [x1, y1] - 0.5).astype(np.float32)
+    return Detection(np.array([x1, y1, x2, y2], np.float32), 1.0, lm, GIVEN)
 
 
 def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, detector_kwargs: dict,
                  fallback: Any = None, max_pixels: int | None = None) -> None:
-    global _PIPELINE
+    global _PIPELINE, _GIVEN
     from agekit.face.pipeline import FacePipeline
 
+    _GIVEN = detector == GIVEN
+    if _GIVEN:  # the pipeline only crops (and runs the fallback); its own detector is never called
+        detector, detector_kwargs = "cropped", {}
     _PIPELINE = FacePipeline(specs, detector=detector, multi_face=multi_face, fallback=fallback,
                              max_pixels=max_pixels, **detector_kwargs)
+
+
+def _given_faces(path: str, box: Sequence[float] | None) -> Any:
+    """The pipeline's result for a photo whose face box the dataset gives (the fallback when it gives none)."""
+    from agekit.face.io import ImageReadError, read_image
+    from agekit.face.pipeline import FaceResult
+
+    try:
+        image = read_image(path, max_pixels=_PIPELINE.max_pixels)
+    except ImageReadError as e:
+        return FaceResult([], [], error=e.reason, path=path)
+    if box is not None:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        h, w = image.shape[:2]
+        if not (x2 - x1 >= 2 and y2 - y1 >= 2 and x2 > 0 and y2 > 0 and x1 < w and y1 < h):
+            return FaceResult([], [], error=f"given face box {x1:g},{y1:g},{x2:g},{y2:g} is empty or outside the "
+                                            f"{w}x{h} image")
+        return _PIPELINE.crop_detections(image, [given_detection(box)])
+    if _PIPELINE.fallback is not None:
+        return _PIPELINE.crop_detections(image, _PIPELINE.fallback.detect(image), fallback=True)
+    return FaceResult([], [], error="no face box given")
 
 
 def _item_record(index: int, error: str | None = None) -> dict[str, Any]:
@@ -122,7 +173,8 @@ def _item_record(index: int, error: str | None = None) -> dict[str, Any]:
     return {"index": index, "hash": None, "error": error, "faces": 0, "boxes": [], "scores": [], "dropped": []}
 
 
-def _process_item(index: int, path: str, keys: Sequence[str]) -> tuple[dict, dict[str, list[np.ndarray]]]:
+def _process_item(index: int, path: str, keys: Sequence[str],
+                  box: Sequence[float] | None = None) -> tuple[dict, dict[str, list[np.ndarray]]]:
     item = _item_record(index)
     crops: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     try:
@@ -134,7 +186,7 @@ def _process_item(index: int, path: str, keys: Sequence[str]) -> tuple[dict, dic
         item["error"] = f"unreadable: {e.strerror or e}"
         return item, crops
     try:
-        result = _PIPELINE.process_path(path)
+        result = _given_faces(path, box) if _GIVEN else _PIPELINE.process_path(path)
     except Exception as e:  # a bad image must never stop the run
         item["error"] = f"face pipeline failed: {type(e).__name__}: {e}"
         return item, crops
@@ -161,12 +213,12 @@ def _process_item(index: int, path: str, keys: Sequence[str]) -> tuple[dict, dic
     return item, crops
 
 
-def _process_chunk(task: tuple[int, list[tuple[int, str]], list[str]]) -> tuple[int, list[dict], dict, float]:
+def _process_chunk(task: tuple[int, list[tuple], list[str]]) -> tuple[int, list[dict], dict, float]:
     chunk, items, keys = task
     t0 = time.perf_counter()
     records, stacked = [], {k: [] for k in keys}
-    for index, path in items:
-        item, crops = _process_item(index, path, keys)
+    for index, path, *box in items:
+        item, crops = _process_item(index, path, keys, *box)  # box: the given face box, only with detector given
         records.append(item)
         for k in keys:
             stacked[k].extend(crops[k])
@@ -180,9 +232,10 @@ def _chunk_item_by_item(pool: WorkerPool, task: tuple[int, list[tuple[int, str]]
 
     chunk, items, keys = task
     records, stacked, seconds = [], {k: [] for k in keys}, 0.0
-    for index, path in items:
+    for item in items:
+        index = item[0]
         try:
-            _, recs, crops, sec = pool.submit(_process_chunk, (chunk, [(index, path)], keys)).result()
+            _, recs, crops, sec = pool.submit(_process_chunk, (chunk, [item], keys)).result()
         except BrokenExecutor:
             pool.restart()
             recs, crops, sec = [_item_record(index, WORKER_DIED)], {k: [] for k in keys}, 0.0
@@ -277,6 +330,10 @@ def prepare(
     committed chunks, as a kill would stop it. ``keep_work`` keeps the shards after consolidation.
     ``fallback_detector`` (e.g. ``"cropped"``): run when ``detector`` finds no face (see
     ``FacePipeline``); the images it rescued are counted in ``report.json`` (``counts.images_from_fallback``).
+    ``detector="given"``: no detector; each sample's face box from the dataset (``Sample.box``: IMDB-WIKI's
+    ``face_location``) is cropped, and a sample without one goes to ``fallback_detector`` or is dropped.
+    To keep every face a detector misses without black borders: ``fallback_detector="cropped"`` (the whole
+    image is the face) with views whose crops repeat the edge pixels (``..._edge``, e.g. ``single_64_m0.4_edge``).
     ``max_pixels``: photos with more pixels are refused from their header before decoding (default
     :data:`agekit.face.io.DEFAULT_MAX_PIXELS`).
     """
@@ -315,8 +372,10 @@ def prepare(
     expected = {c: min(chunk_size, n - c * chunk_size) for c in range(n_chunks)}
     done = work.load(expected)
     todo = [c for c in range(n_chunks) if c not in done]
+    given = detector == GIVEN
     tasks = [
-        (c, [(i, str(samples[i].path)) for i in range(c * chunk_size, c * chunk_size + expected[c])], keys)
+        (c, [(i, str(samples[i].path), *([samples[i].box] if given else []))
+             for i in range(c * chunk_size, c * chunk_size + expected[c])], keys)
         for c in todo
     ]
     resumed_items = sum(len(v) for v in done.values())

@@ -2,7 +2,8 @@
 
 Boxes are ``(x1, y1, x2, y2)`` floats with exclusive ``x2``/``y2``; a crop is one
 ``cv2.warpAffine`` from the photo, so alignment, cropping and resizing interpolate once and
-everything outside the photo is black (the constant border of C3AE's 200 px padding).
+everything outside the photo is black (the constant border of C3AE's 200 px padding), or the photo's
+edge pixels repeated with ``PreprocessSpec.border == "replicate"``.
 """
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def make_crops(image_rgb: np.ndarray, det: Detection, spec: PreprocessSpec, pyra
         pyramid = [image]
     frame, boxes = crop_boxes(det, spec)
     size = (spec.resize or 256) if spec.crops == "lmtcnn" else spec.size
-    crops = np.stack([warp_box(image, frame.matrix, b, size, pyramid) for b in boxes])
+    border = {"border": spec.border} if spec.border != "constant" else {}
+    crops = np.stack([warp_box(image, frame.matrix, b, size, pyramid, **border) for b in boxes])
     return crops if spec.crops in ("kres", "c3ae_triple") else crops[0]
 
 

@@ -124,6 +124,7 @@ class Preprocess(_Section):
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = None
     per_image_standardize: bool | None = None
     align: bool | None = None
+    border: Literal["constant", "replicate"] | None = None
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
