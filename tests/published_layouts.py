@@ -153,3 +153,12 @@ def make_chalearn(root: Path, train: int = 8, val: int = 6) -> int:
             rows.append(f"{name},{10 + 5 * k % 60:.1f},{1.5 + (k % 4) * 0.75:.2f}")
         (Path(root) / csv_name).write_text("\n".join(rows) + "\n")
     return k
+
+
+def make_utkface(root: Path, n: int = 20) -> int:
+    """UTKFace "aligned & cropped faces": ``UTKFace/{age}_{gender}_{race}_{timestamp}.jpg.chip.jpg``; returns n."""
+    for i in range(n):
+        age, gender, race = 1 + (i * 11) % 90, i % 2, i % 5
+        face_image(Path(root) / "UTKFace" / f"{age}_{gender}_{race}_2017011{i:02d}0000000{i:02d}.jpg.chip.jpg",
+                   13000 + i, size=64)
+    return n

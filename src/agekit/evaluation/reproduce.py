@@ -11,6 +11,10 @@ protocol, the number of images used and every known difference.
 
 ``epochs_scale`` shortens the same experiment: every stage's epochs (or steps) and its
 learning-rate schedule are scaled by the factor (at least one epoch); the table says so.
+
+``on="utkface"`` runs the same chain on a dataset that is at hand (:data:`ON_DATASETS`): the
+pre-training stages become one pre-training stage on its training part, the target stage trains on
+it again and is tested on its test part; the table says so and keeps the paper's figure for reference.
 """
 from __future__ import annotations
 
@@ -30,12 +34,20 @@ ADIENCE_PREP = ("the in-plane aligned faces (aligned/) scaled whole to 256 (dete
 
 @dataclass(frozen=True)
 class DatasetUse:
-    """A dataset an experiment reads from ``DATA_ROOT/<folder>`` (default: its adapter name)."""
+    """A dataset an experiment reads from ``DATA_ROOT/<folder>`` (default: its adapter name).
+
+    ``detector``: how faces are found (``agekit prepare --detector``): ``dlib``; ``cropped`` (the image is the
+    face); ``given`` (the face box the dataset gives, e.g. IMDB-WIKI's ``face_location``). ``fallback``: the
+    detector run when ``detector`` finds no face (``cropped``: the whole image, so no image is dropped);
+    ``multi_face``: ``largest``, or ``skip`` to keep only photos with exactly one face (SSR-Net's MORPH code).
+    """
 
     name: str  # adapter name (agekit prepare DATASET)
-    detector: str = "dlib"  # how faces are found; "cropped": the image is the face
+    detector: str = "dlib"
     prepared: str = ""  # how the paper prepared the faces (for the table)
     folder: str | None = None
+    fallback: str | None = None
+    multi_face: str = "largest"
 
     @property
     def dir_name(self) -> str:
@@ -86,7 +98,11 @@ class Experiment:
     ten_view: bool | None = None
     flip: bool = False
     ca_def: str = "le"
-    differences: tuple[str, ...] = ()
+    differences: tuple[str, ...] = ()  # of the data, the protocol and the chain
+    model_notes: tuple[str, ...] = ()  # of the network and its training (they hold on any dataset)
+    border: str = "constant"  # crops past the photo: black, or "replicate" (its edge pixels repeated)
+    pooled: bool = False  # the figure is over all test images of all folds (leave-one-person-out), not a fold mean
+    on: str | None = None  # the dataset the chain runs on instead of the paper's (see ON_DATASETS)
 
     @property
     def test_stage(self) -> Stage:
@@ -102,15 +118,27 @@ def _pretrain(recipe: str, overrides: tuple[str, ...] = (), imdb_batch: int = 12
 
 
 IMDB_WIKI = {
-    "imdb": DatasetUse("imdb", "dlib", "the dataset's own face crops (imdb_crop/), face_score >= 1, one face, age "
-                       "0-100 (SSR-Net code)"),
-    "wiki": DatasetUse("wiki", "dlib", "the dataset's own face crops (wiki_crop/), same filters"),
+    "imdb": DatasetUse("imdb", "given", "the dataset's own crops (imdb_crop/) cut at their face_location box (no "
+                       "re-detection), face_score >= 1, no second face, age 0-100, gender known (SSR-Net code)"),
+    "wiki": DatasetUse("wiki", "given", "the dataset's own crops (wiki_crop/) cut at their face_location box, "
+                       "same filters"),
 }
-MORPH = DatasetUse("morph", "dlib", "dlib detection + 68 landmarks, similarity alignment, 0.4 margin, 64x64 "
-                   "(SSR-Net code)")
+MORPH = DatasetUse("morph", "dlib", "dlib HOG detection + landmarks, similarity alignment, photos with exactly one "
+                   "face, 0.4 margin, 64x64 (SSR-Net code)", multi_face="skip")
+# FG-NET's scanned photos: dlib misses some; the whole photo stands in (edges repeated), so all 1,002 stay.
+FGNET = DatasetUse("fgnet", "dlib", "dlib detection, 0.4 margin; a photo dlib misses is kept whole (detector "
+                   "'cropped' as fallback, crops past it repeat its edge pixels)", fallback="cropped")
 MORPH_MAE = "MAE = mean |predicted age - true age| over the 20 % test images"
-FACE_CROPS = ("IMDB-WIKI faces are re-detected with dlib and aligned instead of the dataset's own face_location "
-              "crops; faces the detector misses are dropped")
+FACE_CROPS = ("IMDB-WIKI: SSR-Net's code resizes each whole crop image of imdb_crop/ and wiki_crop/ (the face "
+              "with the IMDB-WIKI authors' 40 % margin); agekit cuts the same crops at their face_location box with "
+              "the view's margin, which is that image up to rounding")
+MORPH_VAL = ("the 20 % test part is also the validation set of the last stage, as in the released code (no model "
+             "selection on it: the last epoch is evaluated)")
+MORPH_VAL_PLATEAU = "the 20 % test part is also the validation set of the last stage (its plateau schedule reads it)"
+C3AE_FULL_PARAMS = ("agekit's full model has 48,633 parameters (the released v84 model), not the paper's 39.7K, "
+                    "which no public variant reproduces")
+C3AE_DROPOUT = ("dropout (C3AE Sec. 4.2: 0.2 plain, 0.3 full) sits before W1 (the paper does not say where); the "
+                "released re-implementation has none: --set model.config.dropout=0")
 
 
 def _experiments() -> dict[str, Experiment]:
@@ -122,18 +150,21 @@ def _experiments() -> dict[str, Experiment]:
             (*_pretrain(ssr), Stage("morph", ssr, "morph", "morph_80_20", "train", "test", ("data.batch_size=50",))),
             (Figure("mae", 3.16, "SSR-Net Table 1", MORPH_MAE),),
             "MORPH II random 80/20 split (seed 1); MAE on the 20 %",
-            differences=(FACE_CROPS, "the 20 % test part is also the validation set of the last stage, as in the "
-                         "released code (no model selection on it: the last epoch is evaluated)"),
+            differences=(FACE_CROPS, MORPH_VAL),
         ),
         Experiment(
             "ssrnet_megaage_asian", "SSR-Net (IJCAI 2018)", "SSR-Net(3,3,3), IMDB -> WIKI -> MegaAge-Asian",
-            {**IMDB_WIKI, "megaage_asian": DatasetUse("megaage_asian", "dlib", "dlib detection, 0.4 margin")},
+            {**IMDB_WIKI, "megaage_asian": DatasetUse(
+                "megaage_asian", "dlib", "dlib detection, 0.4 margin; a photo dlib misses is kept whole",
+                fallback="cropped")},
             (*_pretrain(ssr), Stage("megaage_asian", ssr, "megaage_asian", "megaage_asian", "train", "test",
                                     ("data.batch_size=50",))),
             (Figure("ca.3", 0.549, "SSR-Net Table 2", "CA(3) = share of the 3,945 test images with |error| < 3"),
              Figure("ca.5", 0.741, "SSR-Net Table 2", "CA(5) = share of the 3,945 test images with |error| < 5")),
             "MegaAge-Asian train / test lists (3,945 test images); CA(n) counts |error| < n (SSR-Net Sec. 4.5)",
-            ca_def="lt", differences=(FACE_CROPS,),
+            ca_def="lt", border="replicate",
+            differences=(FACE_CROPS, "the test list is also the validation set of the last stage (no model "
+                         "selection on it)"),
         ),
         Experiment(
             "c3ae_plain_morph", "C3AE (CVPR 2019)", "C3AE plain model, IMDB -> WIKI -> MORPH II 80/20",
@@ -142,8 +173,7 @@ def _experiments() -> dict[str, Experiment]:
              Stage("morph", "c3ae_plain_utkface", "morph", "morph_80_20", "train", "test")),
             (Figure("mae", 3.13, "C3AE Table 2", MORPH_MAE),),
             "MORPH II random 80/20 split (seed 1); MAE on the 20 %",
-            differences=(FACE_CROPS, "the paper does not say where its dropout (0.2) sits: agekit puts it before W1",
-                         "the 20 % test part is also the validation set of the last stage (plateau schedule)"),
+            differences=(FACE_CROPS, MORPH_VAL_PLATEAU), model_notes=(C3AE_DROPOUT,),
         ),
         Experiment(
             "c3ae_full_morph", "C3AE (CVPR 2019)", "C3AE full model, IMDB -> WIKI -> MORPH II 80/20",
@@ -152,9 +182,7 @@ def _experiments() -> dict[str, Experiment]:
              Stage("morph", "c3ae_full_utkface", "morph", "morph_80_20", "train", "test")),
             (Figure("mae", 2.75, "C3AE Table 5, full model (IMDB-WIKI)", MORPH_MAE),),
             "MORPH II random 80/20 split (seed 1); MAE on the 20 %",
-            differences=(FACE_CROPS, "agekit's full model has 48,633 parameters (the released v84 model), not the "
-                         "paper's 39.7K, which no public variant reproduces",
-                         "the 20 % test part is also the validation set of the last stage (plateau schedule)"),
+            differences=(FACE_CROPS, MORPH_VAL_PLATEAU), model_notes=(C3AE_FULL_PARAMS, C3AE_DROPOUT),
         ),
         Experiment(
             "c3ae_full_morph_scratch", "C3AE (CVPR 2019)", "C3AE full model from scratch, MORPH II 80/20",
@@ -162,21 +190,37 @@ def _experiments() -> dict[str, Experiment]:
             (Stage("morph", "c3ae_full_utkface", "morph", "morph_80_20", "train", "test"),),
             (Figure("mae", 2.78, "C3AE Table 5, full model (Scratch)", MORPH_MAE),),
             "MORPH II random 80/20 split (seed 1); MAE on the 20 %; no pre-training",
-            differences=("agekit's full model has 48,633 parameters (the released v84 model), not the paper's 39.7K",
-                         "the 20 % test part is also the validation set (plateau schedule)"),
+            differences=(MORPH_VAL_PLATEAU,), model_notes=(C3AE_FULL_PARAMS, C3AE_DROPOUT),
         ),
         Experiment(
             "c3ae_full_fgnet", "C3AE (CVPR 2019)", "C3AE full model, IMDB -> WIKI -> FG-NET, ten random 30-image tests",
-            {**IMDB_WIKI, "fgnet": DatasetUse("fgnet", "dlib", "dlib detection, 0.4 margin")},
+            {**IMDB_WIKI, "fgnet": FGNET},
             (*_pretrain("c3ae_full_utkface", imdb_batch=50),
              Stage("fgnet", "c3ae_full_utkface", "fgnet", "fgnet_random30", "{fold}train", None,
                    ("data.test_split=null",), per_fold=True)),
             (Figure("mae", 2.95, "C3AE Table 6, C3AE (WIKI-IMDB): 2.95 +- 0.17 over ten runs",
                     "MAE over each run's 30 test images; mean and std over the ten runs"),),
             "FG-NET: ten runs, each testing on 30 random images and training on the rest (C3AE Sec. 4.5)",
-            test_split="{fold}test",
-            differences=(FACE_CROPS, "the paper's ten random splits are not published: agekit's are seeded (seed 0)",
-                         "agekit's full model has 48,633 parameters, not the paper's 39.7K"),
+            test_split="{fold}test", border="replicate",
+            differences=(FACE_CROPS, "the paper's ten random splits are not published: agekit's are seeded (seed 0)"),
+            model_notes=(C3AE_FULL_PARAMS, C3AE_DROPOUT),
+        ),
+        Experiment(
+            "c3ae_full_fgnet_lopo", "C3AE (CVPR 2019)",
+            "C3AE full model, IMDB -> WIKI -> FG-NET, leave one person out (82 folds)",
+            {**IMDB_WIKI, "fgnet": FGNET},
+            (*_pretrain("c3ae_full_utkface", imdb_batch=50),
+             Stage("fgnet", "c3ae_full_utkface", "fgnet", "fgnet_lopo", "{fold}train", None,
+                   ("data.test_split=null",), per_fold=True)),
+            (Figure("mae", 2.95, "C3AE Table 6 (its own figure is over ten random 30-image tests; the table's "
+                    "leave-one-person-out rows with IMDB-WIKI pre-training: DEX 3.09, MV 2.68)",
+                    "MAE over all 1,002 images, each predicted by the model of the fold that leaves its person out"),),
+            "FG-NET leave one person out: one fold per subject (82), each training on the other 81 subjects; the "
+            "MAE is over all test images of all folds together (the protocol of C3AE Table 6's DEX and MV rows)",
+            test_split="{fold}test", border="replicate", pooled=True,
+            differences=(FACE_CROPS, "C3AE reports no leave-one-person-out figure (Sec. 4.5: 'without training 82 "
+                         "models'); 2.95 is its ten-split figure, shown for reference"),
+            model_notes=(C3AE_FULL_PARAMS, C3AE_DROPOUT),
         ),
     ]
     hsr_chain = _pretrain("sephsr_90_30_utkface", imdb_batch=50)
@@ -188,8 +232,7 @@ def _experiments() -> dict[str, Experiment]:
         (Figure("mae", 2.692, "HSR Table 6 (3-resolution SepHSR(90,30), 75.7K)", MORPH_MAE),),
         "MORPH II random 80/20 split (seed 1); the 3-resolution network starts from the single-resolution WIKI "
         "model's convolutional layers (HSR Sec. IV-B)",
-        differences=(FACE_CROPS, "the 20 % test part is also the validation set of the last stage (plateau "
-                     "schedule)"),
+        differences=(FACE_CROPS, MORPH_VAL_PLATEAU),
     ))
     for depth, mae in ((1, 3.249), (2, 3.276), (3, 3.209)):
         recipe = f"sephsr_30_10_depth3_{depth}_utkface"
@@ -200,10 +243,11 @@ def _experiments() -> dict[str, Experiment]:
             (*_pretrain(recipe, imdb_batch=50), Stage("morph", recipe, "morph", "morph_80_20", "train", "test")),
             (Figure("mae", mae, f"HSR Table 9, SepHSR(30,10) Depth(3,{depth})", MORPH_MAE),),
             "MORPH II random 80/20 split (seed 1); MAE on the 20 %",
-            differences=(FACE_CROPS,),
+            differences=(FACE_CROPS, MORPH_VAL_PLATEAU),
         ))
     lrn_pre = ("optimizer.lr=0.01", "generations=1", "data.batch_size=128")  # LRN Sec. 4.2: pre-training on IMDB-WIKI
     lrn_range = ("model.config.min_age=train", "model.config.max_age=train")  # LRN Eq. 1
+    lrn_one_set = "the paper pre-trains on IMDB-WIKI as one set; agekit trains IMDB, then WIKI"
     out.append(Experiment(
         "lrn_resnet18_morph", "LRN (Pattern Recognition 2020)",
         "LRN ResNet-18, IMDB -> WIKI pre-training, MORPH II 80/20, generations t = 1..4",
@@ -217,13 +261,13 @@ def _experiments() -> dict[str, Experiment]:
         "MORPH II random 80/20 split (seed 1); four refinery generations, each evaluated (the figure: t = 3; "
         "Table 8 gives t = 4 as 1.919); the age range "
         "l_1..l_k is the training set's (Eq. 1)",
-        differences=(FACE_CROPS, "the paper pre-trains on IMDB-WIKI as one set; agekit trains IMDB, then WIKI",
-                     "the 20 % test part is also the validation set of the last stage"),
+        differences=(FACE_CROPS, lrn_one_set, "the 20 % test part is also the validation set of the last stage"),
     ))
     out.append(Experiment(
         "lrn_resnet10_tiny_chalearn", "LRN (Pattern Recognition 2020)",
         "LRN ResNet-10-Tiny, IMDB -> WIKI pre-training, ChaLearn LAP 2015 train -> validation",
-        {**IMDB_WIKI, "chalearn2015": DatasetUse("chalearn2015", "dlib", "dlib detection, 0.4 margin")},
+        {**IMDB_WIKI, "chalearn2015": DatasetUse("chalearn2015", "dlib", "dlib detection, 0.4 margin; a photo dlib "
+                                                 "misses is kept whole", fallback="cropped")},
         (Stage("imdb", "lrn_resnet10_tiny_utkface", "imdb", "imdb", "train", "val",
                lrn_pre + ("data.test_split=null",)),
          Stage("wiki", "lrn_resnet10_tiny_utkface", "wiki", "wiki", "train", "val",
@@ -236,10 +280,10 @@ def _experiments() -> dict[str, Experiment]:
                 "1 - exp(-(x - mu)^2 / (2 sigma^2)) over the validation images")),
         "ChaLearn LAP 2015: train on Train (2,476 images), evaluate on Validation (1,136) with the votes' mean "
         "and std; three refinery generations",
-        test_split="val",
-        differences=(FACE_CROPS, "the paper does not state the generation of Table 4: agekit evaluates t = 3, "
-                     "the best on MORPH II (Table 8)",
-                     "the paper pre-trains on IMDB-WIKI as one set; agekit trains IMDB, then WIKI"),
+        test_split="val", border="replicate",
+        differences=(FACE_CROPS, lrn_one_set),
+        model_notes=("the paper does not state the generation of Table 4: agekit evaluates t = 3, the best on "
+                     "MORPH II (Table 8)",),
     ))
     for w1, acc, top2, gender in (("1_1", 40.84, 66.10, 82.04), ("2_1", 44.26, 70.78, 85.16)):
         recipe = "lmtcnn_2_1_adience_fold0"
@@ -273,13 +317,61 @@ def list_experiments() -> list[str]:
     return sorted(EXPERIMENTS)
 
 
-def get_experiment(name: str) -> Experiment:
+def get_experiment(name: str, on: str | None = None) -> Experiment:
+    """The named experiment; with ``on``, its chain on that dataset instead of the paper's (:func:`on_dataset`)."""
     if name not in EXPERIMENTS:
         from agekit.training.recipes import did_you_mean
 
         raise KeyError(f"unknown experiment {name!r}{did_you_mean(name, list(EXPERIMENTS))}; "
                        "`agekit reproduce --list` lists them")
-    return EXPERIMENTS[name]
+    return on_dataset(EXPERIMENTS[name], on) if on else EXPERIMENTS[name]
+
+
+# Datasets at hand that an experiment's chain can run on instead of the paper's (``agekit reproduce --on``): how
+# their faces are prepared, the protocol with train / val / test splits, and the settings every stage gets.
+ON_DATASETS: dict[str, tuple[DatasetUse, str, tuple[str, ...]]] = {
+    "utkface": (DatasetUse("utkface", "cropped", "UTKFace's own aligned and cropped 200x200 faces scaled whole "
+                           "(detector 'cropped', margin 0; crops that reach past the photo, HSR's larger resolutions "
+                           "and C3AE's context boxes, repeat its edge pixels), as SSR-Net's code takes IMDB-WIKI's "
+                           "own crops"), "utkface", ("preprocess.margin=0",)),
+}
+DATASET_NAMES = {"imdb": "IMDB", "wiki": "WIKI", "morph": "MORPH II", "megaage_asian": "MegaAge-Asian",
+                 "fgnet": "FG-NET", "chalearn2015": "ChaLearn LAP 2015", "adience": "Adience", "utkface": "UTKFace"}
+
+
+def on_dataset(exp: Experiment, on: str) -> Experiment:
+    """``exp``'s chain on dataset ``on`` (:data:`ON_DATASETS`) instead of the paper's datasets.
+
+    The pre-training stages (IMDB -> WIKI) become one pre-training stage on ``on``'s training part (validated on
+    its validation part) with the last pre-training stage's recipe and settings; the target stage trains on the
+    same training part and is tested on ``on``'s test part (one fold). The table says so; the paper's figure,
+    for another dataset, stays beside ours for reference.
+    """
+    if on not in ON_DATASETS:
+        raise ValueError(f"--on must be one of {sorted(ON_DATASETS)}, got {on!r}")
+    use, protocol, over = ON_DATASETS[on]
+    name = DATASET_NAMES.get(on, on)
+    last, stages = exp.stages[-1], []
+    if len(exp.stages) > 1:
+        pre = exp.stages[-2]
+        stages.append(Stage(f"{on}_pretrain", pre.recipe, on, protocol, "train", "val", over + pre.overrides))
+    stages.append(Stage(on, last.recipe, on, protocol, "train", "val", over + last.overrides))
+    chain = " -> ".join(DATASET_NAMES.get(st.dataset, st.dataset) for st in exp.stages)
+    target = DATASET_NAMES.get(last.dataset, last.dataset)
+    sub = (f"run on {name} instead of the paper's data: the chain {chain} becomes "
+           + (f"{name} pre-training ({protocol} train, validated on val) -> " if len(stages) > 1 else "")
+           + f"{name} ({protocol} train, validated on val), tested on the {protocol} test part; the paper's "
+           f"figure is for {target} and stands beside ours for reference only")
+    return Experiment(
+        exp.name, exp.paper, f"{exp.title}, run on {name}", {on: use}, tuple(stages), exp.figures,
+        f"{name}: the {protocol} protocol's train / val / test parts (one fold) in place of: {exp.protocol}",
+        test_split="test", ten_view=exp.ten_view, flip=exp.flip, ca_def=exp.ca_def, differences=(sub,),
+        model_notes=exp.model_notes, border="replicate", on=on)
+
+
+def stage_overrides(exp: Experiment, st: Stage) -> list[str]:
+    """The settings ``exp`` gives stage ``st`` (before the fold's data and the command line's ``--set``)."""
+    return ([f"preprocess.border={exp.border}"] if exp.border != "constant" else []) + list(st.overrides)
 
 
 def _fill(split: str | None, fold: str) -> str | None:
@@ -330,6 +422,17 @@ def _folds(cache, protocol: str, test_split: str) -> list[str]:
     return [f for _, f in sorted(key)]
 
 
+def detector_for(detector: str | None, dataset: str) -> str | None:
+    """The ``--detector`` choice for ``dataset``: ``NAME`` (every dataset) or ``DATASET=NAME,...`` (those listed;
+    None for the others, which keep the paper's)."""
+    if not detector:
+        return None
+    if "=" not in detector:
+        return detector
+    pairs = dict(p.split("=", 1) for p in detector.split(",") if "=" in p)
+    return pairs.get(dataset)
+
+
 def prepare_datasets(exp: Experiment, data_root: Path, cache_root: Path, *, detector: str | None = None,
                      workers: int = 2, limit: int | None = None, overrides: list[str] | None = None,
                      log=print) -> dict[str, dict[str, Any]]:
@@ -342,7 +445,7 @@ def prepare_datasets(exp: Experiment, data_root: Path, cache_root: Path, *, dete
 
     specs: dict[str, dict[str, Any]] = {}
     for st in exp.stages:
-        r = parse_recipe(st.recipe, list(st.overrides) + list(overrides or []))
+        r = parse_recipe(st.recipe, stage_overrides(exp, st) + list(overrides or []))
         config = dict(r.model.config)
         if config.get("min_age") == "train" or config.get("max_age") == "train":  # the range does not change a view
             config.update(min_age=0, max_age=100)
@@ -352,30 +455,53 @@ def prepare_datasets(exp: Experiment, data_root: Path, cache_root: Path, *, dete
     for key, views in specs.items():
         use = exp.datasets[key]
         root, cache_dir = data_root / use.dir_name, cache_root / use.dir_name
-        det = detector or use.detector
+        det = detector_for(detector, key) or use.detector
+        how = {"detector": det, "fallback_detector": use.fallback, "multi_face": use.multi_face}
+        held = _prepared_views(cache_dir, how)
         ready = (cache_dir / "meta.npz").is_file() and set(views) <= set(PreparedCache(cache_dir).views)
         if not ready:
             if not root.is_dir():
                 raise FileNotFoundError(f"{root}: dataset {use.name!r} not found (expected DATA_ROOT/{use.dir_name})")
+            views = {**held, **views}  # a cache keeps the views it has
             log(f"prepare {use.name}: {root} -> {cache_dir} ({det}, views {sorted(views)})")
             prepare(use.name, root, cache_dir, views=list(views.values()), detector=det, workers=workers,
-                    limit=limit, progress=False)
+                    limit=limit, progress=False, multi_face=use.multi_face, fallback_detector=use.fallback)
         cache = PreparedCache(cache_dir)
-        report = cache_dir / "report.json"
-        counts = json.loads(report.read_text()).get("counts", {}) if report.is_file() else {}
-        out[key] = {"cache": str(cache_dir), "rows": len(cache), "detector": det, "counts": counts,
+        report_path = cache_dir / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+        out[key] = {"cache": str(cache_dir), "rows": len(cache), "detector": det, "fallback": use.fallback,
+                    "multi_face": use.multi_face, "counts": report.get("counts", {}),
+                    "bad_by_reason": report.get("bad_by_reason", {}),
+                    "dropped_by_reason": report.get("dropped_by_reason", {}),
                     "prepared_as_paper": use.prepared}
     return out
 
 
-def _stage_run(st: Stage, run_dir: Path, cache: str, fold: str, init: str | None, extra: list[str], scale: float,
-               log=print) -> dict[str, Any]:
+def _prepared_views(cache_dir: Path, how: dict[str, Any]) -> dict[str, Any]:
+    """The views a finished cache holds (view key -> spec), to be kept when views are added; a ValueError when it
+    was prepared another way (``how``: detector, fallback, multi-face policy), which adding views would change."""
+    from agekit.preprocessing import PreprocessSpec
+
+    info = cache_dir / "info.json"
+    if not (cache_dir / "meta.npz").is_file() or not info.is_file():
+        return {}
+    settings = json.loads(info.read_text()).get("settings") or {}
+    done = {"detector": settings.get("detector"), "fallback_detector": settings.get("fallback_detector"),
+            "multi_face": settings.get("multi_face", "largest")}
+    if settings and done != how:
+        differ = ", ".join(f"{k} {done[k]!r} (needed: {how[k]!r})" for k in how if done[k] != how[k])
+        raise ValueError(f"{cache_dir}: prepared with {differ}; choose another --cache-dir")
+    return {(spec := PreprocessSpec.from_dict(d)).view_key: spec for d in settings.get("specs", [])}
+
+
+def _stage_run(exp: Experiment, st: Stage, run_dir: Path, cache: str, fold: str, init: str | None, extra: list[str],
+               scale: float, log=print) -> dict[str, Any]:
     """Train one stage (skipped when finished, resumed when started); returns its record."""
     from agekit.training.engine import train
 
     done = run_dir / "stage.json"
     over = [f"data.cache={cache}", f"data.protocol={st.protocol}", f"data.train_split={_fill(st.train_split, fold)}",
-            f"data.val_split={_fill(st.val_split, fold) or 'null'}", *st.overrides]
+            f"data.val_split={_fill(st.val_split, fold) or 'null'}", *stage_overrides(exp, st)]
     if init:
         over.append(f"init_from={init}")
     over += scaled_overrides(st.recipe, over, scale) + list(extra)
@@ -401,12 +527,22 @@ def _stage_run(st: Stage, run_dir: Path, cache: str, fold: str, init: str | None
 def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_scale: float = 1.0,
                    overrides: list[str] | None = None, detector: str | None = None, workers: int = 2,
                    limit: int | None = None, device: str | None = None, cache_root: str | Path | None = None,
+                   on: str | None = None, command: str | None = None, ca_def: str | None = None,
                    log=print) -> dict[str, Any]:
-    """Run experiment ``name`` end to end (resumable) and write ``OUT/results.{md,json}``; returns the results."""
+    """Run experiment ``name`` end to end (resumable) and write ``OUT/results.{md,json}``; returns the results.
+
+    ``on``: run the chain on that dataset instead of the paper's (:func:`on_dataset`). ``ca_def``: CA(n) counts
+    |error| <= n ("le") or < n ("lt") instead of the paper's definition (the table says so)."""
+    import dataclasses
+
     from agekit.data.cache import PreparedCache
     from agekit.evaluation.evaluate import evaluate
+    from agekit.evaluation.metrics import CA_DEFINITIONS, check_ca_def
 
-    exp = get_experiment(name)
+    exp = get_experiment(name, on)
+    if ca_def and check_ca_def(ca_def) != exp.ca_def:
+        exp = dataclasses.replace(exp, ca_def=ca_def, differences=exp.differences + (
+            f"--ca-def {ca_def}: {CA_DEFINITIONS[ca_def]}; the paper's: {CA_DEFINITIONS[exp.ca_def]}",))
     data_root, out = Path(data_root), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     caches = prepare_datasets(exp, data_root, Path(cache_root) if cache_root else out / "caches",
@@ -422,7 +558,7 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
     for st in exp.stages:
         if st.per_fold:
             continue
-        rec = _stage_run(st, out / "runs" / st.name, caches[st.dataset]["cache"], "", shared_init, extra,
+        rec = _stage_run(exp, st, out / "runs" / st.name, caches[st.dataset]["cache"], "", shared_init, extra,
                          epochs_scale, log)
         records.append(rec)
         shared_init = rec["final"]
@@ -432,8 +568,8 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
         for st in exp.stages:
             if not st.per_fold:
                 continue
-            rec = _stage_run(st, out / "runs" / st.name / (fold or "all"), caches[st.dataset]["cache"], fold, init,
-                             extra, epochs_scale, log)
+            rec = _stage_run(exp, st, out / "runs" / st.name / (fold or "all"), caches[st.dataset]["cache"], fold,
+                             init, extra, epochs_scale, log)
             records.append(rec)
             init = final = rec["final"]
         split = _fill(exp.test_split, fold)
@@ -451,6 +587,7 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
                              **values, **({"generations": gens} if gens else {})})
         log(f"fold {fold or 'all'}: " + ", ".join(f"{f.metric} {fold_results[-1][f.metric]}" for f in exp.figures))
     results = _aggregate(exp, fold_results, records, caches, epochs_scale, extra, detector, test_cache)
+    results["command"] = command
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (out / "results.md").write_text(results_markdown(results))
     return results
@@ -473,31 +610,41 @@ def _generations(exp: Experiment, final: Path, rep: dict, cache_root, split: str
 
 def _aggregate(exp: Experiment, folds: list[dict], records: list[dict], caches: dict, scale: float,
                extra: list[str], detector: str | None, test_cache) -> dict[str, Any]:
-    figures = []
+    figures, differences = [], list(exp.differences)
     for f in exp.figures:
-        vals = np.array([r[f.metric] for r in folds if r[f.metric] is not None], dtype=np.float64) * f.unit
+        kept = [r for r in folds if r[f.metric] is not None]
+        vals = np.array([r[f.metric] for r in kept], dtype=np.float64) * f.unit
+        n = np.array([r["n"] for r in kept], dtype=np.float64)
+        # pooled (leave-one-person-out): the mean over all test images, each fold weighted by its images
+        mean = (float((vals * n).sum() / n.sum()) if exp.pooled else float(vals.mean())) if vals.size else None
         figures.append({
             "metric": f.metric, "definition": f.definition, "paper": f.paper, "where": f.where,
-            "ours_mean": float(vals.mean()) if vals.size else None,
-            "ours_std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0 if vals.size else None,
-            "folds": int(vals.size),
+            "ours_mean": mean, "ours_std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0 if vals.size else None,
+            "folds": int(vals.size), "pooled": exp.pooled,
         })
-    differences = list(exp.differences)
+        if not vals.size:
+            differences.append(f"{f.metric}: not measured, the test images lack the labels it needs"
+                               + (" (the apparent-age votes' std)" if f.metric == "epsilon_error" else ""))
+    differences += list(exp.model_notes)
+    if exp.border != "constant":
+        differences.append("crops that reach past a photo repeat its edge pixels (views '..._edge'), where the "
+                           "papers' code pads with black")
     if scale != 1.0:
         differences.insert(0, f"a short run: every stage's epochs and schedule scaled by {scale:g} (--epochs-scale)")
     if extra:
         differences.insert(0, "settings changed on every stage: " + ", ".join(extra))
     for key, _c in caches.items():
         use = exp.datasets[key]
-        if detector and detector != use.detector:
-            differences.append(f"{key}: faces prepared with detector {detector!r} instead of {use.detector!r}")
+        det = detector_for(detector, key)
+        if det and det != use.detector:
+            differences.append(f"{key}: faces prepared with detector {det!r} instead of {use.detector!r}")
     if exp.test_stage.dataset == "adience":
         from agekit.data.datasets.adience import check_fold_sizes
 
         differences += check_fold_sizes(test_cache.splits(exp.test_stage.protocol))
     return {
         "experiment": exp.name, "paper": exp.paper, "title": exp.title, "protocol": exp.protocol,
-        "ca_definition": exp.ca_def, "epochs_scale": scale, "overrides": extra,
+        "ca_definition": exp.ca_def, "epochs_scale": scale, "overrides": extra, "on": exp.on,
         "figures": figures, "folds": folds, "stages": records, "datasets": caches,
         "test_images": int(sum(r["n"] for r in folds)), "differences": differences,
     }
@@ -509,17 +656,26 @@ def _num(x: float | None, unit: float) -> str:
     return f"{x:.2f}" if unit != 1.0 or abs(x) >= 1 else f"{x:.3f}"
 
 
+def _cell(text: str) -> str:
+    """``text`` for a Markdown table cell (its ``|`` escaped)."""
+    return str(text).replace("|", "\\|")
+
+
 def results_markdown(res: dict[str, Any]) -> str:
     """The results table of :func:`run_experiment` as Markdown."""
     exp = get_experiment(res["experiment"])
     units = {f.metric: f.unit for f in exp.figures}
-    lines = [f"# {res['experiment']}: {res['title']}", "", f"Paper: {res['paper']}. Protocol: {res['protocol']}.", "",
-             "| metric | definition | paper | ours (mean +- std over folds) | folds |", "|---|---|---|---|---|"]
+    pooled = any(f.get("pooled") for f in res["figures"])
+    ours_head = "ours (all test images pooled; +- std over folds)" if pooled else "ours (mean +- std over folds)"
+    lines = [f"# {res['experiment']}: {res['title']}", "", f"Paper: {res['paper']}. Protocol: {res['protocol']}.", ""]
+    if res.get("command"):
+        lines += [f"Command: `{res['command']}`", ""]
+    lines += [f"| metric | definition | paper | {ours_head} | folds |", "|---|---|---|---|---|"]
     for f in res["figures"]:
         u = units.get(f["metric"], 1.0)
         ours = "n/a" if f["ours_mean"] is None else f"{_num(f['ours_mean'], u)} +- {_num(f['ours_std'], u)}"
-        lines.append(f"| {f['metric']} | {f['definition']} | {_num(f['paper'], u)} ({f['where']}) | {ours} | "
-                     f"{f['folds']} |")
+        lines.append(f"| {f['metric']} | {_cell(f['definition'])} | {_num(f['paper'], u)} ({_cell(f['where'])}) | "
+                     f"{ours} | {f['folds']} |")
     lines += ["", f"Test images: {res['test_images']} over {len(res['folds'])} fold(s); the standard deviation is the "
               "sample standard deviation over the folds.", "", "## Per fold", "",
               "| fold | test images | " + " | ".join(f["metric"] for f in res["figures"]) + " |",
@@ -536,19 +692,34 @@ def results_markdown(res: dict[str, Any]) -> str:
         for g in gens:
             cells = []
             for f in res["figures"]:
-                v = [r["generations"][g][f["metric"]] for r in res["folds"]
-                     if g in r.get("generations", {}) and r["generations"][g][f["metric"]] is not None]
+                rows = [r for r in res["folds"]
+                        if g in r.get("generations", {}) and r["generations"][g][f["metric"]] is not None]
+                v = [r["generations"][g][f["metric"]] for r in rows]
                 u = units.get(f["metric"], 1.0)
-                cells.append(_num(float(np.mean(v)) * u if v else None, u))
+                mean = np.average(v, weights=[r["n"] for r in rows]) if pooled and v else np.mean(v) if v else None
+                cells.append(_num(None if mean is None else float(mean) * u, u))
             lines.append(f"| t = {g[3:]} | " + " | ".join(cells) + " |")
     lines += ["", "## Training stages", "", "| stage | fold | recipe | training images | epochs | steps | seconds |",
               "|---|---|---|---|---|---|---|"]
     for s in res["stages"]:
         lines.append(f"| {s['stage']} | {s['fold'] or '-'} | {s['recipe']} | {s['train_rows']} | {s['epochs']} | "
                      f"{s['steps']} | {s['train_seconds']} |")
-    lines += ["", "## Data", "", "| dataset | images in the cache | detector | the paper's preparation |",
-              "|---|---|---|---|"]
+    lines += ["", "## Data", "", "Every image the dataset lists is counted: records found, records refused by the "
+              "dataset's filters (with the reasons), images kept and images dropped by the face pipeline (with the "
+              "reasons), and images kept by the fallback detector.", "",
+              "| dataset | records | refused | images kept | dropped | by the fallback | faces in the cache | detector "
+              "| preparation |", "|---|---|---|---|---|---|---|---|---|"]
     for k, c in res["datasets"].items():
-        lines.append(f"| {k} | {c['rows']} | {c['detector']} | {c['prepared_as_paper']} |")
+        n = c.get("counts") or {}
+
+        def why(total, reasons):
+            return "-" if total is None else f"{total}" + (" (" + "; ".join(f"{r}: {v}" for r, v in reasons.items())
+                                                           + ")" if reasons else "")
+        det = c["detector"] + (f", fallback {c['fallback']}" if c.get("fallback") else "") + (
+            f", multi-face {c['multi_face']}" if c.get("multi_face", "largest") != "largest" else "")
+        lines.append(f"| {k} | {n.get('records', '-')} | {why(n.get('bad_records'), c.get('bad_by_reason'))} | "
+                     f"{n.get('images_kept', '-')} | {why(n.get('images_dropped'), c.get('dropped_by_reason'))} | "
+                     f"{n.get('images_from_fallback', 0 if c.get('fallback') else '-')} | {c['rows']} | {det} | "
+                     f"{_cell(c['prepared_as_paper'])} |")
     lines += ["", "## Known differences from the paper", ""] + [f"- {d}" for d in res["differences"]]
     return "\n".join(lines) + "\n"
