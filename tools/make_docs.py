@@ -417,12 +417,58 @@ OpenVINO (not a dependency; `python -m benchmarks openvino_speed ssrnet sephsr_3
     return "\n".join(out)
 
 
+REPRO = EXP / "reproduce_utkface"
+# the order of experiments/reproduce_utkface.sh
+REPRO_ORDER = ("ssrnet_morph", "c3ae_plain_morph", "c3ae_full_morph_scratch", "c3ae_full_morph",
+               "hsr_sephsr_30_10_depth3_1_morph", "hsr_sephsr_30_10_depth3_2_morph", "hsr_sephsr_30_10_depth3_3_morph",
+               "hsr_sephsr_90_30_k3_morph", "lrn_resnet10_tiny_chalearn", "lrn_resnet18_morph", "ssrnet_megaage_asian",
+               "c3ae_full_fgnet", "c3ae_full_fgnet_lopo", "lmtcnn_1_1_adience", "lmtcnn_2_1_adience")
+
+
+def note_reproduce() -> str:
+    runs = [(n, load(REPRO / f"{n}.json")) for n in REPRO_ORDER if (REPRO / f"{n}.json").is_file()]
+    missing = [n for n in REPRO_ORDER if not (REPRO / f"{n}.json").is_file()]
+    out = [header("The papers' headline experiments run on UTKFace", [REPRO], f"""
+`agekit reproduce NAME --on utkface` runs a paper's experiment (see `docs/reproduce.md`) with every dataset replaced by
+UTKFace: the IMDB -> WIKI pre-training by one UTKFace pre-training stage on its training part, the target stage
+trained on the same part and tested on UTKFace's 20 % test part (the `utkface` protocol, 70/10/20 by content hash).
+The faces are UTKFace's own aligned and cropped images scaled whole (detector `cropped`, margin 0; crops that reach
+past a photo repeat its edge pixels). `bash experiments/reproduce_utkface.sh` runs them all at a CPU budget: each
+stage 3 epochs (`--epochs-scale` = 3 / the recipe's epochs, which scales the learning-rate schedule alike) of 110
+batches of 50 (a third of the training part; LRN 43 batches of 128, at 64 px instead of 224; the 3-resolution HSR
+network 40), on one CPU thread. These are short runs on another dataset: the papers' figures, for their own datasets
+and full schedules, stand beside ours for reference, not as targets. For scale: predicting the training part's mean age
+for every test face gives MAE {load(EXP / "utkface_methods.json")["baselines_on_test"]["mean_age_predictor_mae"]} on
+the same protocol (`every-method-smoke.md`, on its 4,566 test faces of the dlib-prepared cache).
+"""), "| experiment | paper's figure | ours on UTKFace's test part | stages | training s | command |",
+           "|---|---|---|---|---:|---|"]
+    for name, r in runs:
+        figs = "; ".join(f"{x['metric']} {x['paper']:g} ({x['where']})" for x in r["figures"])
+        ours = "; ".join(f"{x['metric']} " + ("n/a" if x["ours_mean"] is None else
+                                               f"{x['ours_mean']:.3f}" if abs(x["ours_mean"]) < 1 else
+                                               f"{x['ours_mean']:.2f}") for x in r["figures"])
+        stages = " -> ".join(dict.fromkeys(s["stage"] for s in r["stages"]))
+        seconds = sum(s.get("train_seconds") or 0 for s in r["stages"])
+        out.append(f"| `{name}` | {figs} | {ours} | {stages} | {seconds:.0f} | "
+                   f"`{r.get('command')}` |")
+    if missing:
+        out.append("\nNot run yet (`bash experiments/reproduce_utkface.sh` runs them; it skips the finished ones): "
+                   + ", ".join(f"`{n}`" for n in missing) + ".")
+    for name, _ in runs:
+        text = (REPRO / f"{name}.md").read_text(encoding="utf-8").strip().split("\n")
+        out.append("")
+        out += ["#" + line if line.startswith("#") else line for line in text]
+    return "\n".join(out) + "\n"
+
+
 NOTES: dict[str, tuple[str, Callable[[], str]]] = {
     "shipped-weights.md": ("the shipped weights: metrics, errors by group, int8", note_shipped),
     "compact-age-model.md": ("how the shipped network was found: every candidate and what moved the error", note_compact),
     "papers-on-utkface.md": ("the five papers' networks trained on UTKFace, next to their published figures", note_papers),
     "every-method-smoke.md": ("every training method end to end at smoke scale", note_smoke),
     "speed.md": ("networks, photos, folders, videos and training on a 2-core CPU", note_speed),
+    "reproduce-on-utkface.md": ("the papers' headline experiments (`agekit reproduce --on utkface`) at a CPU budget",
+                                note_reproduce),
 }
 
 
