@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from agekit.data.cache import PreparedCache
+from agekit.export.int8 import quantize_int8
 from agekit.face.pipeline import FacePipeline
 from agekit.methods.decode import ExportWrapper, load_method
 from agekit.models.checkpoint import LoadedModel, load_checkpoint
@@ -218,61 +219,6 @@ class _OrtCheck:
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(self.names, self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})))
-
-
-class _Calibration:
-    """onnxruntime CalibrationDataReader over a float32 array, in small batches."""
-
-    def __init__(self, name: str, x: np.ndarray, batch: int = 8):
-        self.items = iter([{name: x[i : i + batch]} for i in range(0, len(x), batch)])
-
-    def get_next(self):
-        return next(self.items, None)
-
-
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: np.ndarray) -> tuple[str, list[str]]:
-    """Static QDQ int8 (per-channel weights, uint8 activations) calibrated on ``calib``; dynamic if static fails.
-
-    Returns the mode used ("static"/"dynamic") and notes on what failed.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    notes = []
-    fp32_path, out_path = Path(fp32_path), Path(out_path)
-    pre = out_path.with_name(out_path.stem + ".pre.onnx")
-    try:
-        try:
-            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-            src = pre
-        except Exception as e:  # pre-processing is an optimisation only
-            notes.append(f"quant_pre_process skipped: {type(e).__name__}: {e}")
-            src = fp32_path
-        reader = _Calibration("input", calib)
-        CalibrationDataReader.register(_Calibration)
-        try:
-            quantize_static(
-                str(src),
-                str(out_path),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
-            return "static", notes
-        except Exception as e:
-            notes.append(f"static quantisation failed ({type(e).__name__}: {e}); used dynamic")
-            quantize_dynamic(str(src), str(out_path), weight_type=QuantType.QInt8)
-            return "dynamic", notes
-    finally:
-        pre.unlink(missing_ok=True)
 
 
 def export_onnx(

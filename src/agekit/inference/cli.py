@@ -145,7 +145,7 @@ def _emit(results: list[Any], args: argparse.Namespace, header: bool = True) -> 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from agekit.inference.estimator import Estimator
-    from agekit.inference.weights import NoShippedWeightsError
+    from agekit.inference.weights import NoShippedWeightsError, int8_graph
 
     if getattr(args, "ray", None):  # the photos of a folder or URI on a Ray cluster (agekit.integrations.ray)
         from agekit.integrations.ray import run_predict_cli
@@ -167,10 +167,19 @@ def _run_predict(args: argparse.Namespace) -> int:
         return 2
     try:
         detector, detector_kwargs = detector_choice(args)
+        model, gender = args.model, gender_model_choice(args)
+        if getattr(args, "precision", "fp32") == "int8":  # the int8 graphs (a gender model without one stays fp32)
+            if args.backend != "onnx":
+                raise ValueError("--precision int8 runs on the onnx backend only")
+            model = str(int8_graph(args.model))
+            try:
+                gender = str(int8_graph(gender)) if gender is not None else None
+            except ValueError:
+                pass
         est = Estimator.from_pretrained(
-            args.model, backend=args.backend, detector=detector,
+            model, backend=args.backend, detector=detector,
             multi_face="largest" if args.largest else (args.multi_face or "all"),
-            gender=gender_model_choice(args), threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
+            gender=gender, threads=args.threads, fallback=args.fallback_detector, flip=args.flip,
             max_pixels=args.max_pixels, **detector_kwargs,
         )
     except (NoShippedWeightsError, FileNotFoundError, ValueError) as e:
@@ -416,6 +425,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gender-model", default="auto",
                    help="gender model: name or file; 'none' for none (default: the shipped one)")
     p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8: the model's int8 ONNX graph, shipped only where it measured faster with the same "
+                        "accuracy (see its card <name>.int8.md)")
     p.add_argument("--detector", default="cascade",
                    help="cascade (default: fast dlib pass on a grey 320 px copy, the full dlib pass only when it finds "
                         "no face), dlib, dlib68, mediapipe, yunet, or cropped (inputs are face crops)")

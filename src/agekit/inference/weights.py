@@ -15,6 +15,8 @@ from typing import Any
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 WEIGHT_SUFFIX = ".safetensors"
+INT8_SUFFIX = ".int8.onnx"  # an int8 graph, shipped (with its card <name>.int8.json) only where it measured faster
+PRECISIONS = ("fp32", "int8")
 
 HOW_TO_GET_WEIGHTS = (
     "or give a model file: train one (agekit prepare utkface --root PATH/TO/UTKFace --out caches/utkface; "
@@ -35,7 +37,8 @@ class NoShippedWeightsError(LookupError):
 
 
 def shipped_weights(weights_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every shipped weight: ``name``, ``model`` (registry name), ``path`` (.safetensors), ``card``, ``onnx`` (or None).
+    """Every shipped weight: ``name``, ``model`` (registry name), ``path`` (.safetensors), ``card``, ``onnx`` (or None),
+    ``onnx_int8`` (its int8 graph ``<name>.int8.onnx``, or None).
 
     A weight file without its ``.json`` card is not listed: weights never ship without a card.
     """
@@ -47,6 +50,7 @@ def shipped_weights(weights_dir: str | Path | None = None) -> list[dict[str, Any
             continue
         card = json.loads(card_path.read_text())
         onnx = card_path.with_suffix(".onnx")
+        int8 = card_path.with_suffix(INT8_SUFFIX)
         out.append(
             {
                 "name": card_path.stem,
@@ -54,6 +58,7 @@ def shipped_weights(weights_dir: str | Path | None = None) -> list[dict[str, Any
                 "path": pt,
                 "card": card,
                 "onnx": onnx if onnx.is_file() else None,
+                "onnx_int8": int8 if int8.is_file() and card_path.with_name(f"{card_path.stem}.int8.json").is_file() else None,
                 "aliases": list(card.get("aliases", [])),
             }
         )
@@ -75,3 +80,24 @@ def resolve_weights(name: str, weights_dir: str | Path | None = None) -> dict[st
     names = sorted({e["name"] for e in entries} | {a for e in entries for a in e["aliases"]})
     raise NoShippedWeightsError(f"no shipped weight called {name!r}{did_you_mean(name, names)}; shipped: "
                                 f"{', '.join(names)}; {HOW_TO_GET_WEIGHTS}")
+
+
+def int8_graph(model: str | Path, weights_dir: str | Path | None = None) -> Path:
+    """The int8 ONNX graph for ``model``: a shipped weight's ``<name>.int8.onnx``, an ``.int8.onnx`` file, or the
+    ``X.int8.onnx`` next to a file ``X.onnx`` / ``X.safetensors``; ``ValueError`` with a one-line reason otherwise."""
+    p = Path(model)
+    if p.name.endswith(INT8_SUFFIX) and p.is_file():
+        return p
+    if p.exists():
+        twin = p.with_name(p.name.rsplit(".", 1)[0] + INT8_SUFFIX)
+        if twin.is_file():
+            return twin
+        raise ValueError(f"{model}: no int8 graph {twin.name} next to it (agekit export --int8 writes one); "
+                         "use --precision fp32")
+    entry = resolve_weights(str(model), weights_dir)
+    if entry.get("onnx_int8") is None:
+        have = [e["name"] for e in shipped_weights(weights_dir) if e.get("onnx_int8") is not None]
+        raise ValueError(f"no int8 graph is shipped for {entry['name']!r}: int8 ships only where it measured faster "
+                         f"than float32 with the same accuracy (shipped int8: {', '.join(have) or 'none'}); "
+                         "use --precision fp32")
+    return Path(entry["onnx_int8"])
