@@ -3,6 +3,7 @@
     pip download facenet-pytorch==2.6.0 --no-deps -d /tmp/fnp
     python tools/export_mtcnn.py /tmp/fnp/facenet_pytorch-2.6.0-py3-none-any.whl      # writes src/agekit/face/models/
     python tools/export_mtcnn.py WHEEL --golden                                         # prints the tests' golden numbers
+    python tools/export_mtcnn.py WHEEL --reference                                      # agekit's MTCNN against the wheel's
 
 MTCNN (Zhang, Zhang, Li and Qiao, "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional
 Networks", IEEE SPL 2016, Fig. 2) as facenet-pytorch re-implements it (MIT licence), with the weights that its wheel
@@ -186,13 +187,81 @@ def export(name: str, net: nn.Module, path: Path) -> None:
                       opset_version=17, do_constant_folding=True, dynamo=False)
 
 
+def reference(wheel: Path, photos: int) -> None:
+    """facenet-pytorch's own ``detect_face`` (from the wheel, torchvision's ``batched_nms`` replaced by a plain one)
+    against ``agekit.face.mtcnn`` on benchmark photos (``benchmarks/detector_recall.py``'s, needs ../shared)."""
+    import tempfile
+    import types
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.detector_recall import AAF, UTK, Photos, iou
+
+    from agekit.face.mtcnn import MTCNNDetector
+
+    def batched_nms(boxes, scores, idxs, threshold):  # torchvision.ops.batched_nms: IoU without the +1
+        if boxes.numel() == 0:
+            return torch.empty((0,), dtype=torch.long)
+        b = (boxes + (idxs.to(boxes) * (boxes.max() + 1))[:, None]).double()
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        order, keep = torch.argsort(scores, descending=True, stable=True), []
+        while order.numel():
+            i, rest = order[0], order[1:]
+            keep.append(int(i))
+            w = (torch.minimum(b[i, 2], b[rest, 2]) - torch.maximum(b[i, 0], b[rest, 0])).clamp(min=0)
+            h = (torch.minimum(b[i, 3], b[rest, 3]) - torch.maximum(b[i, 1], b[rest, 1])).clamp(min=0)
+            order = rest[w * h / (area[i] + area[rest] - w * h) <= threshold]
+        return torch.as_tensor(keep, dtype=torch.long)
+
+    mods = {n: types.ModuleType(n) for n in ("torchvision", "torchvision.ops", "torchvision.ops.boxes",
+                                               "torchvision.transforms", "torchvision.transforms.functional")}
+    mods["torchvision.ops.boxes"].batched_nms = batched_nms
+    sys.modules.update(mods)
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(tmp)
+        sys.path.insert(0, tmp)
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        nets = PNet(), RNet(), ONet()
+        ours = MTCNNDetector()
+        ph = Photos(UTK, AAF)
+        conds = ["size 24", "size 40", "size 120", "size 400", "rotated +30", "lower face covered", "crowd 5",
+                 "crowd 20", "All-Age-Faces"]
+        ious, lm_err, same, missed = [], [], 0, 0
+        for k in range(photos):
+            cond = conds[k % len(conds)]
+            img = ph.make(cond, k // len(conds), 0)[0]
+            with torch.no_grad():
+                boxes, points = detect_face(img, 20, *nets, [0.6, 0.7, 0.7], 0.709, "cpu")
+            ref, ref_pts = np.asarray(boxes[0], float).reshape(-1, 5), np.asarray(points[0], float).reshape(-1, 5, 2)
+            got, got_pts = ours.detect_raw(img)
+            same += len(ref) == len(got)
+            for r, rp in zip(ref, ref_pts):
+                best = max(((iou(r, g), j) for j, g in enumerate(got)), default=(0.0, -1))
+                if best[0] < 0.4:
+                    missed += 1
+                    continue
+                ious.append(best[0])
+                lm_err.append(float(np.linalg.norm(rp - got_pts[best[1]], axis=1).max() / (r[2] - r[0])))
+            print(f"{cond}: reference {len(ref)} faces, agekit {len(got)}")
+        print(f"{photos} photos: the same number of faces in {same}; {len(ious)} of the reference's {len(ious) + missed} "
+              f"faces found at IoU >= 0.4 (median IoU {np.median(ious):.3f}, smallest {min(ious):.3f}); landmarks "
+              f"apart by {np.median(lm_err):.3f} of the box side (median of each face's largest), {max(lm_err):.3f} "
+              "at most")
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("wheel", type=Path, help=f"the downloaded {WHEEL}")
     ap.add_argument("--out", type=Path, default=OUT, help="folder of the ONNX files (default: agekit/face/models)")
     ap.add_argument("--golden", action="store_true", help="print the torch outputs on the fixed inputs instead")
+    ap.add_argument("--reference", type=int, nargs="?", const=36, default=0, metavar="PHOTOS",
+                    help="compare agekit's detector with facenet-pytorch's detect_face on PHOTOS benchmark photos")
     a = ap.parse_args(argv)
     states = read_wheel(a.wheel)
+    if a.reference:
+        reference(a.wheel, a.reference)
+        return 0
     torch.manual_seed(0)
     for name in NAMES:
         net = build(name, states[name])

