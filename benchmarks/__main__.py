@@ -24,6 +24,8 @@ BENCHMARKS: dict[str, tuple[list[str], str]] = {
     "bench": (["agekit", "bench"], "zoo models: torch vs ONNX fp32/int8 batch-1 latency and batch-256 faces/s, "
               "one 640x480 photo end to end, against the speed targets"),
     "face_speed": (["face_speed.py"], "the face pipeline (detector, landmarks, alignment, crop) per photo"),
+    "detector_recall": (["detector_recall.py"], "face detectors' recall by face size, turn, cover and crowd, false "
+                        "detections and ms per photo, on UTKFace faces pasted into scenes and All-Age-Faces photos"),
     "predict_folder": (["predict_folder.py"], "photos/s of Estimator.predict on a folder and frames/s of a video, "
                        "1 or more worker processes"),
     "ort_parallel": (["ort_parallel.py"], "ONNX Runtime on several cores: concurrent batch slices vs intra-op threads, "

@@ -461,6 +461,83 @@ the same protocol (`every-method-smoke.md`, on its 4,566 test faces of the dlib-
     return "\n".join(out) + "\n"
 
 
+def note_detectors() -> str:
+    d = load(BEN / "detector_recall.json")
+    cnn_file = load(BEN / "detector_recall_dlib_cnn.json")
+    cnn, cnn_command = cnn_file["detectors"]["dlib_cnn"], cnn_file["command"]
+    lm = load(EXP / "mtcnn_landmarks.json")
+    rows, acc, conv = d["detectors"], d["acceptance"], lm["conversions"]
+
+    def recall(name: str, conds: list[str]) -> str:
+        found = sum(rows[name][c]["found"] for c in conds)
+        faces = sum(rows[name][c]["faces"] for c in conds)
+        return f"{found / faces:.3f} ({found} / {faces})"
+
+    e2e = "; ".join(f"`{k}` {v['photo_end_to_end']['total_ms']:.1f} ms ({v['photo_end_to_end']['total_cpu_ms']:.1f} "
+                    f"CPU ms; detection {v['photo_end_to_end']['detect_ms']:.1f})" for k, v in rows.items()
+                    if "photo_end_to_end" in v)
+    turned = ["rotated -30", "rotated +30"]
+
+    def cpu_range(name: str, lo: int, hi: int) -> str:
+        ms = [v["cpu_ms_mean"] for c, v in rows[name].items() if c.startswith("size ") and lo <= int(c[5:]) <= hi]
+        return f"{min(ms):.1f}-{max(ms):.1f}"
+
+    fast_big, fast_small, full = cpu_range("mtcnn_fast", 64, 400), cpu_range("mtcnn_fast", 24, 48), cpu_range(
+        "mtcnn", 24, 400)
+    return "\n".join([header("Face detectors: recall, false detections and time per photo",
+                             [BEN / "detector_recall.json", BEN / "detector_recall_dlib_cnn.json",
+                              EXP / "mtcnn_landmarks.json"], f"""
+Which detector finds the faces. `dlib`: dlib's HOG detector at upsample 1; `cascade`: the predictor's default (a
+fast grey 320-px HOG pass, the full pass only when it finds nothing); `mtcnn`: MTCNN on ONNX Runtime (weights from
+facenet-pytorch 2.6.0, MIT; `agekit.face.mtcnn`) down to 20 px faces; `mtcnn_fast`: the same, first down to 80 px
+faces and further only when that finds none; `mtcnn40`: MTCNN down to 40 px (`min_face_size=40`). The test photos
+are made at run time and never stored: UTKFace's 200x200 face photos pasted into 640x480 scenes of procedural
+clutter at sizes from 24 to 400 px, turned in the image plane, mirrored, partly covered and in crowds, and
+All-Age-Faces' original photos (one face each). A face counts as found when a detection overlaps the pasted square
+at IoU >= {d['iou']}; a false detection overlaps none (the benchmark's docstring gives every rule). Commands:
+`{'` then `'.join(d['commands'])}`; dlib's CNN detector: `{cnn_command}`.
+"""), (BEN / "detector_recall.md").read_text(encoding="utf-8").split("\n", 2)[2].strip() + "\n", f"""
+## What the figures say
+
+- **Acceptance set** ({acc['definition']}): `mtcnn` {recall('mtcnn', acc['conditions'])}, `mtcnn_fast`
+  {recall('mtcnn_fast', acc['conditions'])}, `dlib` {recall('dlib', acc['conditions'])}, `cascade`
+  {recall('cascade', acc['conditions'])}.
+- **Small faces**: dlib's HOG finds {recall('dlib', ['size 32'])} of the 32 px faces and none of the 24 px ones;
+  `mtcnn` finds {recall('mtcnn', ['size 24'])} at 24 px.
+- **Crowds**: the `cascade` stops at the first pass that finds any face, so it finds {recall('cascade', ['crowd 5'])}
+  of the faces in 5-face photos and {recall('cascade', ['crowd 20'])} in 20-face photos; `mtcnn`
+  {recall('mtcnn', ['crowd 5'])} and {recall('mtcnn', ['crowd 20'])}.
+- **Turned and covered faces**: at 30 degrees `dlib` finds {recall('dlib', turned)}, `mtcnn`
+  {recall('mtcnn', turned)}; at 45 degrees {recall('dlib', ['rotated -45', 'rotated +45'])} against
+  {recall('mtcnn', ['rotated -45', 'rotated +45'])}; with the lower face covered {recall('dlib', ['lower face covered'])}
+  against {recall('mtcnn', ['lower face covered'])}, with one eye covered {recall('dlib', ['one eye covered'])} against
+  {recall('mtcnn', ['one eye covered'])}. No detector here is meant for upside-down faces.
+- **The default photo path** (decode, detect, align and crop, estimate with flip averaging; the budget is 15 ms on
+  one core): {e2e}. `mtcnn_fast`'s detection alone takes {fast_big} CPU ms for faces of 64 to 400 px, so the
+  photo fits the budget; under 64 px, or in a photo with no face, it also runs the finer scales ({fast_small} CPU
+  ms for 24 to 48 px faces), as `mtcnn` always does ({full} CPU ms). Like the `cascade`, `mtcnn_fast` does not look
+  for small faces in a photo where it found a large one: use `mtcnn` for group photos with faces of mixed sizes.
+- dlib's CNN (MMOD) detector from `face_recognition_models` (CC0) finds turned faces too, but took
+  {cnn['summary']['cpu_ms_per_640x480_photo'] / 1000:.2f} s of CPU per 640x480 photo at upsample 0, where it finds
+  no face under 80 px ({cnn['size 64']['photos']} photos per condition); it is not offered. YuNet's ONNX file ships in
+  none of the YuNet packages looked at on PyPI (alchemyface 1.2.0, detekface 0.1.0, moca-face-matcher 0.2.2,
+  unicorner-face-detector 0.1.0), and mediapipe's wheel bundles no face model.
+
+## Landmarks
+
+MTCNN gives 5 points (eye centres, nose tip, mouth corners) where agekit's alignment expects dlib's (eye corners,
+bottom of the nose). The `mtcnn` detectors map them through MTCNN's mean eyes and nose tip in dlib's face-box frame,
+measured on {lm['fit_faces']} UTKFace faces by `{lm['command']}`. On {lm['test_faces']} other faces the aligned
+face box lies {conv['mtcnn_in_box']['corner_shift_mean']:.3f} of the face's size from where dlib's own landmarks
+put it on average ({conv['mtcnn_in_box']['corner_shift_p95']:.3f} at the 95th percentile), and the converted
+points lie {conv['mtcnn_in_box']['point_error_mean_iod']:.3f} inter-ocular distances from dlib's (eye corners
+placed about the eye centres with the template's proportions, as for YuNet and MediaPipe:
+{conv['eye_centres']['corner_shift_mean']:.3f}, {conv['eye_centres']['corner_shift_p95']:.3f} and
+{conv['eye_centres']['point_error_mean_iod']:.3f}).
+"""])
+
+
+
 NOTES: dict[str, tuple[str, Callable[[], str]]] = {
     "shipped-weights.md": ("the shipped weights: metrics, errors by group, int8", note_shipped),
     "compact-age-model.md": ("how the shipped network was found: every candidate and what moved the error", note_compact),
@@ -469,6 +546,8 @@ NOTES: dict[str, tuple[str, Callable[[], str]]] = {
     "speed.md": ("networks, photos, folders, videos and training on a 2-core CPU", note_speed),
     "reproduce-on-utkface.md": ("the papers' headline experiments (`agekit reproduce --on utkface`) at a CPU budget",
                                 note_reproduce),
+    "face-detectors.md": ("face detectors' recall by face size, turn, cover and crowd, false detections and time per "
+                          "photo", note_detectors),
 }
 
 
