@@ -430,7 +430,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "accuracy (see its card <name>.int8.md)")
     p.add_argument("--detector", default="cascade",
                    help="cascade (default: fast dlib pass on a grey 320 px copy, the full dlib pass only when it finds "
-                        "no face), dlib, dlib68, mediapipe, yunet, or cropped (inputs are face crops)")
+                        "no face), mtcnn (MTCNN: small, turned, covered and crowded faces), mtcnn_fast (MTCNN down "
+                        "to 80 px faces first, further only when it finds none), dlib, dlib68, mediapipe, yunet, or "
+                        "cropped (inputs are face crops)")
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--fast", action="store_true",
                        help="dlib fast pass only: grey, longer side 320 px, no upsampling (~8 ms CPU per 640x480 photo; "
