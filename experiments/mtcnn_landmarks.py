@@ -24,7 +24,7 @@ import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE, apply_affine, face_frame, template_matrix
 from agekit.face.detect import _five_from_eyes_nose, get_detector
-from agekit.face.mtcnn import MTCNNDetector, mtcnn_to_dlib5
+from agekit.face.mtcnn import MTCNN, mtcnn_to_dlib5
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "utkface" / "UTKFace"
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{a.data}: UTKFace folder not found")
     files = sorted(p for p in a.data.iterdir() if p.is_file())
     files = random.Random(0).sample(files, min(a.n, len(files)))
-    dlib, mtcnn = get_detector("dlib"), MTCNNDetector(points=0)
+    dlib, mtcnn = get_detector("dlib"), MTCNN(points=0)
     pairs = []
     for p in files:
         im = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agekit.face import FacePipeline, get_detector
-from agekit.face.mtcnn import MODELS, MTCNNDetector, _sessions, mtcnn_to_dlib5
+from agekit.face.mtcnn import MODELS, MTCNN, _sessions, mtcnn_to_dlib5
 from agekit.preprocessing import AGEKIT
 from records import cli_records
 
@@ -167,15 +167,15 @@ def test_finds_a_drawn_face():
 
 
 def test_options_pickling_and_blank_photo():
-    det = MTCNNDetector(min_face_size=40, first_pass=80)
-    assert det.scales(480, 640)[0] == pytest.approx(0.3) and len(det.scales(480, 640)) == 8
+    det = get_detector("mtcnn", min_face_size=40, first_pass=80)
+    assert det.mtcnn.scales(480, 640)[0] == pytest.approx(0.3) and len(det.mtcnn.scales(480, 640)) == 8
     clone = pickle.loads(pickle.dumps(det))
     assert clone.detect(np.zeros((120, 160, 3), np.uint8)) == []
     for kwargs, msg in [({"min_face_size": 8}, "min_face_size must be at least 12 pixels"),
                         ({"first_pass": 10}, "first_pass must be a face side above min_face_size"),
                         ({"factor": 1.2}, r"factor must be in \(0, 1\)"), ({"points": 68}, "points must be 5")]:
         with pytest.raises(ValueError, match=msg):
-            MTCNNDetector(**kwargs)
+            MTCNN(**kwargs)
     with pytest.raises(ValueError, match="expected an RGB uint8"):
         det.detect(np.zeros((10, 10), np.uint8))
 
@@ -203,7 +203,7 @@ def test_predict_with_mtcnn_imports_no_torch(utk_photo, tmp_path):
 def test_mtcnn_fast_looks_for_small_faces_only_when_it_finds_no_large_one(utk_photo):
     img, box = utk_photo
     fast = get_detector("mtcnn_fast")
-    assert fast.first_pass == 80 and fast.min_face_size == 20
+    assert fast.mtcnn.first_pass == 80 and fast.mtcnn.min_face_size == 20
     (d,) = fast.detect(img)  # the 100 px face: found by the first pass
     assert d.detector == "mtcnn_fast" and _iou(d.box, box) > 0.6
     small = _scene(seed=1)

@@ -196,7 +196,7 @@ def reference(wheel: Path, photos: int) -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.detector_recall import AAF, UTK, Photos, iou
 
-    from agekit.face.mtcnn import MTCNNDetector
+    from agekit.face.mtcnn import MTCNN
 
     def batched_nms(boxes, scores, idxs, threshold):  # torchvision.ops.batched_nms: IoU without the +1
         if boxes.numel() == 0:
@@ -224,7 +224,7 @@ def reference(wheel: Path, photos: int) -> None:
         from facenet_pytorch.models.utils.detect_face import detect_face
 
         nets = PNet(), RNet(), ONet()
-        ours = MTCNNDetector()
+        ours = MTCNN()
         ph = Photos(UTK, AAF)
         conds = ["size 24", "size 40", "size 120", "size 400", "rotated +30", "lower face covered", "crowd 5",
                  "crowd 20", "All-Age-Faces"]

@@ -347,6 +347,21 @@ class MediaPipeDetector:
         return out
 
 
+class MTCNNDetector:
+    """MTCNN on ONNX Runtime (``agekit.face.mtcnn.MTCNN``, keyword arguments go to it; weights shipped, MIT) with
+    dlib's 5 landmarks; ``mtcnn_fast`` is the same with ``first_pass=80``."""
+
+    def __init__(self, name: str = "mtcnn", **kwargs):
+        from agekit.face.mtcnn import MTCNN
+
+        self.name = name
+        self.mtcnn = MTCNN(**kwargs)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """MTCNN's faces, best first (scores are the O-net's face probabilities)."""
+        return [Detection(box, score, lm, self.name) for box, score, lm in self.mtcnn.faces(_check_rgb(image_rgb))]
+
+
 class CroppedDetector:
     """The photo is already a face crop: the box is the whole image (or its centred ``inner``
     fraction) and the landmarks sit on the canonical template, so alignment is the identity."""
@@ -375,7 +390,7 @@ DETECTORS = ("dlib", "dlib68", "mediapipe", "yunet", "cropped", "cascade", "mtcn
 def get_detector(name: str = "dlib", **kwargs) -> Detector:
     """Build a detector by name: ``dlib`` (HOG + 5 points), ``dlib68``, ``mediapipe``, ``yunet``
     (``model_path=``), ``cropped``, ``cascade`` (fast dlib, then full dlib when it finds nothing), ``mtcnn``
-    (``agekit.face.mtcnn.MTCNNDetector``), ``mtcnn_fast`` (the same with ``first_pass=80``); keyword arguments go
+    (``MTCNNDetector``), ``mtcnn_fast`` (the same with ``first_pass=80``); keyword arguments go
     to its constructor."""
     if name == "dlib":
         return DlibDetector(points=5, **kwargs)
@@ -390,7 +405,5 @@ def get_detector(name: str = "dlib", **kwargs) -> Detector:
     if name == "cascade":
         return CascadeDetector(**kwargs)
     if name in ("mtcnn", "mtcnn_fast"):
-        from agekit.face.mtcnn import MTCNNDetector
-
-        return MTCNNDetector(**({"first_pass": 80.0, "name": name} if name == "mtcnn_fast" else {}) | kwargs)
+        return MTCNNDetector(name, **({"first_pass": 80.0} if name == "mtcnn_fast" else {}) | kwargs)
     raise ValueError(f"unknown detector {name!r}; choose one of {DETECTORS}")

@@ -1,4 +1,4 @@
-"""MTCNN face detector on ONNX Runtime (no torch): the ``mtcnn`` detector of ``get_detector``.
+"""MTCNN on ONNX Runtime (no torch), the engine of the ``mtcnn`` and ``mtcnn_fast`` detectors of ``get_detector``.
 
 MTCNN (Zhang, Zhang, Li and Qiao, IEEE SPL 2016, Fig. 2): an image pyramid scanned by the fully convolutional
 P-net (12x12 windows), candidates refined by the R-net (24x24 crops) and the O-net (48x48 crops), which also gives
@@ -30,7 +30,6 @@ import cv2
 import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE, invert_affine, umeyama
-from agekit.face.detect import Detection, _check_rgb
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -156,9 +155,10 @@ def mtcnn_to_dlib5(points: np.ndarray) -> np.ndarray:
     return (FACE5_TEMPLATE @ back[:, :2].T + back[:, 2] - 0.5).astype(np.float32)
 
 
-class MTCNNDetector:
+class MTCNN:
     """MTCNN on ONNX Runtime: faces from ``min_face_size`` pixels up, turned in the image plane, partly covered or
-    in crowds, with dlib's 5 landmarks (converted from MTCNN's, see the module's docstring).
+    in crowds, with dlib's 5 landmarks (converted from MTCNN's, see the module's docstring). The ``mtcnn`` detector
+    (``agekit.face.detect.MTCNNDetector``) gives its faces as ``Detection`` objects.
 
     ``min_face_size``: smallest face side searched for, in pixels of the photo (20, facenet-pytorch's default; the
     cost grows about as (1 / min_face_size)^2). ``first_pass``: when set (a face side above ``min_face_size``), the
@@ -170,11 +170,8 @@ class MTCNNDetector:
     points, its order). Scores are the O-net's face probabilities.
     """
 
-    name = "mtcnn"
-
     def __init__(self, min_face_size: float = 20.0, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 factor: float = 0.709, threads: int = 1, points: int = 5, first_pass: float | None = None,
-                 name: str = "mtcnn"):
+                 factor: float = 0.709, threads: int = 1, points: int = 5, first_pass: float | None = None):
         if not min_face_size >= 12:
             raise ValueError(f"min_face_size must be at least 12 pixels (MTCNN's window), got {min_face_size}")
         if first_pass is not None and not first_pass > min_face_size:
@@ -191,7 +188,6 @@ class MTCNNDetector:
         self.threads = int(threads)
         self.points = points
         self.first_pass = None if first_pass is None else float(first_pass)
-        self.name = name
         self._lock = threading.Lock()
 
     def __getstate__(self):
@@ -245,7 +241,9 @@ class MTCNNDetector:
 
     def detect_raw(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 5) boxes (x1, y1, x2, y2, score) and (N, 5, 2) MTCNN landmarks (its order), best first."""
-        image = _check_rgb(image_rgb)
+        image = np.asarray(image_rgb)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
         if self.first_pass:
             boxes, pts = self._stages(image, self.first_pass)
             if len(boxes):
@@ -286,8 +284,8 @@ class MTCNNDetector:
         order = np.argsort(-boxes[:, 4], kind="stable")
         return boxes[order], pts[order]
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """MTCNN's faces as detections: boxes clipped to the photo, dlib's 5 landmarks (or MTCNN's with points=0)."""
+    def faces(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """(box clipped to the photo, score, dlib's 5 landmarks or MTCNN's with points=0) of each face, best first."""
         boxes, pts = self.detect_raw(image_rgb)
         h, w = np.asarray(image_rgb).shape[:2]
         out = []
@@ -296,5 +294,5 @@ class MTCNNDetector:
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
             lm = mtcnn_to_dlib5(p) if self.points == 5 else p.astype(np.float32)
-            out.append(Detection(box, float(b[4]), lm, self.name))
+            out.append((box, float(b[4]), lm))
         return out
