@@ -108,14 +108,15 @@ def landmark_model_path(points: int) -> Path:
     return p
 
 
-# Cached per process id: a forked worker builds its own objects instead of sharing the parent's.
+# Loaded once per process; a worker process forked after they were loaded shares them (read-only dlib objects)
+# instead of reading them again (the 5-point model takes ~0.2 s CPU to read).
 # dlib's frontal face detector as its save() wrote it (Boost licence, see face/models/LICENSES.md): read in ~1 ms,
 # where dlib.get_frontal_face_detector() takes ~0.9 s to build the same object.
 SHIPPED_HOG = Path(__file__).resolve().parent / "models" / "frontal_face_detector.svm"
 
 
 @cache
-def _dlib_hog(pid: int):
+def _dlib_hog():
     import dlib
 
     if SHIPPED_HOG.is_file():
@@ -124,7 +125,7 @@ def _dlib_hog(pid: int):
 
 
 @cache
-def _dlib_predictor(points: int, pid: int):
+def _dlib_predictor(points: int):
     import dlib
 
     return dlib.shape_predictor(str(landmark_model_path(points)))
@@ -182,9 +183,8 @@ class DlibDetector:
         if self.max_side and max(h, w) > self.max_side:
             f = self.max_side / max(h, w)
             small = cv2.resize(small, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-        pid = os.getpid()
-        hog = _dlib_hog(pid)
-        predictor = _dlib_predictor(self.points, pid)
+        hog = _dlib_hog()
+        predictor = _dlib_predictor(self.points)
         with self._lock:
             rects, scores, _ = hog.run(small, self.upsample, self.threshold)
             out = []
