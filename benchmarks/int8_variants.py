@@ -10,7 +10,7 @@ QOperator format; per-tensor weights; 7-bit weights (reduce_range); U8U8; S8S8; 
 of 8, as ``agekit predict`` runs a batch. Result: benchmarks/results/int8_variants.{json,md} (rows of models not
 run this time are kept).
 
-    cd benchmarks && python int8_variants.py [--models NAME ...] [--data ../caches/utkface] [--out results/int8_variants]
+    python benchmarks/int8_variants.py [--models NAME ...] [--data caches/utkface] [--out benchmarks/results/int8_variants]
 """
 from __future__ import annotations
 

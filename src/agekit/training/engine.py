@@ -31,6 +31,7 @@ from agekit.models.registry import create_model, model_entry
 from agekit.preprocessing import PreprocessSpec
 from agekit.training.datamodule import AgeDataModule
 from agekit.training.module import AgeModule, load_matching_weights
+from agekit.training.probe import resolve_auto
 from agekit.training.recipes import Recipe, parse_recipe
 from agekit.training.recipes import Trainer as TrainerSettings
 from agekit.training.resume import AtomicCheckpointIO, LastCheckpoint, RngState, remove_stale_temporaries
@@ -265,6 +266,8 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     if r.trainer.seed is not None:
         L.seed_everything(r.trainer.seed, workers=True, verbose=False)
     plan = _plan(r)
+    if "auto" in (r.trainer.precision, r.trainer.channels_last):  # measured at the start (agekit.training.probe)
+        r, plan.card["probe"] = resolve_auto(r, out, plan.config, plan.spec)
     module = _build_module(r, plan)
     # data only unless --trust-pickle; a refusal is one line naming the file
     weights_only = check_resume_file(last) if resuming else None

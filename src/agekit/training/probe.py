@@ -191,20 +191,24 @@ def probe(make_model: Callable[[], Any], input_shape: Sequence[int], batch: int,
                           device=device)
                 timings[s] = max(timings.get(s, 0.0), v)
         torch.random.set_rng_state(state)  # the run's own random stream is not moved by the probe
-    else:
-        timings[settings[0]] = float("nan")
-    chosen = pick_fastest(timings, margin) if len(settings) > 1 else settings[0]
+    chosen = pick_fastest(timings, margin) if len(settings) > 1 else settings[0]  # nothing to measure for one
     return ProbeResult(chosen[0], chosen[1], timings, batch, steps, torch.get_num_threads(), time.perf_counter() - t0)
 
 
-def resolve_auto(recipe: Any, out_dir: str | Path | None = None, input_shape: Sequence[int] | None = None,
-                 printer: Callable[[str], None] = print) -> tuple[Any, dict[str, Any] | None]:
+def resolve_auto(recipe: Any, out_dir: str | Path | None = None, config: dict[str, Any] | None = None,
+                 spec: Any = None, printer: Callable[[str], None] = print) -> tuple[Any, dict[str, Any] | None]:
     """A recipe whose ``trainer.precision`` / ``trainer.channels_last`` "auto" are replaced by a probe's choice, and
-    the probe's record (None when nothing was "auto"). A run folder holding ``probe.json`` (a resumed run) keeps
-    the choice it made. The probe times ``recipe.model`` at ``recipe.data.batch_size`` on the recipe's device."""
+    the probe's record (None when nothing was "auto"). A run folder holding ``probe.json`` (a resumed run) keeps the
+    choice it made. The probe times ``recipe.model`` (with ``config``, default the recipe's) on inputs shaped as
+    ``spec`` (a PreprocessSpec; default the network's own) at ``recipe.data.batch_size``, on the recipe's device;
+    the torch random state is left as it was. A multi-process run (several devices or nodes) is refused: its
+    processes could choose differently."""
     t = recipe.trainer
     if t.precision != "auto" and t.channels_last != "auto":
         return recipe, None
+    if t.num_nodes != 1 or str(t.devices) not in ("1", "[0]", "auto"):
+        raise ValueError("trainer.precision / channels_last 'auto' is measured in one process; give fixed values for "
+                         f"a run on several devices or nodes (devices={t.devices}, num_nodes={t.num_nodes})")
     saved = Path(out_dir) / PROBE_FILE if out_dir is not None else None
     if saved is not None and saved.is_file():
         rec = json.loads(saved.read_text())
@@ -214,14 +218,14 @@ def resolve_auto(recipe: Any, out_dir: str | Path | None = None, input_shape: Se
 
         from agekit.models.registry import create_model
 
-        name, config = recipe.model.name, dict(recipe.model.config)
-        config = {k: v for k, v in config.items() if v != "train"}  # LRN's data-dependent age range: defaults
-        if input_shape is None:
-            m = create_model(name, **config)
-            input_shape = tuple(getattr(m, "input_size", None) or (3, m.preprocess.size, m.preprocess.size))
-        device = "cuda" if t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and torch.cuda.is_available()) else "cpu"
-        res = probe(lambda: create_model(name, **config), input_shape, int(recipe.data.batch_size),
-                    t.precision, t.channels_last, device=device)
+        name = recipe.model.name
+        config = dict(recipe.model.config if config is None else config)
+        if spec is None:
+            spec = create_model(name, **config).preprocess
+        shape = (spec.num_crops, 3, spec.size, spec.size) if spec.num_crops > 1 else (3, spec.size, spec.size)
+        cuda = t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and torch.cuda.is_available())
+        res = probe(lambda: create_model(name, **config), shape, int(recipe.data.batch_size), t.precision,
+                    t.channels_last, device="cuda" if cuda else "cpu")
         rec = res.to_dict()
         printer(f"probe ({res.seconds:.1f} s, batch {res.batch}, {res.threads} threads): "
                 + ", ".join(f"{k} {v:.0f} img/s" for k, v in rec["images_per_s"].items())

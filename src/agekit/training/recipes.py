@@ -299,8 +299,10 @@ class Trainer(_Section):
     devices: Annotated[int, Field(ge=-1)] | list[Annotated[int, Field(ge=0)]] | str = 1  # Lightning's forms
     strategy: str = "auto"
     num_nodes: PositiveInt = 1  # machines of a multi-node DDP run (torchrun --nnodes, SLURM --nodes)
-    precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
-    channels_last: bool = False
+    # "auto": the faster of float32 and bf16 autocast (and of the layouts), timed at the start of the run
+    # (agekit.training.probe)
+    precision: Literal[PRECISIONS + ("auto",)] = "32-true"  # type: ignore[valid-type]
+    channels_last: bool | Literal["auto"] = False
     compile: bool | str = False  # true: Inductor; a string: that torch.compile backend (e.g. "eager")
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None  # validate and ship the EMA of the weights
     ema_warmup: bool = True
