@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``agekit prepare``."""
     from agekit.data.prepare import DEFAULT_VIEWS, MULTI_FACE, VIEW_SPECS
 
@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="cache folder to write")
     p.add_argument("--views", default=",".join(DEFAULT_VIEWS),
                    help=f"comma-separated views: {', '.join(VIEW_SPECS)} (default %(default)s)")
-    p.add_argument("--detector", default="dlib", help="dlib | dlib68 | mediapipe | yunet | cropped (default dlib)")
+    p.add_argument("--detector", default="dlib", help="dlib | mtcnn | mtcnn_fast | dlib68 | mediapipe | yunet | cropped | "
+                   "given (the dataset's own face boxes, e.g. IMDB-WIKI's face_location) (default dlib)")
     p.add_argument("--detector-option", action="append", default=[], metavar="KEY=VALUE",
                    help="detector keyword argument, e.g. model_path=yunet.onnx (repeatable)")
     p.add_argument("--fallback-detector", default=None, metavar="NAME",
@@ -106,7 +107,7 @@ def _unpack(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_portable(subparsers) -> None:
+def register_portable(subparsers: argparse._SubParsersAction) -> None:
     """Add ``agekit pack-cache`` and ``agekit unpack-cache``."""
     p = subparsers.add_parser("pack-cache", help="a prepared cache (chosen views) in one compressed file",
                               description="Pack views, metadata and splits of a prepared cache into one .npz, each "
