@@ -84,20 +84,23 @@ def agenet_cache(tmp_path_factory):
 def test_auto_precision_and_layout_are_probed_recorded_and_kept_on_resume(agenet_cache, tmp_path, capsys):
     from agekit.training.engine import train
 
+    # the layout probed (two candidates keep the test short; the precision's candidates are tested above)
     over = ["trainer.progress_bar=false", "data.batch_size=2", "trainer.limit_train_batches=1", "trainer.max_epochs=1",
-            f"data.cache={agenet_cache}", "trainer.precision=auto", "trainer.channels_last=auto"]
+            f"data.cache={agenet_cache}", "trainer.precision=32-true", "trainer.channels_last=auto"]
     res = train("agenet_utkface", tmp_path / "a", overrides=over)
     rec = json.loads((tmp_path / "a" / "probe.json").read_text())
-    assert res.card["probe"] == rec and len(rec["images_per_s"]) == len(candidates("auto", "auto"))
+    assert res.card["probe"] == rec and sorted(rec["images_per_s"]) == ["32-true", "32-true + channels-last"]
     assert (res.card["precision"], res.card["channels_last"]) == (rec["precision"], rec["channels_last"])
-    assert "precision: auto" not in (tmp_path / "a" / "recipe.yaml").read_text()  # the run's recipe names its choice
+    assert "channels_last: auto" not in (tmp_path / "a" / "recipe.yaml").read_text()  # the run's recipe names its choice
     assert "probe (" in capsys.readouterr().out
     # a run folder that holds a probe (a resumed run) keeps its choice, whatever a new probe would say
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "probe.json").write_text(json.dumps({**rec, "precision": "32-true", "channels_last": True}))
-    res = train("agenet_utkface", tmp_path / "b", overrides=over)
-    assert (res.card["precision"], res.card["channels_last"]) == ("32-true", True)
-    assert "probe: keeping 32-true + channels-last" in capsys.readouterr().out
+    from agekit.training.recipes import load_recipe, parse_recipe
+
+    (tmp_path / "a" / "probe.json").write_text(json.dumps({**rec, "precision": "bf16-mixed", "channels_last": True}))
+    r = parse_recipe(load_recipe("agenet_utkface", ["trainer.precision=auto", "trainer.channels_last=auto"]))
+    kept, again = resolve_auto(r, tmp_path / "a")
+    assert (kept.trainer.precision, kept.trainer.channels_last) == ("bf16-mixed", True) and again["precision"] == "bf16-mixed"
+    assert "probe: keeping bf16-mixed + channels-last" in capsys.readouterr().out
 
 
 def test_auto_is_refused_on_several_devices_and_bad_values_in_recipes():
