@@ -19,6 +19,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ from agekit.data.cache import PreparedCache, _atomic_json, create_view, write_me
 from agekit.data.datasets import Sample, get_adapter
 from agekit.data.datasets.base import sha1_file
 from agekit.data.protocols import make_splits, protocols_for
-from agekit.face.io import check_max_pixels
+from agekit.face.align import FACE5_TEMPLATE
+from agekit.face.detect import Detection
+from agekit.face.io import ImageReadError, check_max_pixels, read_image
+from agekit.face.pipeline import FacePipeline, FaceResult
 from agekit.parallel import WorkerPool, ordered_map
 from agekit.preprocessing import PreprocessSpec
 
@@ -127,8 +131,6 @@ GIVEN = "given"
 def given_detection(box: Sequence[float]) -> Any:
     """A :class:`~agekit.face.detect.Detection` for a face box the dataset gives: score 1, landmarks on the canonical
     template inside the box (as the ``cropped`` detector places them), so alignment keeps the box."""
-    from agekit.face.align import FACE5_TEMPLATE
-    from agekit.face.detect import Detection
 
     x1, y1, x2, y2 = (float(v) for v in box)
     lm = (FACE5_TEMPLATE * [x2 - x1, y2 - y1] + [x1, y1] - 0.5).astype(np.float32)
@@ -138,7 +140,6 @@ def given_detection(box: Sequence[float]) -> Any:
 def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, detector_kwargs: dict,
                  fallback: Any = None, max_pixels: int | None = None) -> None:
     global _PIPELINE, _GIVEN
-    from agekit.face.pipeline import FacePipeline
 
     _GIVEN = detector == GIVEN
     if _GIVEN:  # the pipeline only crops (and runs the fallback); its own detector is never called
@@ -149,9 +150,6 @@ def _init_worker(specs: list[PreprocessSpec], detector: Any, multi_face: str, de
 
 def _given_faces(path: str, box: Sequence[float] | None) -> Any:
     """The pipeline's result for a photo whose face box the dataset gives (the fallback when it gives none)."""
-    from agekit.face.io import ImageReadError, read_image
-    from agekit.face.pipeline import FaceResult
-
     try:
         image = read_image(path, max_pixels=_PIPELINE.max_pixels)
     except ImageReadError as e:
@@ -228,7 +226,6 @@ def _process_chunk(task: tuple[int, list[tuple], list[str]]) -> tuple[int, list[
 def _chunk_item_by_item(pool: WorkerPool, task: tuple[int, list[tuple[int, str]], list[str]]) -> tuple:
     """A chunk on which a worker process died twice, redone one item per task: the item that kills a worker
     again is recorded with that error and no crops, the rest of the chunk is kept."""
-    from concurrent.futures import BrokenExecutor
 
     chunk, items, keys = task
     records, stacked, seconds = [], {k: [] for k in keys}, 0.0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 
@@ -33,8 +34,6 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     """The ``agekit reproduce`` command line of ``args`` (for the table)."""
-    import shlex
-
     words = ["agekit", "reproduce", args.name, "--data-root", args.data_root, "--out", args.out]
     for flag, value in (("--on", args.on), ("--cache-dir", args.cache_dir), ("--detector", args.detector),
                         ("--limit", args.limit), ("--device", args.device), ("--ca-def", args.ca_def)):

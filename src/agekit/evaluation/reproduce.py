@@ -18,6 +18,7 @@ it again and is tested on its test part; the table says so and keeps the paper's
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -27,6 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agekit.data.cache import PreparedCache
+from agekit.data.datasets.adience import check_fold_sizes
+from agekit.data.prepare import prepare
+from agekit.evaluation.evaluate import evaluate
+from agekit.evaluation.metrics import CA_DEFINITIONS, check_ca_def
+from agekit.preprocessing import PreprocessSpec
+from agekit.training.engine import resolve_spec, train
+from agekit.training.recipes import did_you_mean, load_recipe, parse_recipe
 
 ADIENCE_PREP = ("the in-plane aligned faces (aligned/) scaled whole to 256 (detector 'cropped', margin 0, no "
                 "alignment), 227 crops (LMTCNN Sec. 4.1)")
@@ -76,7 +86,6 @@ class Stage:
 @dataclass(frozen=True)
 class Figure:
     """A figure of the paper: ``metric`` (a key of the evaluation report; ``ca.3`` = CA(3)) and its value."""
-
     metric: str
     paper: float
     where: str
@@ -320,7 +329,6 @@ def list_experiments() -> list[str]:
 def get_experiment(name: str, on: str | None = None) -> Experiment:
     """The named experiment; with ``on``, its chain on that dataset instead of the paper's (:func:`on_dataset`)."""
     if name not in EXPERIMENTS:
-        from agekit.training.recipes import did_you_mean
 
         raise KeyError(f"unknown experiment {name!r}{did_you_mean(name, list(EXPERIMENTS))}; "
                        "`agekit reproduce --list` lists them")
@@ -384,7 +392,6 @@ def scaled_overrides(recipe: str, overrides: list[str], scale: float) -> list[st
         return []
     if not scale > 0:
         raise ValueError(f"--epochs-scale must be positive, got {scale}")
-    from agekit.training.recipes import load_recipe
 
     r = load_recipe(recipe, overrides)
     t, s, out = r["trainer"], r.get("scheduler") or {}, []
@@ -438,10 +445,6 @@ def prepare_datasets(exp: Experiment, data_root: Path, cache_root: Path, *, dete
                      log=print) -> dict[str, dict[str, Any]]:
     """Prepare every dataset of ``exp`` with the views its stages need (``overrides``: the settings changed on
     every stage, which may change a view); returns dataset -> cache dir and counts."""
-    from agekit.data.cache import PreparedCache
-    from agekit.data.prepare import prepare
-    from agekit.training.engine import resolve_spec
-    from agekit.training.recipes import parse_recipe
 
     specs: dict[str, dict[str, Any]] = {}
     for st in exp.stages:
@@ -480,7 +483,6 @@ def prepare_datasets(exp: Experiment, data_root: Path, cache_root: Path, *, dete
 def _prepared_views(cache_dir: Path, how: dict[str, Any]) -> dict[str, Any]:
     """The views a finished cache holds (view key -> spec), to be kept when views are added; a ValueError when it
     was prepared another way (``how``: detector, fallback, multi-face policy), which adding views would change."""
-    from agekit.preprocessing import PreprocessSpec
 
     info = cache_dir / "info.json"
     if not (cache_dir / "meta.npz").is_file() or not info.is_file():
@@ -497,8 +499,6 @@ def _prepared_views(cache_dir: Path, how: dict[str, Any]) -> dict[str, Any]:
 def _stage_run(exp: Experiment, st: Stage, run_dir: Path, cache: str, fold: str, init: str | None, extra: list[str],
                scale: float, log=print) -> dict[str, Any]:
     """Train one stage (skipped when finished, resumed when started); returns its record."""
-    from agekit.training.engine import train
-
     done = run_dir / "stage.json"
     over = [f"data.cache={cache}", f"data.protocol={st.protocol}", f"data.train_split={_fill(st.train_split, fold)}",
             f"data.val_split={_fill(st.val_split, fold) or 'null'}", *stage_overrides(exp, st)]
@@ -533,11 +533,6 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
 
     ``on``: run the chain on that dataset instead of the paper's (:func:`on_dataset`). ``ca_def``: CA(n) counts
     |error| <= n ("le") or < n ("lt") instead of the paper's definition (the table says so)."""
-    import dataclasses
-
-    from agekit.data.cache import PreparedCache
-    from agekit.evaluation.evaluate import evaluate
-    from agekit.evaluation.metrics import CA_DEFINITIONS, check_ca_def
 
     exp = get_experiment(name, on)
     if ca_def and check_ca_def(ca_def) != exp.ca_def:
@@ -596,8 +591,6 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
 def _generations(exp: Experiment, final: Path, rep: dict, cache_root, split: str, protocol: str,
                  device: str | None) -> dict[str, dict[str, float | None]]:
     """LRN: the figures' metrics of every refinery generation next to ``final`` (``gen1`` ... ``genT``)."""
-    from agekit.evaluation.evaluate import evaluate
-
     if not re.fullmatch(r"gen\d+", final.parent.name):
         return {}
     out = {}
@@ -639,7 +632,6 @@ def _aggregate(exp: Experiment, folds: list[dict], records: list[dict], caches: 
         if det and det != use.detector:
             differences.append(f"{key}: faces prepared with detector {det!r} instead of {use.detector!r}")
     if exp.test_stage.dataset == "adience":
-        from agekit.data.datasets.adience import check_fold_sizes
 
         differences += check_fold_sizes(test_cache.splits(exp.test_stage.protocol))
     return {

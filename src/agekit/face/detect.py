@@ -33,12 +33,12 @@ import cv2
 import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE
+from agekit.face.mtcnn import MTCNN
 
 
 @dataclass
 class Detection:
     """One detected face: box (x1, y1, x2, y2; x2, y2 exclusive), score, landmarks (pixels)."""
-
     box: np.ndarray
     score: float
     landmarks: np.ndarray | None = None
@@ -54,7 +54,6 @@ class Detection:
 @runtime_checkable
 class Detector(Protocol):
     """A face detector: RGB uint8 HxWx3 -> detections, best first."""
-
     name: str
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]: ...
@@ -264,7 +263,6 @@ def _five_from_eyes_nose(right_eye: np.ndarray, left_eye: np.ndarray, nose: np.n
 
 class YuNetDetector:
     """OpenCV's YuNet (``cv2.FaceDetectorYN``) with a user-supplied ONNX model file."""
-
     name = "yunet"
 
     def __init__(
@@ -310,7 +308,6 @@ class YuNetDetector:
 
 class MediaPipeDetector:
     """MediaPipe face detection (BlazeFace, ``model_selection`` 0 short range / 1 full range)."""
-
     name = "mediapipe"
 
     def __init__(self, model_selection: int = 1, min_detection_confidence: float = 0.5):
@@ -352,7 +349,6 @@ class MTCNNDetector:
     dlib's 5 landmarks; ``mtcnn_fast`` is the same with ``first_pass=80``."""
 
     def __init__(self, name: str = "mtcnn", **kwargs):
-        from agekit.face.mtcnn import MTCNN
 
         self.name = name
         self.mtcnn = MTCNN(**kwargs)
