@@ -23,6 +23,7 @@ import json
 import math
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -442,7 +443,7 @@ def detector_for(detector: str | None, dataset: str) -> str | None:
 
 def prepare_datasets(exp: Experiment, data_root: Path, cache_root: Path, *, detector: str | None = None,
                      workers: int = 2, limit: int | None = None, overrides: list[str] | None = None,
-                     log=print) -> dict[str, dict[str, Any]]:
+                     log: Callable[[str], Any] = print) -> dict[str, dict[str, Any]]:
     """Prepare every dataset of ``exp`` with the views its stages need (``overrides``: the settings changed on
     every stage, which may change a view); returns dataset -> cache dir and counts."""
 
@@ -528,7 +529,7 @@ def run_experiment(name: str, data_root: str | Path, out: str | Path, *, epochs_
                    overrides: list[str] | None = None, detector: str | None = None, workers: int = 2,
                    limit: int | None = None, device: str | None = None, cache_root: str | Path | None = None,
                    on: str | None = None, command: str | None = None, ca_def: str | None = None,
-                   log=print) -> dict[str, Any]:
+                   log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run experiment ``name`` end to end (resumable) and write ``OUT/results.{md,json}``; returns the results.
 
     ``on``: run the chain on that dataset instead of the paper's (:func:`on_dataset`). ``ca_def``: CA(n) counts

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from agekit.data.cache import PreparedCache
+
 INT8_SUFFIX = ".int8.onnx"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")  # the layers that carry the MACs (and int8 weights)
 POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool")
@@ -479,7 +481,6 @@ def cache_faces(cache: Any, spec: Any, split: str, protocol: str | None = None, 
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """Float32 network inputs of a prepared cache's ``split`` rows (``n`` of them drawn with ``seed``, else all, in
     row order), the rows, and a description naming the cache folder by name only."""
-    from agekit.data.cache import PreparedCache
 
     cache = cache if isinstance(cache, PreparedCache) else PreparedCache(cache)
     protocols = list(cache.protocols)

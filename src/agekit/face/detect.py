@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -348,7 +348,7 @@ class MTCNNDetector:
     """MTCNN on ONNX Runtime (``agekit.face.mtcnn.MTCNN``, keyword arguments go to it; weights shipped, MIT) with
     dlib's 5 landmarks; ``mtcnn_fast`` is the same with ``first_pass=80``."""
 
-    def __init__(self, name: str = "mtcnn", **kwargs):
+    def __init__(self, name: str = "mtcnn", **kwargs: Any) -> None:
 
         self.name = name
         self.mtcnn = MTCNN(**kwargs)
@@ -383,7 +383,7 @@ class CroppedDetector:
 DETECTORS = ("dlib", "dlib68", "mediapipe", "yunet", "cropped", "cascade", "mtcnn", "mtcnn_fast")
 
 
-def get_detector(name: str = "dlib", **kwargs) -> Detector:
+def get_detector(name: str = "dlib", **kwargs: Any) -> Detector:
     """Build a detector by name: ``dlib`` (HOG + 5 points), ``dlib68``, ``mediapipe``, ``yunet``
     (``model_path=``), ``cropped``, ``cascade`` (fast dlib, then full dlib when it finds nothing), ``mtcnn``
     (``MTCNNDetector``), ``mtcnn_fast`` (the same with ``first_pass=80``); keyword arguments go

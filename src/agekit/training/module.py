@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -78,7 +79,7 @@ def keep_fp32(model: nn.Module, suffixes: tuple[str, ...] = FP32_CLASS_SUFFIXES)
     return model
 
 
-def build_optimizer(params, cfg: Any) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], cfg: Any) -> torch.optim.Optimizer:
     """Adam (SSR-Net, C3AE) or SGD with momentum (HSR, LRN, LMTCNN) from a recipe's ``optimizer``.
 
     ``cfg`` is a :data:`agekit.training.recipes.Optimizer` section or its plain form (defaults: the schema's).
@@ -95,7 +96,8 @@ def build_optimizer(params, cfg: Any) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {c!r}")
 
 
-def cosine_with_warmup(opt: torch.optim.Optimizer, epochs: int, warmup: int = 0, min_factor: float = 0.0):
+def cosine_with_warmup(opt: torch.optim.Optimizer, epochs: int, warmup: int = 0,
+                       min_factor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR: factor (e+1)/(warmup+1) for the first ``warmup`` epochs, then half a cosine from 1 to ``min_factor``."""
     def factor(e: int) -> float:
         if e < warmup:

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from agekit.models.registry import create_model
+
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8",
          "amx_tile")
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -216,7 +220,6 @@ def resolve_auto(recipe: Any, out_dir: str | Path | None = None, config: dict[st
     else:
         import torch
 
-        from agekit.models.registry import create_model
 
         name = recipe.model.name
         config = dict(recipe.model.config if config is None else config)
@@ -241,7 +244,6 @@ def gemm_peak(threads: int = 1, backend: str = "torch", dtype: str = "float32", 
               repeats: int = 20) -> float:
     """GMAC/s of an n x n x n matrix product (median of ``repeats``) on ``threads`` threads: ``backend`` "torch"
     (float32 or bfloat16) or "onnxruntime" (its MatMul, float32)."""
-    import numpy as np
 
     if backend == "onnxruntime":
         import onnxruntime as ort
