@@ -61,7 +61,7 @@ def test_auto_measures_while_it_works_then_starts_workers(tmp_path, monkeypatch)
         monkeypatch.setattr(parallel, "others_busy", lambda mark, busy=busy: busy)
         chosen.clear()
         got = est.predict(d, workers="auto")
-        assert chosen == [1, workers]
+        assert chosen == [1, workers] and est.auto_chose == workers
         assert [r.source for r in got] == [r.source for r in want]
         assert [r.faces[0].age for r in got] == pytest.approx([r.faces[0].age for r in want], abs=1e-5)
 

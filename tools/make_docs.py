@@ -126,6 +126,23 @@ def weights_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_benchmark() -> Any:
+    """benchmarks/speed.py as a module: the speed note and the README block render its result file with its own
+    table functions, so they read exactly as the benchmark prints them."""
+    import importlib.util
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("agekit_benchmarks_speed", ROOT / "benchmarks" / "speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def speed_block() -> str:
+    return speed_benchmark().readme_block(load(BEN / "speed.json"))
+
+
 README_BLOCKS: dict[str, Callable[[], str]] = {"zoo": zoo_block, "weights": weights_block}
 
 
@@ -357,33 +374,33 @@ def note_speed() -> str:
     prof = load(BEN / "train_profile.json")["rows"][0]
     p = prof["profile_ms_per_step"]
     ov = load(BEN / "openvino.json")
-    srcs = [BEN / n for n in ("speed.md", "ort_parallel.md", "predict_folder.md", "train_throughput.json",
+    sp, bench = load(BEN / "speed.json"), speed_benchmark()
+    srcs = [BEN / n for n in ("speed.json", "bench.md", "ort_parallel.md", "predict_folder.md", "train_throughput.json",
                               "train_profile.json", "ddp_cpu_throughput.md", "openvino.json")]
-    out = [header("Speed on a 2-core CPU", srcs, """
-Every figure here was measured on a 2-core Intel Xeon virtual machine (AVX-512, AMX), with glibc's allocator told to
-keep freed memory (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000`). On a shared
-machine batch-1 figures move by 10-40 % from minute to minute, so each benchmark compares settings in interleaved
-rounds. `python -m benchmarks` lists the benchmarks; each result file names its command.
-"""), "## Networks and one photo (`python -m benchmarks speed`, i.e. `agekit bench`)\n", md_tables(BEN / "speed.md"),
+    out = [header("Speed on a 2-core CPU", srcs, f"""
+The first sections were measured on {bench.host(sp)}, with glibc's allocator told to keep freed memory
+(`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1000000000`), by `python -m benchmarks
+speed`: every table beside its reference with the ratio, rounds interleaved, medians, and above each table the CPU
+flags, load average and library versions of its run. The sections after the targets were measured earlier, `agekit
+bench`, `ort_parallel` and `predict_folder` on a 2-core Intel Xeon virtual machine (AVX-512, AMX). On a shared
+machine figures move by 10-40 % from minute to minute; `python -m benchmarks` lists the benchmarks and each result file
+names its command.
+"""), bench.docs_sections(sp), "## Networks and one photo on the Intel Xeon host (`python -m benchmarks bench`, i.e. "
+           "`agekit bench`)\n", md_tables(BEN / "bench.md"),
            """Batch 1 runs on one thread, batch 256 on both cores. The int8 drift column uses random weights and means
 nothing for SSR-Net (its division by s1 * (1 + delta) magnifies quantisation error on untrained weights); on trained
 weights and real faces see `docs/results/shipped-weights.md`. The photo is 640x480 with one face, shipped weights,
 flip averaging.
-
-Targets: SepHSR(30,10) fp32 >= 5,000 faces/s at batch 256 (met in this run; 4,109-5,535 over three runs); int8
->= 10,000 (not met: ONNX Runtime has no blocked int8 depthwise kernel, and its `QLinearAveragePool` took 43 % of the
-int8 time); SSR-Net batch 1 <= 0.25 ms (not met: 0.42-0.44 ms; 0.25 ms would need 68 GMAC/s, 93 % of one core's
-fp32 matrix-multiply rate, on 3x3 convolutions of 16-32 channels); ONNX >= 5x torch eager at batch 1 (met); one
-photo <= 15 ms end to end (12.6-18.7 ms over three runs; detection is 9-14 ms of it).
 
 ## ONNX Runtime on both cores (`python -m benchmarks ort_parallel`)
 """, md_tables(BEN / "ort_parallel.md"), """A batch's slices run concurrently, one single-threaded session run per worker
 thread, which `OnnxRunner` does by default: 1.10-1.47x the faces/s of giving each slice every intra-op thread. At
 batch 1 ONNX Runtime's parallel executor costs more in hand-offs than SSR-Net's two streams gain.
 
-## Folders and videos with worker processes (`python -m benchmarks predict_folder`)
-""", md_tables(BEN / "predict_folder.md"), """Worker processes find the faces while the main process runs the
-networks (pool start-up included, model loading not; the results of every worker count are checked equal).
+## Folders and videos with worker processes on the Intel Xeon host (`python -m benchmarks predict_folder`)
+""", md_tables(BEN / "predict_folder.md"), """Measured when the worker processes found the faces and the main process
+ran the networks (pool start-up included, model loading not; the results of every worker count are checked equal);
+the workers now run the whole prediction (the folder section above).
 
 ## Training throughput (`python -m benchmarks train_throughput`)
 """, "| batch | threads | channels-last | bf16 | padded channels | img/s |", "|---:|---:|---|---|---:|---:|"]

@@ -506,6 +506,7 @@ class Estimator:
         self.batch_size = batch_size
         self.multi_face = multi_face
         self.workers = _check_workers(workers)
+        self.auto_chose: int | None = None  # the worker count the last workers="auto" call chose
         self.max_pixels = check_max_pixels(max_pixels)  # photos with more pixels are refused from their header
         self.pipeline.max_pixels = self.max_pixels  # read by _process_input, here and in worker processes
 
@@ -669,8 +670,9 @@ class Estimator:
                    n_items: int | None = None) -> Iterator[dict[str, Any]]:
         """:meth:`iter_items` with ``workers="auto"``: the first inputs are processed here for ``AUTO_PROBE_S``
         seconds while the other processes' CPU use is measured (/proc/stat, less this process's own); then the rest
-        goes to :func:`agekit.parallel.worker_count` workers (one per idle core, one per 16 inputs left). The
-        measurement costs no time; fewer than 32 inputs (``n_items``, when known) are done here without it."""
+        goes to :func:`agekit.parallel.worker_count` workers (one per idle core, one per 16 inputs left), kept in
+        ``self.auto_chose``. The measurement costs no time; fewer than 32 inputs (``n_items``, when known) are done
+        here without it."""
         import time
 
         from agekit.parallel import cpu_mark, others_busy, usable_cores, worker_count
@@ -678,6 +680,7 @@ class Estimator:
         it = iter(items)
         cores = usable_cores()
         if cores < 2 or (n_items is not None and n_items < 2 * AUTO_MIN_INPUTS):
+            self.auto_chose = 1
             yield from self.iter_items(it, chunk=chunk, workers=1, on_input=on_input)
             return
         mark, taken = cpu_mark(), 0
@@ -693,6 +696,7 @@ class Estimator:
         yield from self.iter_items(probe(), chunk=chunk, workers=1, on_input=on_input)
         left = (n_items - taken) if n_items is not None else 1 << 30
         workers = worker_count(left, cores, others_busy(mark), min_per_worker=AUTO_MIN_INPUTS) if left > 0 else 1
+        self.auto_chose = workers
         yield from self.iter_items(it, chunk=chunk, workers=workers, on_input=on_input)
 
     def predict_image(self, image_rgb: np.ndarray, source: str = "array[0]") -> dict[str, Any]:
