@@ -151,7 +151,7 @@ def speed_block() -> str:
     return speed_benchmark().readme_block(load(BEN / "speed.json"))
 
 
-README_BLOCKS: dict[str, Callable[[], str]] = {"zoo": zoo_block, "weights": weights_block}
+README_BLOCKS: dict[str, Callable[[], str]] = {"zoo": zoo_block, "weights": weights_block, "speed": speed_block}
 
 
 def readme(text: str) -> str:
