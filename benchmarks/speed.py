@@ -822,11 +822,17 @@ def _prose(name: str, result: dict[str, Any]) -> str:
                 f"{ph['agekit_flip']['per_extra_face']:.2f} ms with the card's flip averaging and "
                 f"{ph['agekit_no_flip']['per_extra_face']:.2f} ms without, against the peer's "
                 f"{ph['peer']['per_extra_face']:.2f} ms")
+        st = [g["flip"] for g in sec["stages_20"] if "hog" in g["flip"]]
+        n_extra = int(top)
+        if st:
+            lm = med([(g["detect"] - g["hog"]) / n_extra for g in st])
+            crop = med([g["align_crop"] / n_extra for g in st])
+            text += (f". Per face in the {top}-face photo: landmarks {lm:.2f} ms (dlib's shape predictor), alignment "
+                     f"and crops {crop:.2f} ms")
         if per_net:
-            text += (f"; flip averaging runs the default network twice per face, {2 * macs / 1e6:.1f}M MACs, "
-                     f"{per_net:.2f} ms at the fp32 limit measured above, so no fp32 graph of it gets an extra "
-                     "flip-averaged face under 1 ms "
-                     "on one thread")
+            text += (f"; the network, run twice for flip averaging ({2 * macs / 1e6:.1f}M MACs), needs {per_net:.2f} "
+                     "ms at the fp32 limit measured above, so with the landmarks no fp32 graph of it brings a "
+                     "flip-averaged extra face under 1 ms on one thread")
         return text + "."
     rates = folder_rates(result["folders"])
     sizes = sorted({n for _, n, _ in rates})
