@@ -2,7 +2,6 @@
 at known boxes, dlib's landmark order, and ``agekit predict --detector mtcnn`` without torch."""
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import subprocess
 import sys
@@ -52,29 +51,6 @@ def test_onnx_nets_give_the_golden_numbers(name):
         assert got.shape == shape, o
         np.testing.assert_allclose(got.ravel()[:4], first, atol=2e-6, err_msg=f"{name}.{o}")
         assert abs(float(got.astype(np.float64).sum()) - total) < 1e-4, f"{name}.{o}"
-
-
-@pytest.mark.parametrize("name", ["pnet", "rnet", "onet"])
-def test_onnx_nets_match_the_torch_reimplementation(name):
-    """The export tool's torch modules, loaded with the ONNX files' own weights, agree with ONNX Runtime."""
-    pytest.importorskip("torch")
-    pytest.importorskip("onnx")
-    import torch
-
-    spec = importlib.util.spec_from_file_location("export_mtcnn", REPO / "tools" / "export_mtcnn.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    path = MODELS / f"mtcnn_{name}.onnx"
-    net = tool.build(name, tool.state_from_onnx(name, path))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (3, 3, 31, 45) if name == "pnet" else (5, 3, tool.INPUT_SIDE[name], tool.INPUT_SIDE[name]))
-    x = x.astype(np.float32)
-    with torch.no_grad():
-        want = [t.numpy() for t in net(torch.from_numpy(x))]
-    got = _sessions(1, -1)[["pnet", "rnet", "onet"].index(name)].run(None, {"image": x})
-    for w, g in zip(want, got):
-        assert w.shape == g.shape
-        np.testing.assert_allclose(g, w, atol=1e-5)
 
 
 def _scene(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:

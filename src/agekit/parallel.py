@@ -9,10 +9,18 @@ on one thread: one process per core already) and restores it; where ``fork`` doe
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+from multiprocessing.connection import wait
 from typing import Any
 
 START_TRIES = 3  # a pool whose workers die while starting is started again this many times in all
@@ -46,7 +54,6 @@ def _cpu_ticks() -> tuple[int, int] | None:
 def busy_cores(window: float = 0.2) -> float:
     """How many cores' worth of CPU other processes are using now: measured from /proc/stat over ``window``
     seconds while this process sleeps, else the 1-minute load average, else 0."""
-    import time
 
     a = _cpu_ticks()
     if a is not None:
@@ -63,7 +70,6 @@ def busy_cores(window: float = 0.2) -> float:
 
 def cpu_mark() -> tuple[tuple[int, int] | None, float, float]:
     """A starting point for :func:`others_busy`: the machine's CPU ticks, this process's CPU time, the clock."""
-    import time
 
     return _cpu_ticks(), time.process_time(), time.monotonic()
 
@@ -79,7 +85,6 @@ def others_busy(mark: tuple[tuple[int, int] | None, float, float]) -> float:
     """Cores' worth of CPU the other processes used since ``mark`` (:func:`cpu_mark`): the machine's busy time
     less this process's own CPU time (its threads included; no child processes), over the time passed. Without
     /proc/stat, the 1-minute load average less this process's own share."""
-    import time
 
     wall = time.monotonic() - mark[2]
     own = time.process_time() - mark[1]
@@ -111,7 +116,6 @@ def _fork_is_safe() -> bool:
 def _exit_when_orphaned(parent_pid: int) -> None:
     """A worker's watchdog thread: exit as soon as the parent process is gone (its sentinel closes, or on POSIX
     the worker is re-parented)."""
-    from multiprocessing.connection import wait
 
     parent = mp.parent_process()
     sentinels = [parent.sentinel] if parent is not None and parent.sentinel is not None else []
@@ -119,7 +123,6 @@ def _exit_when_orphaned(parent_pid: int) -> None:
         if (sentinels and wait(sentinels, PARENT_POLL_S)) or (os.name == "posix" and os.getppid() != parent_pid):
             os._exit(1)
         if not sentinels:
-            import time
 
             time.sleep(PARENT_POLL_S)
 
@@ -134,12 +137,9 @@ def die_with_parent(parent_pid: int) -> None:
     :class:`WorkerPool` is to be used from the thread that created it (as ``Estimator`` and
     ``prepare`` do).
     """
-    import threading
 
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-            import signal
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
@@ -173,7 +173,6 @@ def _quiet_when_broken(executor: Any) -> None:
     the dead workers and prints the resulting ``OSError`` (EPIPE, EBADF) as a traceback. Only errors
     of an executor that is already broken or shutting down are dropped; any other is printed as before.
     """
-    import weakref
 
     queue = getattr(executor, "_call_queue", None)
     loud = getattr(queue, "_on_queue_feeder_error", None)
@@ -212,7 +211,6 @@ class WorkerPool:
         self._start()
 
     def _start(self) -> None:
-        from concurrent.futures import BrokenExecutor
 
         for attempt in range(START_TRIES):
             try:
@@ -225,7 +223,6 @@ class WorkerPool:
                                            "try --workers 1") from None
 
     def _start_once(self) -> None:
-        from concurrent.futures import ProcessPoolExecutor
 
         import cv2
 
@@ -278,8 +275,6 @@ def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead
     again gets ``crashed(input, error)`` in place of its result, and every input gets exactly one
     result. Without ``crashed`` the pool's error is raised.
     """
-    from collections import deque
-    from concurrent.futures import BrokenExecutor
 
     if ahead < 1:
         raise ValueError(f"ahead must be >= 1, got {ahead}")

@@ -7,11 +7,13 @@ edge pixels repeated with ``PreprocessSpec.border == "replicate"``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from agekit.face.align import face_frame, nose_point, warp_box
 from agekit.face.detect import Detection
-from agekit.preprocessing import PreprocessSpec
+from agekit.preprocessing import PreprocessSpec, ten_views
 
 
 def margin_box(box: np.ndarray, margin: float) -> np.ndarray:
@@ -52,7 +54,7 @@ def c3ae_triple_boxes(box: np.ndarray, nose: np.ndarray) -> np.ndarray:
     )
 
 
-def crop_boxes(det: Detection, spec: PreprocessSpec):
+def crop_boxes(det: Detection, spec: PreprocessSpec) -> tuple[Any, np.ndarray]:
     """The face frame of ``det`` for ``spec`` and the boxes to cut in it, (k, 4)."""
     mode = spec.extras.get("align_mode", "similarity") if spec.align else "none"
     frame = face_frame(det.box, det.landmarks, mode)
@@ -91,12 +93,4 @@ def lmtcnn_ten_views(square: np.ndarray, size: int = 227) -> np.ndarray:
     """Test-time oversampling of Levi-Hassner / LMTCNN: the four corner crops and the centre
     crop of ``size``, then their mirror images, (10, size, size, 3) in the order top-left,
     top-right, bottom-left, bottom-right, centre, and the same five flipped left-right."""
-    sq = np.asarray(square)
-    h, w = sq.shape[:2]
-    if h < size or w < size:
-        raise ValueError(f"square {sq.shape} is smaller than the {size} px views")
-    hl, wl = h - size, w - size
-    corners = [(0, 0), (0, wl), (hl, 0), (hl, wl), (hl // 2, wl // 2)]
-    views = [sq[y : y + size, x : x + size] for y, x in corners]
-    views += [v[:, ::-1] for v in views]
-    return np.ascontiguousarray(np.stack(views))
+    return ten_views(np.asarray(square), size, channels_last=True)

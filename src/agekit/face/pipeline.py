@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class FacePipeline:
         min_face: float = 0.0,
         fallback: str | Detector | None = None,
         max_pixels: int | None = None,
-        **detector_kwargs,
+        **detector_kwargs: Any,
     ):
         self.max_pixels = max_pixels  # photos over this many pixels are refused from their header (None: the default)
         if multi_face not in MULTI_FACE_POLICIES:

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -321,7 +322,6 @@ def run_bench(models: Sequence[str] | None = None, out: str | Path | None = None
 
     ``batch_threads``: intra-op threads for the batch throughput (default: all cores, as the target asks).
     """
-    import sys
 
     torch.set_num_threads(threads)
     batch_threads = batch_threads or all_cores()

@@ -25,6 +25,7 @@ import io
 import itertools
 import os
 import sys
+import time
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -673,7 +674,6 @@ class Estimator:
         goes to :func:`agekit.parallel.worker_count` workers (one per idle core, one per 16 inputs left), kept in
         ``self.auto_chose``. The measurement costs no time; fewer than 32 inputs (``n_items``, when known) are done
         here without it."""
-        import time
 
         from agekit.parallel import cpu_mark, others_busy, usable_cores, worker_count
 

@@ -7,7 +7,9 @@ only: :class:`OnnxRunner` answers ``runner(x) -> {"age", "gender_female", "uncer
 """
 from __future__ import annotations
 
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,6 @@ class OnnxRunner:
         slices = [x[i : i + self.chunk] for i in range(0, len(x), self.chunk)]
         if self.parallel == "chunks":
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="agekit-ort")
             parts = list(self._pool.map(self._run, slices))  # in order
@@ -113,7 +114,6 @@ def read_onnx_card(onnx_path: str | Path) -> dict[str, Any]:
     """The card of an exported ``.onnx``: ``<stem>.json`` next to it (``x.int8.onnx`` falls back to ``x.json``).
 
     Plain JSON (no torch): its ``preprocess`` and ``model`` are what the predictor needs."""
-    import json
 
     p = Path(onnx_path)
     for cand in (p.with_suffix(".json"), p.with_name(p.name.replace(".int8.onnx", ".json"))):
