@@ -162,15 +162,15 @@ def _workers_of(proc: subprocess.Popen, n: int, timeout: float = 60) -> list[int
 
 @linux_only
 def test_predict_survives_a_killed_worker_and_writes_every_photo_once(tmp_path):
-    names = _photos(tmp_path / "photos", 200)
+    names = _photos(tmp_path / "photos", 800)
     out = tmp_path / "out.csv"
     proc = _agekit("predict", str(tmp_path / "photos"), "--detector", "cropped", "--workers", "2",
                    "--out", str(out), "--no-progress")
     workers = _workers_of(proc, 2)
     assert len(workers) == 2, proc.communicate()
-    time.sleep(0.3)  # mid-run: the workers are taking photos (200 photos take about 2 s once they have started)
+    time.sleep(0.3)  # mid-run: the workers are taking photos (800 photos take several seconds once they have started)
     assert proc.poll() is None
-    os.kill(workers[0], signal.SIGKILL)
+    os.kill(workers[0], signal.SIGKILL)  # a worker of a running pool: alive until the pool ends
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "BrokenProcessPool" not in stderr and "Traceback" not in stderr
