@@ -1,7 +1,7 @@
 """Regenerate the README's generated blocks and the research notes in docs/results/ from the committed files.
 
     python tools/make_docs.py            # rewrite what is stale
-    python tools/make_docs.py --check    # exit 1 naming each stale file (tests/test_docs.py runs this)
+    python tools/make_docs.py --check    # exit 1 naming each stale file (tests/project/test_docs.py runs this)
 
 Sources: the zoo table (``src/agekit/models/zoo_table.json``, kept equal to the registry by ``python -m agekit.zoo
 --write``), the shipped weights' cards (``src/agekit/weights/*.json``), and the result files of the experiments

@@ -27,7 +27,7 @@ COMMAND_MODULES = (
 
 # Each command, the module that registers it and its one-line help: ``agekit --help`` lists them from here and
 # ``agekit COMMAND`` imports only that command's module (so neither imports torch or another command's libraries;
-# tests/test_cli_errors.py checks this table against the modules).
+# tests/cli/test_cli_errors.py checks this table against the modules).
 COMMANDS = {
     "models": ("agekit.zoo", "list the model zoo with parameters, MACs and sizes"),
     "prepare": ("agekit.data.cli", "detect, align and crop a dataset once into a prepared cache"),

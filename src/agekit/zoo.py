@@ -1,7 +1,7 @@
 """``agekit models``: the whole zoo with its complexity figures, as a table or JSON.
 
 The figures come from ``agekit/models/zoo_table.json``, a committed table that
-``python -m agekit.zoo --write`` recomputes from the registry (``tests/test_zoo.py`` keeps it equal
+``python -m agekit.zoo --write`` recomputes from the registry (``tests/cli/test_zoo.py`` keeps it equal
 to the code), so listing the zoo builds no network.
 """
 from __future__ import annotations

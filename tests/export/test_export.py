@@ -68,8 +68,9 @@ def test_int8_static_stays_close(tmp_path):
 
 
 def test_export_cli_and_estimator_on_onnx(tmp_path, capsys):
-    from agekit.cli import main
     from test_estimator import faces, tiny_checkpoint
+
+    from agekit.cli import main
 
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
     out = tmp_path / "out" / "tiny.onnx"

@@ -137,8 +137,9 @@ def test_reader_reports_a_header_without_the_needed_column(tmp_path):
 
 
 def test_prepare_keeps_a_listed_twice_image_once_and_says_so(photos, tmp_path):
-    from agekit.data.prepare import format_summary, prepare
     from test_prepare import BlankIsNoFace, _jpeg
+
+    from agekit.data.prepare import format_summary, prepare
 
     for i, n in enumerate(["a.jpg", "b.jpg", "c.jpg"]):
         _jpeg(photos / n, i)

@@ -30,7 +30,7 @@ from agekit.models.checkpoint import (
 )
 from agekit.weightfile import FORMAT_KEY, read_metadata, read_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Payload:
@@ -67,8 +67,9 @@ def tiny(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
     """A 4-row prepared cache with the tiny test model's view (random pixels)."""
-    from agekit.data.cache import write_cache
     from test_estimator import TINY_SPEC
+
+    from agekit.data.cache import write_cache
 
     n = 4
     meta = {"age": np.array([10, 30, 50, 70], np.float32), "gender": np.array([0, 1, 0, 1], np.int8),
@@ -162,8 +163,9 @@ def test_train_resume_refuses_a_malicious_last_ckpt(evil, tiny_cache, tmp_path, 
 
 def test_train_resume_trusts_a_pickled_last_ckpt_only_on_purpose(tmp_path, capsys):
     """A real last.ckpt that needs a Python object: --resume refuses it, --resume --trust-pickle continues from it."""
-    from agekit.data.cache import write_cache
     from test_training import N, _needs, quick
+
+    from agekit.data.cache import write_cache
 
     recipe = "c3ae_plain_utkface"
     specs, protos = _needs(recipe, quick(recipe))
@@ -309,7 +311,6 @@ def test_old_pt_loads_data_only_and_trust_pickle_loads_the_rest(tmp_path, tiny, 
     assert "loaded as a full pickle" in capsys.readouterr().err
     img = tmp_path / "face.png"
     import cv2
-
     from test_estimator import faces
 
     cv2.imwrite(str(img), faces(1)[0])
@@ -521,8 +522,9 @@ def test_convert_cli_rejects_a_tampered_release(weights_dir, tmp_path, capsys):
 
 
 def test_non_finite_outputs_become_null_with_a_reason():
-    from agekit.inference.estimator import Estimator, ModelHead
     from test_estimator import TINY_SPEC, faces
+
+    from agekit.inference.estimator import Estimator, ModelHead
 
     class Runner:
         backend = "fake"

@@ -18,7 +18,7 @@ import pytest
 from agekit.parallel import WorkerPool, ordered_map
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process ids from /proc (Linux)")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _slow_square(x: int) -> int:

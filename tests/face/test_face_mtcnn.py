@@ -16,7 +16,7 @@ from agekit.face.mtcnn import MODELS, MTCNN, _sessions, mtcnn_to_dlib5
 from agekit.preprocessing import AGEKIT
 from records import cli_records
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fixed_input(name: str) -> np.ndarray:

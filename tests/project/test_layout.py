@@ -6,14 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_FOLDERS = ("bench", "benchmarks", "experiments", "tools")
 
 
 def test_tests_import_nothing_from_the_script_folders():
     """Library code a test needs lives in the package, not in benchmarks/, experiments/ or tools/."""
     bad = []
-    for path in sorted(p for p in (ROOT / "tests").glob("*.py") if p.name != Path(__file__).name):
+    for path in sorted(p for p in (ROOT / "tests").rglob("*.py") if p.name != Path(__file__).name):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = []
@@ -41,3 +41,12 @@ def test_benchmarks_entry_point_lists_every_benchmark():
     assert "speed" in listed and not (ROOT / "bench").exists()
     r = subprocess.run([sys.executable, "-m", "benchmarks", "sped"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "did you mean 'speed'" in r.stderr
+
+
+def test_tests_mirror_the_package_stages():
+    """tests/<stage>/ for each stage of src/agekit (core, face, ..., cli) and tests/project/ for the repository."""
+    stages = {"core", "face", "data", "models", "methods", "training", "evaluation", "export", "inference", "serve",
+              "integrations", "cli"}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert folders == stages | {"project"}
+    assert not list((ROOT / "tests").glob("test_*.py"))  # every test file lives in its stage's folder

@@ -8,14 +8,14 @@ Every ``import`` inside a function or method of src/agekit is checked against tw
   imports a stage only when it runs, so that ``agekit --help`` and ``agekit predict`` start fast and torch-free).
 
 Anything else (the standard library, or an agekit module imported inside a function elsewhere) belongs at the
-top of its file. Run: ``python -m pytest tests/test_lazy_imports.py``.
+top of its file. Run: ``python -m pytest tests/core/test_lazy_imports.py``.
 """
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 # top-level package -> why it may be imported inside a function
 LAZY_MODULES = {

@@ -30,8 +30,9 @@ TIMEOUT_S = 120
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
     """The predictor tests' tiny network exported to ONNX, so that a separate process can load it."""
-    from agekit.export.onnx import export_onnx
     from test_estimator import tiny_checkpoint
+
+    from agekit.export.onnx import export_onnx
 
     d = tmp_path_factory.mktemp("model")
     export_onnx(tiny_checkpoint(d / "tiny.pt"), d / "tiny.onnx", n_samples=4)

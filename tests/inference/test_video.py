@@ -197,8 +197,9 @@ def test_truncated_video_ends_with_a_reason(tmp_path):
 
 
 def test_cli_names_a_cut_video(tmp_path, capfd):
-    from agekit.cli import main
     from test_estimator import tiny_checkpoint
+
+    from agekit.cli import main
 
     video = tmp_path / "clip.avi"
     _write_video(video, n=12)

@@ -10,14 +10,14 @@ in order (each may import only itself and the ones before it):
 ``core`` is the few modules every stage shares (outputs, preprocessing, weight files, worker processes,
 optional extras); ``cli`` is the ``agekit`` command (``agekit.cli``, each stage's ``cli`` module and the
 ``agekit models`` table). The package root ``agekit`` re-exports names of several stages on first use and is
-checked for cycles only. Run: ``python -m pytest tests/test_import_graph.py``.
+checked for cycles only. Run: ``python -m pytest tests/project/test_import_graph.py``.
 """
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 STAGES = ("core", "face", "data", "models", "methods", "training", "evaluation", "export", "inference", "serve",
           "integrations", "cli")

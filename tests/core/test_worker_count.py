@@ -38,10 +38,11 @@ def test_busy_from_ticks_leaves_out_this_process():
 
 def test_auto_measures_while_it_works_then_starts_workers(tmp_path, monkeypatch):
     pytest.importorskip("torch")
+    from test_estimator import tiny_checkpoint
+
     import agekit
     from agekit import parallel
     from agekit.inference import estimator as E
-    from test_estimator import tiny_checkpoint
 
     d = _photos(tmp_path / "photos", 40)
     est = agekit.Estimator.from_pretrained(tiny_checkpoint(tmp_path / "tiny.pt"), backend="onnx",
@@ -104,8 +105,9 @@ def _photos(d, n):
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_workers_give_the_results_of_one_process(tmp_path, backend):
     pytest.importorskip("torch")
-    import agekit
     from test_estimator import tiny_checkpoint
+
+    import agekit
 
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
     d = _photos(tmp_path / "photos", 10)
@@ -124,9 +126,10 @@ def test_workers_give_the_results_of_one_process(tmp_path, backend):
 
 def test_onnx_runner_pickles_as_its_settings_and_opens_its_own_session(tmp_path):
     pytest.importorskip("torch")
+    from test_estimator import tiny_checkpoint
+
     from agekit.inference.estimator import cached_onnx
     from agekit.inference.runtime import OnnxRunner
-    from test_estimator import tiny_checkpoint
 
     path = cached_onnx(tiny_checkpoint(tmp_path / "tiny.pt"), tmp_path)
     r = OnnxRunner(path, chunk=4)

@@ -2,14 +2,14 @@
 
 Public means: a module-level function or a method of a module-level class, whose name (and whose class's name)
 does not start with ``_`` (``__init__`` counts, and needs no return annotation). The package ships ``py.typed``.
-Run: ``python -m pytest tests/test_public_api_typed.py``.
+Run: ``python -m pytest tests/core/test_public_api_typed.py``.
 """
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _public_functions(tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:

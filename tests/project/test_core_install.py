@@ -147,7 +147,7 @@ def test_require_extra_names_the_first_missing_module(monkeypatch):
     import tomllib
     from pathlib import Path
 
-    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(EXTRAS) <= set(extras) and {"all", "test"} <= set(extras)
 
 
@@ -155,7 +155,7 @@ def test_core_dependencies_are_the_predictor_only():
     import tomllib
     from pathlib import Path
 
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
     assert names == {"numpy", "onnxruntime", "opencv-python-headless", "dlib-bin", "pillow", "safetensors", "tqdm"}
 
@@ -172,7 +172,7 @@ def test_the_5_point_landmark_model_ships_in_the_package_under_its_licence():
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     note = (p.parent / "LICENSES.md").read_text()
     assert digest in note and "CC0 1.0" in note and (p.parent / "LICENSE-CC0-1.0.txt").is_file()
-    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    data = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert {"face/models/*.dat", "face/models/*.md", "face/models/*.txt", "py.typed"} <= set(data["package-data"]["agekit"])
 
 
