@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 STAGES = ("core", "face", "data", "models", "methods", "training", "evaluation", "export", "inference", "serve",
           "integrations", "cli")
-CORE = {"agekit.outputs", "agekit.preprocessing", "agekit.weightfile", "agekit.parallel", "agekit.extras"}
+CORE = {"agekit.outputs", "agekit.ortsession", "agekit.preprocessing", "agekit.weightfile", "agekit.parallel", "agekit.extras"}
 COMMANDS = {"agekit.cli", "agekit.__main__", "agekit.zoo"}
 
 

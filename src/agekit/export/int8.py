@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from agekit.data.cache import PreparedCache
+from agekit.ortsession import ort_session
 
 INT8_SUFFIX = ".int8.onnx"
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")  # the layers that carry the MACs (and int8 weights)
@@ -227,20 +228,6 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: np.ndarray
 
 
 # --- timing ---------------------------------------------------------------------------------------------------
-
-
-def ort_session(path: str | Path, threads: int = 1) -> Any:
-    """An ONNX Runtime CPU session as the predictor makes it: ``threads`` intra-op, no spinning, all optimisations."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def _batch_call(session: Any, x: np.ndarray, chunk: int) -> Callable[[], Any]:
