@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from agekit.face.align import FACE5_TEMPLATE
+from agekit.face.align import FACE5_TEMPLATE, apply_affine, invert_affine, template_matrix
 from agekit.face.mtcnn import MTCNN
 
 
@@ -345,17 +345,66 @@ class MediaPipeDetector:
 
 
 class MTCNNDetector:
-    """MTCNN on ONNX Runtime (``agekit.face.mtcnn.MTCNN``, keyword arguments go to it; weights shipped, MIT) with
-    dlib's 5 landmarks; ``mtcnn_fast`` is the same with ``first_pass=80``."""
+    """MTCNN on ONNX Runtime (``agekit.face.mtcnn.MTCNN``, its keyword arguments go to it; weights shipped, MIT) with
+    dlib's 5 landmarks; ``mtcnn_fast`` is the same with ``first_pass=80``.
 
-    def __init__(self, name: str = "mtcnn", **kwargs: Any) -> None:
+    ``landmarks``: ``dlib`` (default) runs dlib's 5-point model in the face box that MTCNN's points imply (the HOG
+    box frame of :data:`agekit.face.align.FACE5_TEMPLATE`), upright first when the face is turned by more than
+    ``upright_deg``, so faces are aligned on the landmarks the shipped models were trained with; ``mtcnn`` uses
+    MTCNN's own points converted to dlib's scheme (``agekit.face.mtcnn.mtcnn_to_dlib5``; no extra cost, less exact).
+    """
 
+    def __init__(self, name: str = "mtcnn", landmarks: str = "dlib", upright_deg: float = 10.0,
+                 **kwargs: Any) -> None:
+        if landmarks not in ("dlib", "mtcnn"):
+            raise ValueError(f"landmarks must be 'dlib' or 'mtcnn', got {landmarks!r}")
         self.name = name
+        self.landmarks = landmarks
+        self.upright_deg = float(upright_deg)
         self.mtcnn = MTCNN(**kwargs)
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         """MTCNN's faces, best first (scores are the O-net's face probabilities)."""
-        return [Detection(box, score, lm, self.name) for box, score, lm in self.mtcnn.faces(_check_rgb(image_rgb))]
+        image = _check_rgb(image_rgb)
+        found = self.mtcnn.faces(image)
+        if self.landmarks == "dlib":
+            found = [(box, score, refine_landmarks(image, lm, self.upright_deg)) for box, score, lm in found]
+        return [Detection(box, score, lm, self.name) for box, score, lm in found]
+
+
+def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, upright_deg: float = 10.0) -> np.ndarray:
+    """dlib's 5 landmarks of a face whose approximate 5 points (dlib's scheme, pixel centres) are known: dlib's model
+    starts from the face box those points imply (the unit frame of FACE5_TEMPLATE mapped back); a face turned by more
+    than ``upright_deg`` degrees is first rotated upright about the box centre (same scale) and the points rotated
+    back."""
+    import dlib
+
+    back = invert_affine(template_matrix(landmarks))  # unit face-box frame -> pixel edges
+    side = float(np.hypot(back[0, 0], back[1, 0]))
+    angle = float(np.degrees(np.arctan2(back[1, 0], back[0, 0])))
+    cx, cy = back @ [0.5, 0.5, 1.0]
+    h, w = image.shape[:2]
+    pad = int(np.ceil(side))  # the neighbourhood read: the box grown by its size on each side (enough at any angle)
+    rx, ry = int(min(max(0, cx - side / 2 - pad), w - 1)), int(min(max(0, cy - side / 2 - pad), h - 1))
+    near = image[ry : max(ry + 1, min(h, int(cy + side / 2 + pad) + 1)), rx : max(rx + 1, min(w, int(cx + side / 2 + pad) + 1))]
+    ccx, ccy = cx - rx, cy - ry  # box centre in the neighbourhood, pixel edges
+    turn = None
+    if abs(angle) > upright_deg:
+        turn = cv2.getRotationMatrix2D((ccx - 0.5, ccy - 0.5), angle, 1.0)  # pixel-centre coordinates
+        near = cv2.warpAffine(near, turn, (near.shape[1], near.shape[0]), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+    near = np.ascontiguousarray(near)
+    x1, y1 = int(round(ccx - side / 2)), int(round(ccy - side / 2))
+    x2, y2 = int(round(ccx + side / 2)), int(round(ccy + side / 2))
+    with _PREDICTOR_LOCK:
+        shape = _dlib_predictor(5)(near, dlib.rectangle(x1, y1, x2 - 1, y2 - 1))
+    pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+    if turn is not None:
+        pts = apply_affine(invert_affine(turn), pts)
+    return (pts + [rx, ry]).astype(np.float32)
+
+
+_PREDICTOR_LOCK = threading.Lock()
 
 
 class CroppedDetector:
