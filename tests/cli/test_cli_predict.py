@@ -82,9 +82,11 @@ def test_fast_accurate_and_fallback_options(folder, model, capsys):
     from agekit.inference.options import detector_choice
 
     def ns(**kw):
-        return argparse.Namespace(**{"detector": "cascade", "fast": False, "accurate": False, **kw})
+        return argparse.Namespace(**{"detector": None, "fast": False, "accurate": False, **kw})
 
-    assert detector_choice(ns()) == ("cascade", {})
+    assert detector_choice(ns()) == ("mtcnn_fast", {})
+    assert detector_choice(ns(detector="cascade")) == ("cascade", {})
+    assert detector_choice(ns(detector="cascade", accurate=True)) == ("dlib", {})
     assert detector_choice(ns(fast=True)) == ("dlib", {"upsample": 0, "max_side": 320, "grey": True})
     assert detector_choice(ns(accurate=True)) == ("dlib", {})
     assert detector_choice(ns(detector="dlib68", fast=True))[0] == "dlib68"

@@ -11,11 +11,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from agekit.parallel import WorkerPool, ordered_map
+from photos import labelled_photos
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process ids from /proc (Linux)")
 REPO = Path(__file__).resolve().parents[2]
@@ -137,18 +136,6 @@ def test_workers_die_with_a_killed_parent(mode):
 
 # --- the commands, end to end -------------------------------------------------------------------------------
 
-def _photos(d: Path, n: int, size: int = 160) -> list[str]:
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    base = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (size, size))
-    names = []
-    for i in range(n):
-        name = f"{20 + i % 50}_{i % 2}_{i:04d}.png"
-        cv2.imwrite(str(d / name), np.roll(base, i, axis=1))
-        names.append(name)
-    return names
-
-
 def _agekit(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "agekit.cli", *args], stdout=subprocess.PIPE,
@@ -162,7 +149,7 @@ def _workers_of(proc: subprocess.Popen, n: int, timeout: float = 60) -> list[int
 
 @linux_only
 def test_predict_survives_a_killed_worker_and_writes_every_photo_once(tmp_path):
-    names = _photos(tmp_path / "photos", 800)
+    names = labelled_photos(tmp_path / "photos", 800)
     out = tmp_path / "out.csv"
     proc = _agekit("predict", str(tmp_path / "photos"), "--detector", "cropped", "--workers", "2",
                    "--out", str(out), "--no-progress")
@@ -184,7 +171,7 @@ def test_predict_survives_a_killed_worker_and_writes_every_photo_once(tmp_path):
 @linux_only
 @pytest.mark.parametrize("command", ["predict", "prepare"])
 def test_killing_the_main_process_leaves_no_worker(tmp_path, command):
-    _photos(tmp_path / "photos", 400)
+    labelled_photos(tmp_path / "photos", 400)
     if command == "predict":
         args = ["predict", str(tmp_path / "photos"), "--detector", "cropped", "--workers", "2", "--no-progress",
                 "--out", str(tmp_path / "out.csv")]

@@ -248,9 +248,10 @@ def test_real_faces_utkface(ckpt, utkface_dir, tmp_path):
         assert len(r["faces"][0]["landmarks"]) == 5
 
 
-def test_default_detector_is_the_cascade_and_fallback_is_plumbed(ckpt):
+def test_default_detector_is_mtcnn_fast_and_fallback_is_plumbed(ckpt):
     est = agekit.Estimator.from_pretrained(ckpt, backend="torch")
-    assert est.pipeline.detector.name == "cascade" and est.pipeline.fallback is None
+    assert est.pipeline.detector.name == "mtcnn_fast" and est.pipeline.fallback is None
+    assert est.pipeline.detector.landmarks == "dlib" and est.pipeline.detector.mtcnn.first_pass == 80
     blank = np.full((90, 90, 3), 128, np.uint8)  # no face for dlib
     assert est.predict(blank)[0]["error"] == "no face"
     est = agekit.Estimator.from_pretrained(ckpt, backend="torch", detector="dlib", fallback="cropped")

@@ -1,7 +1,9 @@
 """The shipped models' predictions on the README's example photos, pinned.
 
-The values were recorded from the code before the package was reorganised into one-way stages (a weight shipped
-later: when it was shipped); a refactor must leave them unchanged (to the printed precision: age and +- to 0.1 year,
+``PINNED`` was recorded with the ``cascade`` detector (the predictor's default until 0.9) from the code before the
+package was reorganised into one-way stages (a weight shipped later: when it was shipped); ``PINNED_DEFAULT`` with
+the default detector, ``mtcnn_fast`` with dlib's landmarks, when it became the default. A refactor must leave them
+unchanged (to the printed precision: age and +- to 0.1 year,
 P(f) to 0.01, the box to a pixel).
 Each model runs on ONNX Runtime (the default) and on PyTorch, which agree to 1e-4.
 The README's photos are ../shared/weights/c3ae/timg.jpg and pattern5.jpg (skipped when ../shared is absent);
@@ -42,6 +44,21 @@ PINNED = {
         "drawn3": ((234.0, 186.0, 380.0, 332.0), 18.7247, 4.2786, 0.1257),
     },
 }
+# the default detector (MTCNN's boxes, dlib's landmarks) with the default model and the compact tier
+PINNED_DEFAULT = {
+    "agenet_mt_distill_ema100_utkface": {
+        "timg.jpg": ((174.85, 145.27, 363.98, 391.59), 72.1962, 10.3543, 0.9987),
+        "pattern5.jpg": ((353.40, 219.47, 529.84, 459.00), 22.3140, 5.3270, 0.9944),
+        "drawn0": ((231.65, 126.55, 416.26, 368.63), 24.6253, 4.8895, 0.9821),
+        "drawn3": ((223.42, 139.94, 385.99, 355.24), 24.1579, 4.7438, 0.8888),
+    },
+    "compact_agenet_mt_utkface_allagefaces": {
+        "timg.jpg": ((174.85, 145.27, 363.98, 391.59), 69.1642, 7.9468, 0.9939),
+        "pattern5.jpg": ((353.40, 219.47, 529.84, 459.00), 25.0776, 4.9381, 0.9972),
+        "drawn0": ((231.65, 126.55, 416.26, 368.63), 25.9791, 6.8590, 0.3429),
+        "drawn3": ((223.42, 139.94, 385.99, 355.24), 23.0263, 6.5509, 0.2899),
+    },
+}
 README_PHOTOS = ("timg.jpg", "pattern5.jpg")
 # Tolerances well inside the printed precision: float32 differences between runtimes, never a printed digit
 # except for a value within 1e-3 of a rounding boundary.
@@ -62,16 +79,18 @@ def _inputs(with_readme_photos: bool):
     return names, items
 
 
-def _check(weight: str, backend: str, with_readme_photos: bool) -> None:
+def _check(weight: str, backend: str, with_readme_photos: bool, pinned: dict = PINNED,
+           detector: str | None = "cascade") -> None:
     from agekit.inference.estimator import Estimator
 
     names, items = _inputs(with_readme_photos)
-    est = Estimator.from_pretrained(weight, backend=backend)
+    kwargs = {} if detector is None else {"detector": detector}  # None: the predictor's default
+    est = Estimator.from_pretrained(weight, backend=backend, **kwargs)
     results = est.predict(items)
     assert len(results) == len(names)
     for name, res in zip(names, results):
         assert not res.get("error"), (name, res.get("error"))
-        box, age, std, p_female = PINNED[weight][name]
+        box, age, std, p_female = pinned[weight][name]
         face = res["faces"][0]
         assert face["box"] == pytest.approx(box, abs=BOX_TOL), (weight, name)
         assert face["age"] == pytest.approx(age, abs=AGE_TOL), (weight, name)
@@ -95,6 +114,12 @@ def test_shipped_predictions_on_readme_photos(weight):
     if not (SHARED / "weights" / "c3ae" / "timg.jpg").is_file():
         pytest.skip(f"needs {SHARED}/weights/c3ae/timg.jpg (../shared/ not present; set AGEKIT_SHARED)")
     _check(weight, "onnx", with_readme_photos=True)
+
+
+@pytest.mark.parametrize("weight", sorted(PINNED_DEFAULT))
+def test_shipped_predictions_with_the_default_detector(weight):
+    with_photos = (SHARED / "weights" / "c3ae" / "timg.jpg").is_file()  # else the drawn faces only
+    _check(weight, "onnx", with_readme_photos=with_photos, pinned=PINNED_DEFAULT, detector=None)
 
 
 def test_every_shipped_weight_is_pinned():

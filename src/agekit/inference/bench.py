@@ -31,6 +31,7 @@ from agekit.export.onnx import export_onnx, read_sidecar, sample_crops
 from agekit.face.io import read_image
 from agekit.inference.backends import OnnxRunner, TorchRunner
 from agekit.inference.estimator import Estimator
+from agekit.inference.options import DEFAULT_DETECTOR
 from agekit.methods import load_method
 from agekit.models.checkpoint import LoadedModel, save_checkpoint
 from agekit.models.complexity import complexity
@@ -176,7 +177,7 @@ def _photo(seed: int = 0) -> tuple[np.ndarray, str]:
     return bg, f"640x480 with one 180x180 face from {faces[0].name}"
 
 
-def bench_photo(model: str | None = None, threads: int = 1, repeats: int = 30, detector: str = "cascade",
+def bench_photo(model: str | None = None, threads: int = 1, repeats: int = 30, detector: str = DEFAULT_DETECTOR,
                 **detector_kwargs: Any) -> dict[str, Any]:
     """End-to-end latency (ms) of one 640x480 JPEG photo: decode, detect, align + crop, estimate (ONNX).
 

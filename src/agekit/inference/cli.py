@@ -428,18 +428,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="int8: the model's int8 ONNX graph, shipped only where it measured faster with the same "
                         "accuracy (see its card <name>.int8.md)")
-    p.add_argument("--detector", default="cascade",
-                   help="cascade (default: fast dlib pass on a grey 320 px copy, the full dlib pass only when it finds "
-                        "no face), mtcnn (MTCNN: small, turned, covered and crowded faces), mtcnn_fast (MTCNN down "
-                        "to 80 px faces first, further only when it finds none), dlib, dlib68, mediapipe, yunet, or "
-                        "cropped (inputs are face crops)")
+    p.add_argument("--detector", default=None,
+                   help="mtcnn_fast (default: MTCNN down to 80 px faces first, to 20 px only when it finds none, with "
+                        "dlib's landmarks), mtcnn (every face size at once: small, turned, covered and crowded faces), "
+                        "cascade (fast dlib pass on a grey 320 px copy, the full dlib pass only when it finds no face), "
+                        "dlib, dlib68, mediapipe, yunet, or cropped (inputs are face crops)")
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--fast", action="store_true",
                        help="dlib fast pass only: grey, longer side 320 px, no upsampling (~8 ms CPU per 640x480 photo; "
                             "misses faces under ~160 px there)")
     speed.add_argument("--accurate", action="store_true",
                        help="dlib full pass only: full resolution, upsample 1 (faces down to ~40 px; ~130 ms CPU per "
-                            "640x480 photo); use it for group photos")
+                            "640x480 photo); for group photos with small faces, --detector mtcnn")
     p.add_argument("--fallback-detector", default=None, metavar="NAME",
                    help="detector to run when the detector finds no face, e.g. cropped (the whole image is the face)")
     p.add_argument("--largest", action="store_true",

@@ -7,15 +7,14 @@ instead of raising. ONNX Runtime is the default CPU backend; a PyTorch checkpoin
 exported on first use into ``$AGEKIT_CACHE`` (default ``~/.cache/agekit/onnx``) or, when
 that is not writable, next to the checkpoint.
 
-Default detector for photos: ``cascade`` - dlib HOG on a grey copy shrunk to a 320 px longer
-side without upsampling (faces >= ~160 px in a 640x480 photo; ~8 ms CPU), and only when that
-finds no face, dlib HOG on the full RGB photo with upsample 1 (faces >= ~40 px; ~128 ms CPU).
-``detector="dlib"`` is the accurate pass alone (group photos, small faces), ``detector="dlib",
-upsample=0, max_side=320, grey=True`` the fast pass alone, ``detector="cropped"`` for inputs
-that are face crops. ``fallback="cropped"`` uses the whole image when the detector finds no
-face (already-cropped faces that HOG misses). Measured end to end on the 2-core Xeon (one
-180 px face in a 640x480 JPEG, single-thread CPU time): ~13 ms with ``cascade``, ~160 ms with
-``dlib``.
+Default detector for photos: ``mtcnn_fast`` (:data:`agekit.inference.options.DEFAULT_DETECTOR`) - MTCNN down to
+80 px faces, and to 20 px only when that finds none, with dlib's 5 landmarks (~9 ms CPU for a 640x480 photo with
+one large face). ``cascade`` is dlib HOG on a grey copy shrunk to a 320 px longer side without upsampling (faces >=
+~160 px in a 640x480 photo; ~8 ms CPU) and, only when that finds no face, dlib HOG on the full RGB photo with
+upsample 1 (faces >= ~40 px; ~128 ms CPU). ``detector="mtcnn"`` searches every face size at once (group photos with
+large and small faces), ``detector="dlib"`` is dlib's full pass alone, ``detector="cropped"`` is for inputs that are
+face crops. ``fallback="cropped"`` uses the whole image when the detector finds no face (already-cropped faces the
+detector misses).
 """
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 # torch-free: the ONNX path of a core install never imports torch (checkpoints and the torch backend load it on use)
+from agekit.inference.options import DEFAULT_DETECTOR
 from agekit.inference.results import FaceResult, PhotoResult  # noqa: F401  (typed results)
 from agekit.inference.runtime import OnnxRunner, read_onnx_card
 from agekit.inference.weights import NoShippedWeightsError, resolve_weights
@@ -474,8 +474,8 @@ def _drop_non_finite(rec: dict[str, Any]) -> None:
 class Estimator:
     """Age (and gender) of every face in photos, with an age model and an optional gender model.
 
-    ``detector``: a name for ``get_detector`` (default ``cascade``: fast dlib, full dlib only
-    when the fast pass finds nothing; see the module docstring) or a Detector; ``fallback``:
+    ``detector``: a name for ``get_detector`` (default ``mtcnn_fast``: MTCNN with dlib's landmarks, down to 80 px
+    faces and further only when it finds none; see the module docstring) or a Detector; ``fallback``:
     a detector run when ``detector`` finds no face (e.g. ``"cropped"``), default none.
     ``max_pixels``: photos with more pixels are refused from their header, before any decoding
     (default :data:`agekit.face.io.DEFAULT_MAX_PIXELS`, 80 MP). Folders and globs are listed with
@@ -486,7 +486,7 @@ class Estimator:
         self,
         age: ModelHead | None,
         gender: ModelHead | None = None,
-        detector: Any = "cascade",
+        detector: Any = DEFAULT_DETECTOR,
         multi_face: str = "all",
         batch_size: int = 64,
         fallback: Any = None,
@@ -516,7 +516,7 @@ class Estimator:
         cls,
         name_or_path: str | Path | None = "age",
         backend: str = "onnx",
-        detector: Any = "cascade",
+        detector: Any = DEFAULT_DETECTOR,
         multi_face: str = "all",
         gender: str | Path | None = None,
         cache_dir: str | Path | None = None,

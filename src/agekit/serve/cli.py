@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import sys
 
+from agekit.inference.options import DEFAULT_DETECTOR
 from agekit.serve.engine import ServeConfig, usable_cores
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -67,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a further model requests may choose by this exact string (repeatable); shipped weights "
                         "are always offered")
     p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
-    p.add_argument("--detector", default="cascade", help="face detector (as agekit predict; default cascade)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
+                   help=f"face detector (as agekit predict; default {DEFAULT_DETECTOR})")
     p.add_argument("--fallback-detector", default=None, metavar="NAME",
                    help="detector to run when the detector finds no face, e.g. cropped")
     p.add_argument("--multi-face", choices=("all", "largest"), default="all",

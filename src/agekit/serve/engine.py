@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from agekit.inference.options import DEFAULT_DETECTOR
+
 FLIP_CHOICES = (None, True, False)
 MULTI_FACE_CHOICES = ("largest", "all")
 
@@ -51,7 +53,7 @@ class ServeConfig:
     model: str = "age"  # default age model: a shipped name, or a file the operator names
     gender_model: str = "auto"  # "auto": the shipped gender model next to the shipped age model; "none"
     backend: str = "onnx"
-    detector: str = "cascade"
+    detector: str = DEFAULT_DETECTOR
     fallback: str | None = None  # detector run when the detector finds no face (e.g. "cropped")
     multi_face: str = "all"  # default of requests: every face (as agekit predict), or "largest"
     threads: int | None = None  # ONNX Runtime intra-op threads per model (None: $AGEKIT_ORT_THREADS or 1)
