@@ -50,6 +50,36 @@ def test_probe_chooses_the_faster_of_fake_timings_in_interleaved_rounds_and_leav
     assert res.to_dict()["images_per_s"]["bf16-mixed + channels-last"] == 700.0
 
 
+def test_compile_auto_times_the_chosen_setting_compiled_and_keeps_what_is_faster(monkeypatch):
+    monkeypatch.setattr(probe_mod, "cpu_flags", lambda: set())  # float32 only: the layouts are the candidates
+    calls = []
+
+    def timer(model, shape, batch, precision, channels_last, steps, warmup, device, compile=False):
+        calls.append((channels_last, compile, warmup))
+        return {(False, False): 300.0, (True, False): 500.0, (True, True): 900.0}[(channels_last, compile)]
+
+    res = probe(lambda: torch.nn.Linear(2, 2), (2,), 8, compile="auto", timer=timer)
+    assert (res.precision, res.channels_last, res.compile, res.compiled) == ("32-true", True, True, 900.0)
+    # two layout rounds, then the chosen layout plain and compiled in interleaved rounds, the compile warmed up longer
+    assert calls[4:] == [(True, False, 2), (True, True, 3), (True, True, 1), (True, False, 1)]
+    assert res.to_dict()["images_per_s"]["32-true + channels-last + torch.compile"] == 900.0
+    assert res.to_dict()["compile"] is True
+
+    def slower(model, shape, batch, precision, channels_last, steps, warmup, device, compile=False):
+        return 500.0 * (1.02 if compile else 1.0)  # within the margin: the plainer setting is kept
+
+    assert probe(lambda: torch.nn.Linear(2, 2), (2,), 8, channels_last=True, compile="auto", timer=slower).compile is False
+
+    def broken(model, shape, batch, precision, channels_last, steps, warmup, device, compile=False):
+        if compile:
+            raise RuntimeError("InductorError: no C++ compiler\nmore")
+        return 400.0
+
+    res = probe(lambda: torch.nn.Linear(2, 2), (2,), 8, channels_last=True, compile="auto", timer=broken)
+    assert res.compile is False and res.compiled is None
+    assert res.notes == ["torch.compile failed, not used: RuntimeError: InductorError: no C++ compiler"]
+
+
 def test_time_training_steps_trains_a_real_network():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 1))
     w = net[0].weight.detach().clone()

@@ -266,7 +266,7 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     if r.trainer.seed is not None:
         L.seed_everything(r.trainer.seed, workers=True, verbose=False)
     plan = _plan(r)
-    if "auto" in (r.trainer.precision, r.trainer.channels_last):  # measured at the start (agekit.training.probe)
+    if "auto" in (r.trainer.precision, r.trainer.channels_last, r.trainer.compile):  # measured at the start (probe)
         r, plan.card["probe"] = resolve_auto(r, out, plan.config, plan.spec)
     module = _build_module(r, plan)
     # data only unless --trust-pickle; a refusal is one line naming the file

@@ -171,7 +171,7 @@ class AgeModule(L.LightningModule):
         # trainer.compile: run the network through torch.compile in the training and evaluation
         # steps (true: Inductor; a string: that backend, e.g. "eager"); the state dict, checkpoints
         # and exports use the plain module.
-        self.compile = t.compile
+        self.compile = False if t.compile == "auto" else t.compile  # "auto" is resolved by the probe before a run
         self.__dict__["_compiled"] = None
         self.monitor = t.monitor
         self.mixed = "16" in t.precision

@@ -2,7 +2,10 @@
 
 With ``trainer.precision: auto`` and/or ``trainer.channels_last: auto`` a run times a few training steps (forward,
 backward, SGD step) of its own network on its own batch shape in each candidate setting - float32 or bfloat16
-autocast, contiguous or channels-last - and trains with the fastest (:func:`probe`, :func:`resolve_auto`). bf16
+autocast, contiguous or channels-last - and trains with the fastest (:func:`probe`, :func:`resolve_auto`). With
+``trainer.compile: auto`` the fastest setting is also timed under ``torch.compile`` (Inductor, which fuses
+BatchNorm, activations and pooling, forward and backward), and the run compiles its network only where that is
+faster. bf16
 is a candidate only where the CPU has native bf16 (avx512_bf16 or AMX) or on a CUDA device that supports it. The
 choice and the timings go into the run folder (``probe.json``) and its card, and a resumed run keeps them.
 
@@ -110,12 +113,16 @@ class ProbeResult:
     threads: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    compile: bool = False  # chosen: the network trains under torch.compile
+    compiled: float | None = None  # images/s of the chosen setting under torch.compile (None: not timed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"precision": self.precision, "channels_last": self.channels_last, "batch": self.batch,
-                "steps": self.steps, "threads": self.threads, "seconds": round(self.seconds, 2),
-                "images_per_s": {setting_name(p, c): round(v, 1) for (p, c), v in self.timings.items()},
-                "notes": self.notes}
+        rates = {setting_name(p, c): round(v, 1) for (p, c), v in self.timings.items()}
+        if self.compiled is not None:
+            rates[setting_name(self.precision, self.channels_last) + " + torch.compile"] = round(self.compiled, 1)
+        return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile,
+                "batch": self.batch, "steps": self.steps, "threads": self.threads, "seconds": round(self.seconds, 2),
+                "images_per_s": rates, "notes": self.notes}
 
 
 def _float_tensors(out: Any) -> Iterable[Any]:
@@ -137,12 +144,13 @@ def _float_tensors(out: Any) -> Iterable[Any]:
 
 def time_training_steps(model: Any, input_shape: Sequence[int], batch: int, precision: str, channels_last: bool,
                         steps: int = 4, warmup: int = 2, device: str = "cpu",
-                        step_fn: Callable[[Any, Any], Any] | None = None) -> float:
+                        step_fn: Callable[[Any, Any], Any] | None = None, compile: bool = False) -> float:
     """Images/s of ``steps`` timed training steps (after ``warmup``) of ``model`` (changed in place: give a copy) on
     random inputs of ``(batch, *input_shape)``: forward under the precision's autocast, a loss, backward, SGD step.
 
     ``step_fn(model, x)`` returns the loss; the default sums the means of every float output with a gradient
-    (the heads' own losses cost a negligible share of a step)."""
+    (the heads' own losses cost a negligible share of a step). ``compile``: the steps run the network through
+    ``torch.compile`` (Inductor; compiled during the warm-up, which is not timed)."""
     import torch
 
     dev = torch.device(device)
@@ -153,12 +161,13 @@ def time_training_steps(model: Any, input_shape: Sequence[int], batch: int, prec
     x = torch.rand(batch, *input_shape, device=dev)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model
     bf16 = precision.startswith("bf16")
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def step() -> None:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x)
+            out = net(x)
             loss = step_fn(model, out) if step_fn else sum(t.float().mean() for t in _float_tensors(out))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -176,10 +185,14 @@ def time_training_steps(model: Any, input_shape: Sequence[int], batch: int, prec
 
 def probe(make_model: Callable[[], Any], input_shape: Sequence[int], batch: int, precision: str = "auto",
           channels_last: bool | str = "auto", steps: int = 4, warmup: int = 2, device: str = "cpu",
-          rounds: int = 2, margin: float = 0.03, timer: Callable[..., float] | None = None) -> ProbeResult:
+          rounds: int = 2, margin: float = 0.03, timer: Callable[..., float] | None = None,
+          compile: bool | str = False) -> ProbeResult:
     """Time every candidate setting (:func:`candidates`) on a fresh network from ``make_model()``, in ``rounds``
     interleaved rounds (best of them: other load only slows a round), and choose with :func:`pick_fastest`.
-    ``timer`` replaces :func:`time_training_steps` (same arguments after the model)."""
+    ``compile="auto"``: then time the chosen setting under torch.compile as well (``rounds`` times against the plain
+    one, interleaved) and compile when that beats it by more than ``margin``; a compile that fails (no C++ compiler,
+    an unsupported op) is a note and no compile. ``timer`` replaces :func:`time_training_steps` (same arguments
+    after the model)."""
     import torch
 
     timer = timer or time_training_steps
@@ -196,7 +209,28 @@ def probe(make_model: Callable[[], Any], input_shape: Sequence[int], batch: int,
                 timings[s] = max(timings.get(s, 0.0), v)
         torch.random.set_rng_state(state)  # the run's own random stream is not moved by the probe
     chosen = pick_fastest(timings, margin) if len(settings) > 1 else settings[0]  # nothing to measure for one
-    return ProbeResult(chosen[0], chosen[1], timings, batch, steps, torch.get_num_threads(), time.perf_counter() - t0)
+    res = ProbeResult(chosen[0], chosen[1], timings, batch, steps, torch.get_num_threads(), 0.0)
+    if compile == "auto":
+        state = torch.random.get_rng_state()
+        plain, compiled = make_model(), make_model()
+        kw = {"steps": steps, "device": device}
+        try:
+            for r in range(rounds):
+                for c in (False, True) if r % 2 == 0 else (True, False):
+                    w = (warmup + 1 if c else warmup) if r == 0 else 1  # the compile happens in the first warm-up
+                    v = timer(compiled if c else plain, input_shape, batch, chosen[0], chosen[1], warmup=w, compile=c,
+                              **kw)
+                    if c:
+                        res.compiled = max(res.compiled or 0.0, v)
+                    else:
+                        timings[chosen] = max(timings.get(chosen, 0.0), v)
+            res.compile = bool(res.compiled > timings[chosen] * (1.0 + margin))
+        except Exception as e:  # noqa: BLE001 - Inductor's failures have many types; training goes on uncompiled
+            res.notes.append(f"torch.compile failed, not used: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            res.compiled, res.compile = None, False
+        torch.random.set_rng_state(state)
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def resolve_auto(recipe: Any, out_dir: str | Path | None = None, config: dict[str, Any] | None = None,
@@ -208,7 +242,7 @@ def resolve_auto(recipe: Any, out_dir: str | Path | None = None, config: dict[st
     the torch random state is left as it was. A multi-process run (several devices or nodes) is refused: its
     processes could choose differently."""
     t = recipe.trainer
-    if t.precision != "auto" and t.channels_last != "auto":
+    if "auto" not in (t.precision, t.channels_last, t.compile):
         return recipe, None
     if t.num_nodes != 1 or str(t.devices) not in ("1", "[0]", "auto"):
         raise ValueError("trainer.precision / channels_last 'auto' is measured in one process; give fixed values for "
@@ -228,15 +262,19 @@ def resolve_auto(recipe: Any, out_dir: str | Path | None = None, config: dict[st
         shape = (spec.num_crops, 3, spec.size, spec.size) if spec.num_crops > 1 else (3, spec.size, spec.size)
         cuda = t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and torch.cuda.is_available())
         res = probe(lambda: create_model(name, **config), shape, int(recipe.data.batch_size), t.precision,
-                    t.channels_last, device="cuda" if cuda else "cpu")
+                    t.channels_last, device="cuda" if cuda else "cpu", compile=t.compile)
         rec = res.to_dict()
         printer(f"probe ({res.seconds:.1f} s, batch {res.batch}, {res.threads} threads): "
                 + ", ".join(f"{k} {v:.0f} img/s" for k, v in rec["images_per_s"].items())
-                + f" -> {setting_name(res.precision, res.channels_last)}")
+                + f" -> {setting_name(res.precision, res.channels_last)}"
+                + (" + torch.compile" if res.compile else "") + "".join(f"; {n}" for n in res.notes))
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(rec, indent=1) + "\n")
-    new_t = t.model_copy(update={"precision": rec["precision"], "channels_last": bool(rec["channels_last"])})
+    update: dict[str, Any] = {"precision": rec["precision"], "channels_last": bool(rec["channels_last"])}
+    if t.compile == "auto":
+        update["compile"] = bool(rec.get("compile", False))
+    new_t = t.model_copy(update=update)
     return recipe.model_copy(update={"trainer": new_t}), rec
 
 

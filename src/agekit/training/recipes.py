@@ -303,7 +303,9 @@ class Trainer(_Section):
     # (agekit.training.probe)
     precision: Literal[PRECISIONS + ("auto",)] = "32-true"  # type: ignore[valid-type]
     channels_last: bool | Literal["auto"] = False
-    compile: bool | str = False  # true: Inductor; a string: that torch.compile backend (e.g. "eager")
+    # true: Inductor; "auto": Inductor where the probe at the start measures it faster (agekit.training.probe); another
+    # string: that torch.compile backend (e.g. "eager")
+    compile: bool | str = False
     ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None  # validate and ship the EMA of the weights
     ema_warmup: bool = True
     seed: int | None = 1
