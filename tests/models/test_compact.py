@@ -66,10 +66,20 @@ def test_agenet_ensemble_averages_its_members(tmp_path):
     torch.testing.assert_close(out.logits.softmax(1), out.probs)
     female = torch.stack([o.gender_logits.softmax(1) for o in outs]).mean(0)
     torch.testing.assert_close(out.gender_logits.softmax(1), female)
-    other = save_checkpoint(tmp_path / "other.pt", agekit.create_model("agenet_mt"), name="agenet_mt", config={},
-                            method="dldl")
+    # members of different widths (a wide and a narrow network) keep their own configs
+    wide = agekit.create_model("agenet_mt").eval()
+    other = save_checkpoint(tmp_path / "other.pt", wide, name="agenet_mt", config={}, method="dldl")
+    mixed = load_checkpoint(combine_checkpoints([paths[0], str(other)], str(tmp_path / "mixed.pt")))
+    assert mixed.config["member"] == [cfg, {}]
+    assert sum(p.numel() for p in mixed.model.parameters()) == 49_595 + sum(p.numel() for p in wide.parameters())
+    with torch.no_grad():
+        want = (load_checkpoint(paths[0]).model(x).age + wide(x).age) / 2
+        torch.testing.assert_close(mixed.model(x).age, want, rtol=0, atol=1e-4)
+    l1 = save_checkpoint(tmp_path / "l1.pt", wide, name="agenet_mt", config={}, method="l1")
     with pytest.raises(ValueError, match="members must match"):
-        combine_checkpoints([paths[0], str(other)], str(tmp_path / "bad.pt"))
+        combine_checkpoints([paths[0], str(l1)], str(tmp_path / "bad.pt"))
+    with pytest.raises(ValueError, match="3 members but 2 member configs"):
+        agekit.create_model("agenet_mt_x2", members=3, member=[cfg, cfg])
 
 
 def test_agenet_output_is_the_expectation():

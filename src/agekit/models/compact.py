@@ -161,7 +161,8 @@ def agenet_s(**kwargs: Any) -> AgeNet:
 class AgeNetEnsemble(nn.Module):
     """k AgeNets trained apart (different seeds) in one network: their mean age distribution and gender probabilities.
 
-    Each member is the registry model ``member_model`` built with ``member`` (its config). The age is the
+    Each member is the registry model ``member_model`` built with ``member`` (its config; a list gives each member
+    its own, e.g. a wide and a narrow network). The age is the
     expectation of the mean distribution, which equals the mean of the members' ages; ``logits`` and
     ``gender_logits`` are the logs of the mean probabilities (their softmax gives those means back), so every
     decoder and the predictor's uncertainty (the spread of the distribution) work unchanged. Build it from trained
@@ -169,14 +170,21 @@ class AgeNetEnsemble(nn.Module):
     the average would couple the members, and independently trained members are what make an ensemble better than one of them).
     """
 
-    def __init__(self, members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> None:
+    def __init__(self, members: int = 2, member_model: str = "agenet_mt",
+                 member: dict | list[dict] | None = None) -> None:
         super().__init__()
         if int(members) < 1:
             raise ValueError(f"an ensemble needs at least one member, got {members}")
-        self.members = nn.ModuleList(create_model(member_model, **(member or {})) for _ in range(int(members)))
+        configs = list(member) if isinstance(member, (list, tuple)) else [member or {}] * int(members)
+        if len(configs) != int(members):
+            raise ValueError(f"{members} members but {len(configs)} member configs")
+        self.members = nn.ModuleList(create_model(member_model, **(c or {})) for c in configs)
         if not all(isinstance(m, AgeNet) for m in self.members):
             raise ValueError(f"an ensemble member must be an AgeNet, not {member_model!r}")
         self.input_size = self.members[0].input_size
+        if any(m.input_size != self.input_size or not torch.equal(m.head.bin_ages, self.members[0].head.bin_ages)
+               for m in self.members):
+            raise ValueError("ensemble members must share the input size and the age bins")
 
     def forward(self, x: Tensor) -> ModelOutput:
         outs = [m(x) for m in self.members]
@@ -191,6 +199,7 @@ class AgeNetEnsemble(nn.Module):
 
 
 @register_model(**{**_AGENET, "tags": ("age", "gender", "agekit")})
-def agenet_mt_x2(members: int = 2, member_model: str = "agenet_mt", member: dict | None = None) -> AgeNetEnsemble:
+def agenet_mt_x2(members: int = 2, member_model: str = "agenet_mt",
+                 member: dict | list[dict] | None = None) -> AgeNetEnsemble:
     """Two half-size ``agenet_mt`` (widths 12-24-32-44, squeeze 16: 49,595 params each), averaged: 99,190 params."""
     return AgeNetEnsemble(members, member_model, member if member is not None else {"widths": (12, 24, 32, 44), "squeeze": 16})

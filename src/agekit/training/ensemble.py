@@ -7,16 +7,18 @@ from agekit.models.registry import create_model
 
 
 def combine_checkpoints(paths: list[str], out: str, name: str = "agenet_mt_x2") -> str:
-    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same model, config, crops
-    and method). The card lists each member's path, recipe, teacher, EMA decay, epochs, training time and validation
-    metrics; the method (decoder) is the members'.
+    """Write the :class:`AgeNetEnsemble` checkpoint ``name`` of trained AgeNet checkpoints (same model, crops and
+    method; each member keeps its own config, e.g. widths). The card lists each member's path, recipe, teacher, EMA
+    decay, epochs, training time and validation metrics; the method (decoder) is the members'.
     """
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0]
     for p, m in zip(paths[1:], loaded[1:]):
-        if m.name != first.name or m.config != first.config or m.preprocess != first.preprocess or m.method != first.method:
-            raise ValueError(f"{p} differs from {paths[0]} in model, config, crops or method: members must match")
-    config = {"members": len(loaded), "member_model": first.name, "member": first.config}
+        if m.name != first.name or m.preprocess != first.preprocess or m.method != first.method:
+            raise ValueError(f"{p} differs from {paths[0]} in model, crops or method: members must match")
+    same = all(m.config == first.config for m in loaded)
+    config = {"members": len(loaded), "member_model": first.name,
+              "member": first.config if same else [m.config for m in loaded]}
     ens = create_model(name, **config)
     for dst, src in zip(ens.members, loaded):
         dst.load_state_dict(src.model.state_dict())
