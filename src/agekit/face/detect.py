@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE, apply_affine, invert_affine, template_matrix
-from agekit.face.mtcnn import MTCNN
+from agekit.face.mtcnn import MTCNN, LockedState
 
 
 @dataclass
@@ -135,7 +135,7 @@ def _dlib_predictor(points: int):
 LANDMARK_REGION = 0.5
 
 
-class DlibDetector:
+class DlibDetector(LockedState):
     """dlib HOG frontal face detector + dlib landmark model (5 or 68 points).
 
     ``upsample``: image doublings before the HOG scan (dlib's default use is 1; the smallest
@@ -160,15 +160,6 @@ class DlibDetector:
         self.threshold = float(threshold)
         self.grey = bool(grey)
         self.name = "dlib" if points == 5 else "dlib68"
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        d = self.__dict__.copy()
-        d.pop("_lock")
-        return d
-
-    def __setstate__(self, d):
-        self.__dict__.update(d)
         self._lock = threading.Lock()
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:

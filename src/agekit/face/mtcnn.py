@@ -155,7 +155,23 @@ def mtcnn_to_dlib5(points: np.ndarray) -> np.ndarray:
     return (FACE5_TEMPLATE @ back[:, :2].T + back[:, 2] - 0.5).astype(np.float32)
 
 
-class MTCNN:
+class LockedState:
+    """An object whose ``_lock`` (a ``threading.Lock``) is left out when it is pickled to a worker process and made
+    anew when it is unpickled there."""
+
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict:
+        d = self.__dict__.copy()
+        d.pop("_lock", None)
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        self._lock = threading.Lock()
+
+
+class MTCNN(LockedState):
     """MTCNN on ONNX Runtime: faces from ``min_face_size`` pixels up, turned in the image plane, partly covered or
     in crowds, with dlib's 5 landmarks (converted from MTCNN's, see the module's docstring). The ``mtcnn`` detector
     (``agekit.face.detect.MTCNNDetector``) gives its faces as ``Detection`` objects.
@@ -188,15 +204,6 @@ class MTCNN:
         self.threads = int(threads)
         self.points = points
         self.first_pass = None if first_pass is None else float(first_pass)
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        d = self.__dict__.copy()
-        d.pop("_lock")
-        return d
-
-    def __setstate__(self, d):
-        self.__dict__.update(d)
         self._lock = threading.Lock()
 
     def scales(self, h: int, w: int, min_face_size: float | None = None) -> list[float]:
