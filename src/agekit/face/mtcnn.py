@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE, invert_affine, umeyama
+from agekit.ortsession import ort_session
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -48,18 +49,12 @@ MTCNN_IN_BOX = np.array(
 @cache
 def _sessions(threads: int, pid: int):
     """The three ONNX Runtime sessions (one set per process and thread count)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     out = []
     for name in ("pnet", "rnet", "onet"):
         path = MODELS / f"mtcnn_{name}.onnx"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: MTCNN's {name} is missing from the installation (reinstall agekit)")
-        out.append(ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"]))
+        out.append(ort_session(path, threads))
     return tuple(out)
 
 
