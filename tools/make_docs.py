@@ -126,6 +126,8 @@ def weights_block() -> str:
         figures = f"MAE {f(m.get('mae'), '.2f')}, CA(5) {f((m.get('ca') or {}).get('5'), '.3f')}"
         if m.get("gender_accuracy") is not None:
             figures += f", gender accuracy {m['gender_accuracy']:.3f}"
+        if m.get("n"):
+            figures += f" ({m['n']:,} faces)"
         lat = (c.get("latency") or {}).get("onnx_fp32_batch1_ms")
         lic = "non-commercial research" if "non-commercial" in (c.get("licence") or "") else (c.get("licence") or "-")
         lines.append(f"| `{name}`{alias} | `{c.get('model')}` | {f(cx.get('params'), ',')} | "

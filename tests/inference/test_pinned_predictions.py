@@ -19,6 +19,12 @@ pytest.importorskip("dlib")
 
 # weight -> per photo: (box x1, y1, x2, y2), age, +- (years), P(female) or None for an age-only network
 PINNED = {
+    "accurate_agenet_mt_utkface_allagefaces": {
+        "timg.jpg": ((165.62, 165.62, 393.75, 393.75), 67.7536, 7.0139, 0.9955),
+        "pattern5.jpg": ((310.52, 252.07, 577.19, 518.74), 23.4972, 4.8928, 0.9999),
+        "drawn0": ((224.00, 154.00, 432.00, 364.00), 20.0671, 8.3005, 0.8929),
+        "drawn3": ((234.00, 186.00, 380.00, 332.00), 14.9782, 6.2522, 0.7801),
+    },
     "age_c3ae_wide_cosine_utkface": {
         "timg.jpg": ((165.62, 165.62, 393.75, 393.75), 71.3475, 6.9771, None),
         "pattern5.jpg": ((310.52, 252.07, 577.19, 518.74), 22.7955, 5.8237, None),
@@ -44,8 +50,14 @@ PINNED = {
         "drawn3": ((234.0, 186.0, 380.0, 332.0), 18.7247, 4.2786, 0.1257),
     },
 }
-# the default detector (MTCNN's boxes, dlib's landmarks) with the default model and the compact tier
+# the default detector (MTCNN's boxes, dlib's landmarks) with the default model and the two tiers
 PINNED_DEFAULT = {
+    "accurate_agenet_mt_utkface_allagefaces": {
+        "timg.jpg": ((174.85, 145.27, 363.98, 391.59), 67.5869, 7.0517, 0.9958),
+        "pattern5.jpg": ((353.40, 219.47, 529.84, 459.00), 23.5816, 4.9027, 0.9999),
+        "drawn0": ((231.65, 126.55, 416.26, 368.63), 18.8645, 8.2893, 0.8550),
+        "drawn3": ((223.42, 139.94, 385.99, 355.24), 14.8849, 6.2320, 0.7620),
+    },
     "agenet_mt_distill_ema100_utkface": {
         "timg.jpg": ((174.85, 145.27, 363.98, 391.59), 72.1962, 10.3543, 0.9987),
         "pattern5.jpg": ((353.40, 219.47, 529.84, 459.00), 22.3140, 5.3270, 0.9944),

@@ -184,12 +184,17 @@ def build_card(
     c = complexity(model, size)
     if licence is None and dataset is not None:
         licence = DATA_LICENCES.get(dataset.lower())
+    cfg = dict(config if config is not None else getattr(model, "agekit_config", {}))
+    description = entry.description
+    if cfg:  # the registry's words describe its default build; say what this one is
+        description = (f"``{name}`` built with {', '.join(f'{k}={v}' for k, v in cfg.items())}: {c.params:,} params, "
+                       f"{c.macs / 1e6:.1f}M MACs (the registry's default: {entry.description})")
     card = {
         "model": name,
         "family": entry.family,
         "paper": entry.paper,
-        "description": entry.description,
-        "config": dict(config if config is not None else getattr(model, "agekit_config", {})),
+        "description": description,
+        "config": cfg,
         "method": method,
         "preprocess": spec.to_dict(),
         "preprocess_text": describe_preprocess(spec),
