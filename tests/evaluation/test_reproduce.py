@@ -158,6 +158,12 @@ def test_on_utkface_replaces_the_chain_and_says_so(tmp_path, capsys):
                    ["--on", "utkface", "--set", "model.config.input_size=32"], tiny=TINY_BASE, measured=False)
     assert res["figures"][0]["ours_mean"] is not None and res["figures"][1]["ours_mean"] is None
     assert "epsilon_error: not measured, the test images lack the labels it needs" in md
+    # LMTCNN on UTKFace: the ages become Adience's 8 groups for training and testing, so every figure is measured
+    res, md = _run("lmtcnn_1_1_adience", tmp_path / "data", tmp_path / "c", tmp_path / "lmtcnn", capsys,
+                   ["--on", "utkface"], tiny=TINY_BASE)
+    assert [s["stage"] for s in res["stages"]] == ["utkface"] and res["folds"][0]["n"] == 4
+    assert any("data.age_groups=adience" in o for o in res["stages"][0]["overrides"])
+    assert "its ages are mapped to the 8 Adience age groups" in md
     assert main(["reproduce", "ssrnet_morph", "--on", "imdb", "--data-root", str(tmp_path), "--out",
                  str(tmp_path / "o")]) == 2
     assert "--on must be one of ['utkface']" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from agekit.methods import default_method_for
 from agekit.models.checkpoint import load_checkpoint
 from agekit.outputs import output_to_float
 from agekit.preprocessing import channels_first, network_input, normalize, ten_views
-from agekit.training.datamodule import resolve_protocol
+from agekit.training.datamodule import age_groups_from_age, resolve_protocol
 from agekit.training.teacher import method_for_loaded
 
 
@@ -124,6 +124,9 @@ def evaluate(
     seconds = time.perf_counter() - t0
     true = {k: np.asarray(cache.meta[k])[rows] for k in ("age", "gender", "race", "age_std", "age_group")
             if k in cache.meta}
+    rule = ((loaded.card or {}).get("data") or {}).get("age_groups")
+    if rule and "age" in true:  # trained with groups derived from the age (data.age_groups): scored the same way
+        true["age_group"] = age_groups_from_age(true["age"], true.get("age_group"), rule)
     info = {
         "checkpoint": str(ckpt), "model": loaded.name, "method": mname, "data": str(data_dir),
         "dataset": (cache.info or {}).get("dataset"), "protocol": protocol, "split": split, "n": int(len(rows)),

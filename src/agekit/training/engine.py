@@ -327,7 +327,7 @@ def _plan(r: Recipe) -> _Plan:
     card = {
         "recipe": r.name,
         "paper": r.paper,
-        "data": {"cache": data.cache},
+        "data": {"cache": data.cache, **({"age_groups": data.age_groups} if data.age_groups else {})},
         "protocol": data.protocol,
         "init_from": r.init_from,
         "teacher": r.teacher,
