@@ -52,10 +52,14 @@ def predict_split(
         img[order] = images[r[order]]
         u8 = torch.from_numpy(img).to(device)
         if ten_view:
-            views = ten_views(channels_first(u8), spec.size)  # (B, 10, 3, S, S)
+            views = ten_views(channels_first(u8), spec.size)  # (B, 10, 3, S, S) uint8
             b = views.shape[0]
-            xs = normalize(views.reshape(b * 10, 3, spec.size, spec.size), spec)
-            p = method.predict(output_to_float(model(xs)))
+            flat = views.reshape(b * 10, 3, spec.size, spec.size)
+            # at most batch_size views a forward pass: 10 x batch_size 227-px views would hold tens of GB of
+            # activations in a network such as LMTCNN's
+            parts = [method.predict(output_to_float(model(normalize(flat[i : i + batch_size], spec))))
+                     for i in range(0, len(flat), batch_size)]
+            p = {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
             pred = {k: v.reshape(b, 10, *v.shape[1:]).float().mean(1) for k, v in p.items() if v.is_floating_point()}
             if "age_group_probs" in pred:
                 pred["age_group"] = pred["age_group_probs"].argmax(1)
