@@ -40,13 +40,14 @@ def test_every_input_type_gives_the_same_face(cropped, face_png):
     assert [r.source for r in res] == [str(path)] * 4 + ["array[0]", str(path), "bytes[0]", "bytes[1]", "file[0]",
                                                          str(path)]
     ages = [r.faces[0].age for r in res]
-    assert all(r.error is None and len(r.faces) == 1 for r in res) and np.ptp(ages) == 0.0, ages
+    # the same face in every input; float32 sums may differ in the last bits with the row's place in the batch
+    assert all(r.error is None and len(r.faces) == 1 for r in res) and np.ptp(ages) < 1e-4, ages
     bgr = cropped.predict(np.ascontiguousarray(rgb[..., ::-1]), colour="bgr")[0].faces[0]
     as_rgb = cropped.predict(np.ascontiguousarray(rgb[..., ::-1]))[0].faces[0]  # the same array read as RGB
-    assert bgr.age == ages[0] and as_rgb.age != ages[0]
+    assert abs(bgr.age - ages[0]) < 1e-4 and abs(as_rgb.age - ages[0]) > 0.01
     grey = cropped.predict(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))[0]
     rgba = cropped.predict(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]))[0]
-    assert grey.error is None and rgba.faces[0].age == ages[0]
+    assert grey.error is None and abs(rgba.faces[0].age - ages[0]) < 1e-4
     stack = cropped.predict(np.stack([rgb, rgb]))
     assert [r.source for r in stack] == ["array[0]", "array[1]"]
 
