@@ -60,7 +60,7 @@ def sample(spec: str, n: int, seed: int) -> tuple[str, list[tuple[Path, float, i
     cache_dir, protocol, split, root = rest.split(":", 3)
     cache = PreparedCache(cache_dir)
     _, rows = test_rows(cache, protocol, split)
-    meta = np.load(Path(cache_dir) / "meta.npz")
+    meta = cache.meta
     rows = sorted(random.Random(seed).sample(list(rows), min(n, len(rows))))
     return name, [(Path(root) / str(meta["source"][i]), float(meta["age"][i]), int(meta["gender"][i])) for i in rows]
 

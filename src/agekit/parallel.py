@@ -27,6 +27,23 @@ START_TRIES = 3  # a pool whose workers die while starting is started again this
 PARENT_POLL_S = 1.0  # how often a worker checks that its parent is alive (besides PR_SET_PDEATHSIG on Linux)
 
 
+
+class LockedState:
+    """An object whose ``_lock`` (a ``threading.Lock``) is left out when it is pickled to a worker process and made
+    anew when it is unpickled there."""
+
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict:
+        d = self.__dict__.copy()
+        d.pop("_lock", None)
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        self._lock = threading.Lock()
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), else the machine's count."""
     try:

@@ -359,7 +359,8 @@ def on_dataset(exp: Experiment, on: str) -> Experiment:
     if on not in ON_DATASETS:
         raise ValueError(f"--on must be one of {sorted(ON_DATASETS)}, got {on!r}")
     use, protocol, over = ON_DATASETS[on]
-    if any(f.metric.startswith("age_group") for f in exp.figures):  # LMTCNN's groups, from the ages (Adience's rule)
+    derive_groups = any(f.metric.startswith("age_group") for f in exp.figures)  # LMTCNN's, from the ages (Adience's)
+    if derive_groups:
         over = over + ("data.age_groups=adience",)
     name = DATASET_NAMES.get(on, on)
     last, stages = exp.stages[-1], []
@@ -370,7 +371,7 @@ def on_dataset(exp: Experiment, on: str) -> Experiment:
     chain = " -> ".join(DATASET_NAMES.get(st.dataset, st.dataset) for st in exp.stages)
     target = DATASET_NAMES.get(last.dataset, last.dataset)
     groups = ("; its ages are mapped to the 8 Adience age groups (the group an age falls in, else the nearest) for "
-              "training and testing" if "data.age_groups=adience" in over else "")
+              "training and testing" if derive_groups else "")
     sub = (f"run on {name} instead of the paper's data: the chain {chain} becomes "
            + (f"{name} pre-training ({protocol} train, validated on val) -> " if len(stages) > 1 else "")
            + f"{name} ({protocol} train, validated on val), tested on the {protocol} test part; the paper's "

@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE, apply_affine, invert_affine, template_matrix
-from agekit.face.mtcnn import MTCNN, LockedState
+from agekit.face.mtcnn import MTCNN
+from agekit.parallel import LockedState
 
 
 @dataclass

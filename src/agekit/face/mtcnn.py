@@ -31,6 +31,7 @@ import numpy as np
 
 from agekit.face.align import FACE5_TEMPLATE, invert_affine, umeyama
 from agekit.ortsession import ort_session
+from agekit.parallel import LockedState
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -148,22 +149,6 @@ def mtcnn_to_dlib5(points: np.ndarray) -> np.ndarray:
     to_unit = umeyama(p[:3] + 0.5, MTCNN_IN_BOX)  # pixel edges -> the unit face-box frame
     back = invert_affine(to_unit)
     return (FACE5_TEMPLATE @ back[:, :2].T + back[:, 2] - 0.5).astype(np.float32)
-
-
-class LockedState:
-    """An object whose ``_lock`` (a ``threading.Lock``) is left out when it is pickled to a worker process and made
-    anew when it is unpickled there."""
-
-    _lock: threading.Lock
-
-    def __getstate__(self) -> dict:
-        d = self.__dict__.copy()
-        d.pop("_lock", None)
-        return d
-
-    def __setstate__(self, d: dict) -> None:
-        self.__dict__.update(d)
-        self._lock = threading.Lock()
 
 
 class MTCNN(LockedState):
