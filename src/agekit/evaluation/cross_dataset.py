@@ -121,11 +121,14 @@ def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str 
 
 def model_info(checkpoint: str | Path) -> dict[str, Any]:
     """Name, parameters, MACs and training data of a checkpoint (from its card)."""
+    import hashlib
+
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     card = loaded.card or {}
     data = card.get("data") or {}
     return {
-        "checkpoint": str(checkpoint), "model": loaded.name, "recipe": card.get("recipe"),
+        "checkpoint": str(checkpoint), "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
+        "model": loaded.name, "recipe": card.get("recipe"),
         "params": int(sum(p.numel() for p in loaded.model.parameters())),
         "macs": (card.get("complexity") or {}).get("macs"),
         "trained_on": data.get("dataset"), "train_rows": data.get("train_rows"),
@@ -204,13 +207,24 @@ def parse_test_set(value: str) -> tuple[str, str | None, str]:
 
 def cross_dataset_table(models: Mapping[str, str | Path], tests: Mapping[str, str], *, flip: bool = True,
                         grey: bool = True, peers: Mapping[str, Mapping[str, str | Path]] | None = None,
-                        notes: Mapping[str, str] | None = None) -> dict[str, Any]:
+                        notes: Mapping[str, str] | None = None,
+                        reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every model on every test set (``name -> CACHE[:PROTOCOL[:SPLIT]]``), and the peers' predictions
-    (``peer -> test name -> predictions file``) on the same test photos."""
+    (``peer -> test name -> predictions file``) on the same test photos.
+
+    ``reuse``: an earlier table; a model row whose checkpoint has the same SHA-256 there, measured with the same
+    flip, grey and test sets, is taken as it is instead of being evaluated again."""
     out: dict[str, Any] = {"flip": bool(flip), "bands": {k: list(v) for k, v in BANDS.items()},
                            "tests": dict(tests), "models": {}, "peers": {}}
+    same_setup = bool(reuse) and reuse.get("flip") == bool(flip) and reuse.get("tests") == dict(tests)
     for name, ckpt in models.items():
-        row = {"info": model_info(ckpt), "results": {}}
+        info = model_info(ckpt)
+        old = (reuse or {}).get("models", {}).get(name) if same_setup else None
+        if old and old.get("info", {}).get("sha256") == info["sha256"] and set(old.get("results", {})) == set(tests) \
+                and all(("grey" in r) == grey for r in old["results"].values()):
+            out["models"][name] = {**old, "info": info}
+            continue
+        row = {"info": info, "results": {}}
         for tname, spec in tests.items():
             cache, protocol, split = parse_test_set(spec)
             row["results"][tname] = evaluate_model(ckpt, cache, protocol, split, flip=flip, grey=grey)
