@@ -48,11 +48,20 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give at least one --model or --peer")
     t0 = time.time()
     reuse = json.loads(Path(a.out).read_text()) if a.reuse and Path(a.out).is_file() else None
+    if reuse and reuse.get("partial"):  # an interrupted run: keep what it measured too
+        reuse = {**reuse, "models": {**reuse.get("done_before", {}), **reuse["models"]}}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+
+    def save_partial(t: dict) -> None:  # after each model, so that a killed run resumes with --reuse
+        if a.reuse:
+            done = {**(reuse or {}).get("models", {}), **t["models"]}
+            Path(a.out).write_text(json.dumps({**t, "partial": True, "done_before": done}, indent=1) + "\n")
+        print(f"{len(t['models'])}/{len(models)} models done ({time.time() - t0:.0f} s)", flush=True)
+
     table = cross_dataset_table(models, tests, flip=not a.no_flip, grey=not a.no_grey, peers=peers, notes=PEER_NOTES,
-                                reuse=reuse)
+                                reuse=reuse, on_model=save_partial)
     table["command"] = "python experiments/cross_dataset.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table["seconds"] = round(time.time() - t0, 1)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(table, indent=1) + "\n")
     for name, row in list(table["models"].items()) + list(table["peers"].items()):
         for tname, r in row["results"].items():

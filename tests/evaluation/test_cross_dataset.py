@@ -119,10 +119,12 @@ def test_reuse_takes_unchanged_checkpoints_and_evaluates_changed_ones(grey_cache
     calls = []
     real = cd.evaluate_model
     monkeypatch.setattr(cd, "evaluate_model", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    again = cross_dataset_table({"m": ckpt}, tests, reuse=first)
-    assert calls == [] and again["models"]["m"] == first["models"]["m"]
-    cross_dataset_table({"m": ckpt}, tests, reuse=first, flip=False)  # another setting: measured again
-    assert calls == [ckpt]
+    seen = []
+    again = cross_dataset_table({"m": ckpt}, tests, reuse=first, on_model=lambda t: seen.append(list(t["models"])))
+    assert calls == [] and seen == [] and again["models"]["m"] == first["models"]["m"]
+    cross_dataset_table({"m": ckpt}, tests, reuse=first, flip=False,  # another setting: measured again
+                        on_model=lambda t: seen.append(list(t["models"])))
+    assert calls == [ckpt] and seen == [["m"]]
     other = tmp_path / "median.safetensors"  # same name and weights, another decoder: measured again
     assert main(["convert-checkpoint", str(ckpt), str(other), "--decoder", "median"]) == 0
     cross_dataset_table({"m": other}, tests, reuse=first)

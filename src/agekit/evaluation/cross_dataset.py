@@ -208,12 +208,14 @@ def parse_test_set(value: str) -> tuple[str, str | None, str]:
 def cross_dataset_table(models: Mapping[str, str | Path], tests: Mapping[str, str], *, flip: bool = True,
                         grey: bool = True, peers: Mapping[str, Mapping[str, str | Path]] | None = None,
                         notes: Mapping[str, str] | None = None,
-                        reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                        reuse: Mapping[str, Any] | None = None,
+                        on_model: Any = None) -> dict[str, Any]:
     """Every model on every test set (``name -> CACHE[:PROTOCOL[:SPLIT]]``), and the peers' predictions
     (``peer -> test name -> predictions file``) on the same test photos.
 
     ``reuse``: an earlier table; a model row whose checkpoint has the same SHA-256 there, measured with the same
-    flip, grey and test sets, is taken as it is instead of being evaluated again."""
+    flip, grey and test sets, is taken as it is instead of being evaluated again. ``on_model(table)`` is called
+    after each model's row (e.g. to save the table so far: a killed run then resumes with ``reuse``)."""
     out: dict[str, Any] = {"flip": bool(flip), "bands": {k: list(v) for k, v in BANDS.items()},
                            "tests": dict(tests), "models": {}, "peers": {}}
     same_setup = bool(reuse) and reuse.get("flip") == bool(flip) and reuse.get("tests") == dict(tests)
@@ -229,6 +231,8 @@ def cross_dataset_table(models: Mapping[str, str | Path], tests: Mapping[str, st
             cache, protocol, split = parse_test_set(spec)
             row["results"][tname] = evaluate_model(ckpt, cache, protocol, split, flip=flip, grey=grey)
         out["models"][name] = row
+        if on_model is not None:
+            on_model(out)
     for peer, files in (peers or {}).items():
         out["peers"][peer] = {"results": {}}
         for tname, f in files.items():
