@@ -316,11 +316,13 @@ class HSRNet(nn.Module):
     def forward(self, x: Tensor) -> ModelOutput:
         crops = self._crops(x)
         # Sec. III-E: the k crops go through the shared backbone one after the other, and the
-        # maps of each depth are concatenated along channels (crop-major: k*p channels).
-        maps = [self.backbone(crops[:, i]) for i in range(self.k)]
+        # maps of each depth are concatenated along channels (crop-major: k*p channels). One crop of a
+        # (B, 3, H, W) input goes in as it is (no indexing or concatenation in an exported graph).
+        views = [x] if self.k == 1 and x.dim() == 4 else [crops[:, i] for i in range(self.k)]
+        maps = [self.backbone(v) for v in views]
         if maps[0][0].shape[1] != self.p:  # padded execution: the heads read the real channels
             maps = [tuple(m[:, : self.p] for m in ms) for ms in maps]
-        depth = [torch.cat([m[d] for m in maps], dim=1) for d in range(3)]
+        depth = [maps[0][d] if self.k == 1 else torch.cat([m[d] for m in maps], dim=1) for d in range(3)]
         coarse = self.coarse(depth[2])
         fine = self.fine(depth[self.fine_depth - 1])
         return ModelOutput(age=coarse["value"] + fine["value"], stages=(coarse, fine), features=depth[2])
