@@ -109,8 +109,8 @@ def test_peer_predictions_and_table(grey_cache_and_model, tmp_path):
 def test_reuse_takes_unchanged_checkpoints_and_evaluates_changed_ones(grey_cache_and_model, tmp_path, monkeypatch):
     import hashlib
 
-    from agekit.cli import main
     from agekit.evaluation import cross_dataset as cd
+    from agekit.evaluation.decoders import with_decoder
 
     cache, ckpt = grey_cache_and_model
     tests = {"tiny": f"{cache}:utkface:test"}
@@ -126,6 +126,6 @@ def test_reuse_takes_unchanged_checkpoints_and_evaluates_changed_ones(grey_cache
                         on_model=lambda t: seen.append(list(t["models"])))
     assert calls == [ckpt] and seen == [["m"]]
     other = tmp_path / "median.safetensors"  # same name and weights, another decoder: measured again
-    assert main(["convert-checkpoint", str(ckpt), str(other), "--decoder", "median"]) == 0
+    with_decoder(ckpt, other, "median")
     cross_dataset_table({"m": other}, tests, reuse=first)
     assert calls == [ckpt, other]

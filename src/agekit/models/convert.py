@@ -410,43 +410,13 @@ def _convert_checkpoint_cmd(args: argparse.Namespace) -> int:
         return 2
     try:
         ld = load_checkpoint(src, trust_pickle=args.trust_pickle)
-        card = with_decoder(ld.card, ld.method, ld.name, args.decoder) if args.decoder else ld.card
         save_checkpoint(dst, ld.model, name=ld.name, config=ld.config, preprocess=ld.preprocess, method=ld.method,
-                        card=card)
+                        card=ld.card)
     except (FileNotFoundError, ValueError) as e:
         print(f"agekit convert-checkpoint: {e}", file=sys.stderr)
         return 2
-    how = f"decoder {args.decoder}; " if args.decoder else ""
-    print(f"wrote {dst} ({ld.name}, {len(ld.model.state_dict())} tensors; {how}data only, loads without --trust-pickle)")
+    print(f"wrote {dst} ({ld.name}, {len(ld.model.state_dict())} tensors; data only, loads without --trust-pickle)")
     return 0
-
-
-def with_decoder(card: dict | None, method: str | None, model_name: str, decoder: str) -> dict:
-    """A copy of a training card whose method decodes ages with ``decoder`` (e.g. "median" for DLDL / DEX: the
-    predictive distribution's median, the L1-optimal point, instead of its expectation); a distilled student's own
-    method (``student_config``) gets it. The previous decoder is kept under ``decoder_changed_from``. Raises
-    ``ValueError`` when the method has no such decoder."""
-    import copy
-
-    from agekit.methods.decode import load_method
-
-    card = copy.deepcopy(card or {})
-    # a training card holds method_config; a shipped card keeps the training card under "training"
-    holder = card["training"] if "method_config" not in card and isinstance(card.get("training"), dict) else card
-    cfg = holder.setdefault("method_config", {})
-    if "student" in cfg:  # distillation: the student's own method decodes
-        cfg["student_config"] = dict(cfg.get("student_config") or {})
-        target = cfg["student_config"]
-    else:
-        target = cfg
-    before = target.get("decoder", "mean")
-    target["decoder"] = decoder
-    m = load_method(method, model_name, card)  # raises when the method has no `decoder` option or not this value
-    inner = getattr(m, "student_method", m)
-    if getattr(inner, "decoder", None) != decoder:
-        raise ValueError(f"{model_name}: method {method!r} does not decode with {decoder!r}")
-    card["decoder_changed_from"] = before
-    return card
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -463,11 +433,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(.ckpt) as an agekit .safetensors file: tensors plus JSON, nothing executable. Files that hold "
                     "only tensors and plain data convert as they are; a file that needs other Python objects is "
                     "refused unless --trust-pickle (its code then runs: only for files you made or trust).")
-    c.add_argument("src", help="old checkpoint (.pt, .pth or .ckpt), or a .safetensors one (with --decoder)")
+    c.add_argument("src", help="old checkpoint (.pt, .pth or .ckpt)")
     c.add_argument("dst", help="new checkpoint (.safetensors)")
-    c.add_argument("--decoder", default=None, choices=("mean", "median", "ldl", "reg"),
-                   help="decode ages with this decoder of the checkpoint's method from now on (e.g. median for DLDL / "
-                        "DEX: the median of the predicted distribution, the L1-optimal point, instead of its mean); "
-                        "the card records the previous one")
     add_trust_pickle_argument(c)
     c.set_defaults(func=_convert_checkpoint_cmd)

@@ -1,12 +1,12 @@
-"""``agekit convert-checkpoint --decoder``: a trained DLDL checkpoint switched to the median of its predicted
-distribution, checked on a hand-worked distribution, for a distilled student, and refused where the method has no
-such decoder."""
+"""``agekit.evaluation.decoders.with_decoder`` (``tools/with_decoder.py``): a trained DLDL checkpoint switched to the
+median of its predicted distribution, checked on a hand-worked distribution, for a distilled student, and refused
+where the method has no such decoder."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from agekit.cli import main
+from agekit.evaluation.decoders import with_decoder
 from agekit.models.checkpoint import load_checkpoint, save_checkpoint
 from agekit.models.registry import create_model
 from agekit.outputs import ModelOutput
@@ -26,14 +26,13 @@ def dldl_checkpoint(tmp_path):
                            card={"method_config": {"sigma": 2.0, "l1_weight": 1.0, "gender_weight": 5.0}})
 
 
-def test_median_decoder_on_a_hand_worked_distribution(dldl_checkpoint, tmp_path, capsys):
+def test_median_decoder_on_a_hand_worked_distribution(dldl_checkpoint, tmp_path):
     dst = tmp_path / "median.safetensors"
-    assert main(["convert-checkpoint", str(dldl_checkpoint), str(dst), "--decoder", "median"]) == 0
-    assert "decoder median" in capsys.readouterr().out
+    with_decoder(dldl_checkpoint, dst, "median")
     before, after = load_checkpoint(dldl_checkpoint), load_checkpoint(dst)
     m0, m1 = method_for_loaded(before), method_for_loaded(after)
     assert (m0.decoder, m1.decoder) == ("mean", "median")
-    assert after.card["decoder_changed_from"] == "mean"
+    assert after.card["decoder"] == "median"
     assert after.card["method_config"] == {"sigma": 2.0, "l1_weight": 1.0, "gender_weight": 5.0, "decoder": "median"}
     assert m0.predict_age(_hand_worked())[0].item() == pytest.approx(2.0, abs=1e-6)
     assert m1.predict_age(_hand_worked())[0].item() == pytest.approx(1.5 + 0.2 / 0.3, abs=1e-5)
@@ -47,15 +46,15 @@ def test_a_distilled_student_gets_the_decoder(tmp_path):
     src = save_checkpoint(tmp_path / "s.safetensors", create_model("agenet_mt"), name="agenet_mt", method="distill",
                           card=card)
     dst = tmp_path / "s_median.safetensors"
-    assert main(["convert-checkpoint", str(src), str(dst), "--decoder", "median"]) == 0
+    with_decoder(src, dst, "median")
     m = method_for_loaded(load_checkpoint(dst))
     assert m.student_method.decoder == "median"
     assert m.predict_age(_hand_worked())[0].item() == pytest.approx(2.1667, abs=1e-4)
 
 
-def test_a_method_without_that_decoder_is_refused(tmp_path, capsys):
+def test_a_method_without_that_decoder_is_refused(tmp_path):
     src = save_checkpoint(tmp_path / "ssr.safetensors", create_model("ssrnet"), name="ssrnet", method="ssr")
     dst = tmp_path / "ssr_median.safetensors"
-    assert main(["convert-checkpoint", str(src), str(dst), "--decoder", "median"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot decode" in err[0] and not dst.exists()
+    with pytest.raises(TypeError):
+        with_decoder(src, dst, "median")
+    assert not dst.exists()
