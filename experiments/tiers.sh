@@ -78,7 +78,7 @@ for step in "${STEPS[@]}"; do
         mkdir -p "$OUT/${name}_median"
         python "$here/../tools/with_decoder.py" "$OUT/$name/final.safetensors" "$OUT/${name}_median/final.safetensors" \
           --decoder median
-        cp "$OUT/$name/card.json" "$OUT/${name}_median/card.json"
+        cp "$OUT/$name/card.json" "$OUT/$name/recipe.yaml" "$OUT/${name}_median/"
       done ;;
     aafonly) train_run accurate_aafonly tier_accurate_utkface_aaf --data "$CAAF" --set data.protocol=allagefaces_fixed ;;
     evaluate)

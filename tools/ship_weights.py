@@ -6,10 +6,15 @@ Example (the shipped defaults were made with these):
   python tools/ship_weights.py runs/agenet_gender/final.safetensors --name gender_agenet_utkface --alias gender \
       --data caches/utkface --flip --title "agekit gender model (AgeNet with a gender head, margin-0.1 crops, UTKFace)"
 The tiers (experiments/tiers.sh trains them and writes their cross-dataset result):
-  python tools/ship_weights.py runs/tiers/compact/final.safetensors --name compact_agenet_mt_utkface_allagefaces \
-      --alias compact --data caches/utkface --dataset utkface+allagefaces --flip \
-      --cross-dataset experiments/results/tiers_cross_dataset.json --cross-name compact \
-      --title "agekit compact tier (AgeNet-MT, age and gender, UTKFace + All-Age-Faces)"
+  python tools/ship_weights.py runs/tiers/compact_bal_median/final.safetensors \
+      --name compact_agenet_mt_utkface_allagefaces --alias compact --alias age --alias gender --data caches/utkface \
+      --dataset utkface+allagefaces --flip --cross-dataset experiments/results/tiers_cross_dataset.json \
+      --cross-name compact_bal_median --title "agekit compact tier (AgeNet-MT, age and gender, UTKFace + All-Age-Faces)"
+  python tools/ship_weights.py runs/tiers/accurate/final.safetensors --name accurate_agenet_mt_utkface_allagefaces \
+      --alias accurate --data caches/utkface --dataset utkface+allagefaces --flip \
+      --cross-dataset experiments/results/tiers_cross_dataset.json --cross-name accurate \
+      --title "agekit accurate tier (wide AgeNet-MT, age and gender, UTKFace + All-Age-Faces)"
+A recipe.yaml beside the checkpoint (agekit train writes one) puts the run's changes to its named recipe in the card.
 """
 from __future__ import annotations
 

@@ -48,3 +48,19 @@ def test_ship_checkpoint_writes_weights_and_card(tmp_path):
     entry = resolve_weights("age", out)
     assert entry["name"] == "age_test" and entry["onnx"] is not None
     assert [w["name"] for w in shipped_weights(out)] == ["age_test"]
+
+
+def test_recipe_changes_name_what_a_run_changed(tmp_path):
+    """A run's recipe.yaml against its packaged recipe: the --set / --init-from changes, dotted; nothing without one."""
+    from agekit.inference.ship import recipe_changes
+    from agekit.training.recipes import Recipe, load_recipe
+
+    ckpt = tmp_path / "final.safetensors"
+    assert recipe_changes(ckpt) is None  # no recipe.yaml beside it
+    run = load_recipe("tier_compact_utkface_aaf", ["data.balance=0.25", "optimizer.lr=0.0005", "trainer.max_epochs=15",
+                                                   "trainer.progress_bar=false"])
+    (tmp_path / "recipe.yaml").write_text(Recipe(**run).updated(init_from="runs/compact/final.safetensors").to_yaml())
+    assert recipe_changes(ckpt) == {"data.balance": 0.25, "optimizer.lr": 0.0005, "trainer.max_epochs": 15,
+                                    "init_from": "runs/compact/final.safetensors"}
+    (tmp_path / "recipe.yaml").write_text(Recipe(**{**run, "name": "my_own"}).to_yaml())
+    assert recipe_changes(ckpt) is None  # not a packaged recipe: nothing to compare with

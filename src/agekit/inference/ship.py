@@ -51,6 +51,33 @@ def measure_latency(loaded: Any, onnx_path: Path, repeats: int = 200) -> dict[st
     }
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recipe_changes(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The settings of the run's ``recipe.yaml`` (written by ``agekit train`` beside its checkpoint) that differ from
+    the packaged recipe of that name (``--set`` and ``--init-from`` changes), as dotted keys; None without a
+    recipe.yaml or when the recipe is not a packaged one."""
+    from agekit.training.recipes import list_recipes, load_recipe
+
+    path = Path(checkpoint).parent / "recipe.yaml"
+    if not path.is_file():
+        return None
+    run = load_recipe(path)
+    if run.get("name") not in list_recipes():
+        return None
+    base = _flat(load_recipe(run["name"]))
+    missing = object()
+    return {k: v for k, v in _flat(run).items() if base.get(k, missing) != v and k != "trainer.progress_bar"}
+
+
 def ship_checkpoint(
     checkpoint: str | Path,
     name: str,
@@ -91,6 +118,9 @@ def ship_checkpoint(
     pt = save_checkpoint(out_dir / f"{name}{WEIGHT_SUFFIX}", loaded.model, name=loaded.name, config=loaded.config,
                          preprocess=loaded.preprocess, method=loaded.method, card=loaded.card)
     training = dict(loaded.card or {})
+    changes = recipe_changes(checkpoint)
+    if changes:  # how the run differed from its named recipe, so that the card says how to make it again
+        training["recipe_changes"] = changes
     card = build_card(
         loaded.model, loaded.name, config=loaded.config, preprocess=loaded.preprocess, method=loaded.method,
         dataset=dataset, protocol=f"{report.get('meta', {}).get('protocol', protocol)} / {split} split "
