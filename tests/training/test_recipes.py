@@ -247,7 +247,7 @@ def test_shipped_recipes_are_grouped_papers_and_agekit_with_unique_names():
 
     found = shipped_recipes()
     groups = {name: path.parent.name for name, path in found.items()}
-    assert set(groups.values()) == set(RECIPE_GROUPS) and len(found) == 46  # 29 papers + 17 agekit
+    assert set(groups.values()) == set(RECIPE_GROUPS) and len(found) == 47  # 29 papers + 18 agekit
     assert groups["ssrnet_morph"] == groups["lmtcnn_2_1_adience_fold0"] == groups["sephsr_90_30_k3_utkface"] == "papers"
     assert {n for n, g in groups.items() if g == "agekit"} >= {"agenet_mt_distill_ema100_utkface",
                                                                "tier_compact_utkface_aaf", "c3ae_wide_utkface"}

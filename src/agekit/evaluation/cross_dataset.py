@@ -8,6 +8,7 @@ on the same test photos by :func:`peer_report`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -121,8 +122,6 @@ def evaluate_model(checkpoint: str | Path, cache_dir: str | Path, protocol: str 
 
 def model_info(checkpoint: str | Path) -> dict[str, Any]:
     """Name, parameters, MACs and training data of a checkpoint (from its card)."""
-    import hashlib
-
     loaded = load_checkpoint(checkpoint, map_location="cpu")
     card = loaded.card or {}
     data = card.get("data") or {}

@@ -26,6 +26,7 @@ from agekit.inference.bench import machine_info, time_call
 from agekit.inference.cards import build_card, cross_dataset_figures, write_card
 from agekit.inference.weights import WEIGHT_SUFFIX, WEIGHTS_DIR
 from agekit.models.checkpoint import load_checkpoint, save_checkpoint
+from agekit.training.recipes import list_recipes, load_recipe
 
 
 def measure_latency(loaded: Any, onnx_path: Path, repeats: int = 200) -> dict[str, Any]:
@@ -65,8 +66,6 @@ def recipe_changes(checkpoint: str | Path) -> dict[str, Any] | None:
     """The settings of the run's ``recipe.yaml`` (written by ``agekit train`` beside its checkpoint) that differ from
     the packaged recipe of that name (``--set`` and ``--init-from`` changes), as dotted keys; None without a
     recipe.yaml or when the recipe is not a packaged one."""
-    from agekit.training.recipes import list_recipes, load_recipe
-
     path = Path(checkpoint).parent / "recipe.yaml"
     if not path.is_file():
         return None
