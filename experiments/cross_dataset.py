@@ -48,14 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give at least one --model or --peer")
     t0 = time.time()
     reuse = json.loads(Path(a.out).read_text()) if a.reuse and Path(a.out).is_file() else None
-    if reuse and reuse.get("partial"):  # an interrupted run: keep what it measured too
-        reuse = {**reuse, "models": {**reuse.get("done_before", {}), **reuse["models"]}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
 
     def save_partial(t: dict) -> None:  # after each model, so that a killed run resumes with --reuse
-        if a.reuse:
-            done = {**(reuse or {}).get("models", {}), **t["models"]}
-            Path(a.out).write_text(json.dumps({**t, "partial": True, "done_before": done}, indent=1) + "\n")
+        if a.reuse:  # rows are reused only where the checkpoint's SHA-256 matches, so earlier rows may stay
+            models_so_far = {**(reuse or {}).get("models", {}), **t["models"]}
+            Path(a.out).write_text(json.dumps({**t, "models": models_so_far, "partial": True}, indent=1) + "\n")
         print(f"{len(t['models'])}/{len(models)} models done ({time.time() - t0:.0f} s)", flush=True)
 
     table = cross_dataset_table(models, tests, flip=not a.no_flip, grey=not a.no_grey, peers=peers, notes=PEER_NOTES,

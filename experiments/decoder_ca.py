@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
           "| decoder | MAE | CA(3) | CA(5) | signed | signed 0-12 | signed 40-59 |\n|---|---:|---:|---:|---:|---:|---:|")
     table = {}
     kids, middle = y <= 12, (y >= 40) & (y <= 59)
+    signed = lambda v: "-" if v is None else f"{v:+.3f}"  # noqa: E731
     for name, age in rows.items():
         e = np.abs(age - y)
         d = age - y
@@ -77,9 +78,8 @@ def main(argv: list[str] | None = None) -> int:
              "signed": float(d.mean()), "signed_0_12": float(d[kids].mean()) if kids.any() else None,
              "signed_40_59": float(d[middle].mean()) if middle.any() else None}
         table[name] = {k: (round(v, 4) if v is not None else None) for k, v in t.items()}
-        f = lambda v: "-" if v is None else f"{v:+.3f}"  # noqa: E731
-        print(f"| {name} | {t['mae']:.3f} | {t['ca3']:.3f} | {t['ca5']:.3f} | {f(t['signed'])} | "
-              f"{f(t['signed_0_12'])} | {f(t['signed_40_59'])} |")
+        print(f"| {name} | {t['mae']:.3f} | {t['ca3']:.3f} | {t['ca5']:.3f} | {signed(t['signed'])} | "
+              f"{signed(t['signed_0_12'])} | {signed(t['signed_40_59'])} |")
     if a.json:
         path = Path(a.json)
         doc = json.loads(path.read_text()) if path.is_file() else {"flip": True, "runs": {}}

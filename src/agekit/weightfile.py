@@ -19,6 +19,7 @@ the file and the tensor.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -251,3 +252,9 @@ def add_trust_pickle_argument(parser: Any) -> None:
         help="load old .pt/.ckpt files that need Python objects beyond tensors and plain data as full pickles. "
              "Code in such a file runs: use it only for files you made or trust (better: convert them once "
              "with `agekit convert-checkpoint OLD.pt NEW.safetensors --trust-pickle`)")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in chunks (weights, graphs, checkpoints named in cards and result files)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -8,7 +8,6 @@ on the same test photos by :func:`peer_report`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from agekit.evaluation.evaluate import predict_split
 from agekit.models.checkpoint import load_checkpoint
 from agekit.training.datamodule import resolve_protocol
 from agekit.training.teacher import method_for_loaded
+from agekit.weightfile import file_sha256
 
 # Age bands, inclusive whole years; "40-59" and "0-12" are the ranges the acceptance figures name.
 BANDS: dict[str, tuple[float, float]] = {
@@ -126,7 +126,7 @@ def model_info(checkpoint: str | Path) -> dict[str, Any]:
     card = loaded.card or {}
     data = card.get("data") or {}
     return {
-        "checkpoint": str(checkpoint), "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
+        "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
         "model": loaded.name, "recipe": card.get("recipe"),
         "params": int(sum(p.numel() for p in loaded.model.parameters())),
         "macs": (card.get("complexity") or {}).get("macs"),

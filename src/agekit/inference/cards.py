@@ -9,7 +9,6 @@ stored in checkpoints and ``<name>.json``; :func:`render_markdown` makes ``<name
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from agekit import __version__
 from agekit.inference.weights import WEIGHTS_DIR
 from agekit.preprocessing import PreprocessSpec
+from agekit.weightfile import file_sha256
 
 if TYPE_CHECKING:  # rendering and refreshing cards needs no torch; building one from a network does
     import torch.nn as nn
@@ -119,11 +119,6 @@ OUT_OF_SCOPE = [
     "Photos unlike UTKFace's (other populations, cameras, poses or lighting) without first measuring the error on "
     "such photos.",
 ]
-
-
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 _LOCAL_PATH = re.compile(r"(?<![\w.])/(?:tmp|home|root|work|Users|mnt|var|opt)/[^\s\"',]*")

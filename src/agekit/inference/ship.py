@@ -62,6 +62,10 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# settings that change how a run looks, not what it trains: left out of a card's recipe_changes
+NO_TRAINING_EFFECT = frozenset({"trainer.progress_bar"})
+
+
 def recipe_changes(checkpoint: str | Path) -> dict[str, Any] | None:
     """The settings of the run's ``recipe.yaml`` (written by ``agekit train`` beside its checkpoint) that differ from
     the packaged recipe of that name (``--set`` and ``--init-from`` changes), as dotted keys; None without a
@@ -74,7 +78,7 @@ def recipe_changes(checkpoint: str | Path) -> dict[str, Any] | None:
         return None
     base = _flat(load_recipe(run["name"]))
     missing = object()
-    return {k: v for k, v in _flat(run).items() if base.get(k, missing) != v and k != "trainer.progress_bar"}
+    return {k: v for k, v in _flat(run).items() if base.get(k, missing) != v and k not in NO_TRAINING_EFFECT}
 
 
 def ship_checkpoint(

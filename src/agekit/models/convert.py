@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ from agekit.models.checkpoint import SUFFIX, load_checkpoint, save_checkpoint
 from agekit.models.complexity import complexity
 from agekit.models.registry import create_model
 from agekit.preprocessing import C3AE_CONTEXT, SSRNET, PreprocessSpec
-from agekit.weightfile import add_trust_pickle_argument
+from agekit.weightfile import add_trust_pickle_argument, file_sha256
 
 SSRNET_AUTHORS = "Tsun-Yi Yang, Yi-Hsuan Huang, Yen-Yu Lin, Pi-Cheng Hsiu, Yung-Yu Chuang"
 C3AE_AUTHORS = "Chao Zhang, Shuaicheng Liu, Xun Xu, Ce Zhu (paper); StevenBanama (re-implementation and weights)"
@@ -332,10 +331,6 @@ def _released_spec(arch: str) -> PreprocessSpec:
     return dataclasses.replace(C3AE_CONTEXT, scale=1.0)  # the released graphs have no white_norm: raw 0..255
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
     """Model card of a converted release: source file, authors, licence, training data, conversion notes."""
     src = Path(src)
@@ -359,7 +354,7 @@ def model_card(model: nn.Module, src: str | Path) -> dict[str, Any]:
     card.update(
         {
             "source_file": src.name,
-            "source_sha256": _sha256(src),
+            "source_sha256": file_sha256(src),
             "keras_version": getattr(model, "keras_version", None),
             "training_data": known.get("training_data", "unknown (not a file agekit knows)"),
             "reported": {k: v for k, v in known.items() if k.startswith("reported")},

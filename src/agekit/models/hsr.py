@@ -261,12 +261,13 @@ class HSRNet(nn.Module):
         spec = HSR_SPEC if k == 1 else hsr_kres(k)
         self.preprocess: PreprocessSpec = spec if image_size == spec.size else dataclasses.replace(spec, size=image_size)
 
-    def _crops(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) or (B, k, 3, H, W) -> (B, k, 3, H, W), with a clear error on a wrong shape."""
+    def _views(self, x: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) or (B, k, 3, H, W) -> the k crops, each (B, 3, H, W), with a clear error on a wrong shape. A
+        one-crop (B, 3, H, W) input is its own crop (no indexing in an exported graph)."""
         if x.dim() == 4 and self.k == 1 and x.shape[1] == 3:
-            return x.unsqueeze(1)
+            return [x]
         if x.dim() == 5 and x.shape[1] == self.k and x.shape[2] == 3:
-            return x
+            return [x[:, i] for i in range(self.k)]
         want = "(B, 3, H, W) or (B, 1, 3, H, W)" if self.k == 1 else f"(B, {self.k}, 3, H, W)"
         raise ValueError(f"{type(self).__name__} with k={self.k} expects input {want}, got {tuple(x.shape)}")
 
@@ -314,15 +315,12 @@ class HSRNet(nn.Module):
         return out.train(self.training)
 
     def forward(self, x: Tensor) -> ModelOutput:
-        crops = self._crops(x)
         # Sec. III-E: the k crops go through the shared backbone one after the other, and the
-        # maps of each depth are concatenated along channels (crop-major: k*p channels). One crop of a
-        # (B, 3, H, W) input goes in as it is (no indexing or concatenation in an exported graph).
-        views = [x] if self.k == 1 and x.dim() == 4 else [crops[:, i] for i in range(self.k)]
-        maps = [self.backbone(v) for v in views]
+        # maps of each depth are concatenated along channels (crop-major: k*p channels).
+        maps = [self.backbone(v) for v in self._views(x)]
         if maps[0][0].shape[1] != self.p:  # padded execution: the heads read the real channels
             maps = [tuple(m[:, : self.p] for m in ms) for ms in maps]
-        depth = [maps[0][d] if self.k == 1 else torch.cat([m[d] for m in maps], dim=1) for d in range(3)]
+        depth = [maps[0][d] if len(maps) == 1 else torch.cat([m[d] for m in maps], dim=1) for d in range(3)]
         coarse = self.coarse(depth[2])
         fine = self.fine(depth[self.fine_depth - 1])
         return ModelOutput(age=coarse["value"] + fine["value"], stages=(coarse, fine), features=depth[2])
