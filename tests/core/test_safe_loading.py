@@ -431,6 +431,9 @@ def test_a_config_asking_for_a_huge_network_is_refused_before_building_it(bn_ckp
      r"'log_probs' has shape \(3, 3\), expected \(2, 3\)"),
     ({"age": np.ones(2, np.float32), "log_probs": np.full((2, 3), -np.inf, np.float32), "bin_ages": np.arange(3.0)},
      r"'log_probs' holds 6 non-finite"),
+    ({"age": np.ones(2, np.float32), "gender_female": np.array([0.5, 1.5], np.float32)},
+     r"'gender_female' must hold one probability in \[0, 1\] per row of 'age' \(2\); it has 2 values in \[0.5, 1.5\]"),
+    ({"age": np.ones(2, np.float32), "gender_female": np.array([0.5], np.float32)}, r"it has 1 values"),
 ])
 def test_teacher_output_files_are_validated(tmp_path, arrays, message):
     from agekit.training.teacher import load_teacher

@@ -483,3 +483,20 @@ def test_methods_state_their_labels_and_default_models():
     assert default_method_for("ssrnet_gender") == "ssr_gender" and default_method_for("ssrnet") == "ssr"
     assert default_method_for("levi_hassner") == "lmtcnn" and default_method_for("levi_hassner_age") == "levi_hassner_age"
     assert default_method_for("resnet18") == "l1"
+
+
+def test_gender_distillation_is_the_cross_entropy_to_the_teacher_by_hand():
+    """gender_distill x -sum_c q_c log p_c (Hinton et al. 2015, Eq. 2 at T = 1), on every sample."""
+    from agekit.methods.base import get_registered
+    from agekit.outputs import ModelOutput
+
+    m = get_registered("l1")(gender_distill=2.0, gender_weight=0.0)
+    student = ModelOutput(age=torch.tensor([30.0, 40.0]), gender_logits=torch.tensor([[0.0, 0.0], [0.0, math.log(3.0)]]))
+    teacher = ModelOutput(age=torch.tensor([30.0, 40.0]),
+                          gender_logits=torch.tensor([[0.2, 0.8], [0.5, 0.5]]).log())
+    batch = {"age": torch.tensor([30.0, 40.0]), "gender": torch.tensor([-1, -1])}  # unlabelled: the teacher still counts
+    _, parts = m.loss(student, batch, teacher=teacher)
+    # face 1: p = (1/2, 1/2): CE = ln 2 = 0.6931; face 2: p = (1/4, 3/4), q = (1/2, 1/2): (ln 4 + ln 4/3) / 2 = 0.8370
+    assert parts["gender_kd"].item() == pytest.approx(2.0 * (0.693147 + 0.836988) / 2, abs=1e-5)
+    assert "gender_kd" not in m.loss(student, batch, teacher=None)[1]
+    assert "gender_kd" not in get_registered("l1")().loss(student, batch, teacher=teacher)[1]  # off by default

@@ -119,3 +119,34 @@ def test_kill_9_then_resume_equals_an_uninterrupted_multi_source_run(two_caches,
     assert a.card["steps"] == b.card["steps"] == 2 * steps_per_epoch
     wa, wb = a.model.state_dict(), b.model.state_dict()
     assert max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa) == 0.0, f"resumed from {killed_at}"
+
+
+def test_per_source_teacher_outputs_are_joined_in_the_order_of_the_training_rows(two_caches, tmp_path):
+    """Each source's precomputed outputs (over its cache's rows) are taken at its training rows and joined as the
+    training split joins the faces: a batch's index then finds the answer for its own face."""
+    from agekit.training.teacher import load_teacher
+
+    root, (a_ids, (a1, _)), (b_ids, (b1, _)) = two_caches
+    for name, ids in (("a", a_ids), ("b", b_ids)):  # the teacher's age of a face is its id; P(female) id / 1000
+        np.savez(tmp_path / f"{name}.npz", age=ids.astype(np.float32), gender_female=ids.astype(np.float32) / 1000)
+    over = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+            "trainer.progress_bar=false", "data.batch_size=4", "data.eval_batch_size=8", "trainer.seed=0",
+            f"data.sources.utkface.cache={root / 'a'}", f"data.sources.allagefaces.cache={root / 'b'}",
+            f"data.sources.utkface.teacher={tmp_path / 'a.npz'}", f"data.sources.allagefaces.teacher={tmp_path / 'b.npz'}",
+            "method.config.gender_distill=1.0"]
+    res = train("tier_compact_utkface_aaf", tmp_path / "run", overrides=over)
+    t = load_teacher(str(tmp_path / "run" / "teacher_train.npz"))
+    assert t.age.tolist() == a_ids[:a1].tolist() + b_ids[:b1].tolist()  # the joined split's order: utk, then aaf
+    sources = {"utkface": {"cache": str(root / "a"), "protocol": "utkface"},
+               "allagefaces": {"cache": str(root / "b"), "protocol": "allagefaces_fixed"}}
+    dm = MultiCacheDataModule(sources, AGEKIT, batch_size=4, require=("age", "gender"), seed=0)
+    dm.setup("fit")
+    train_split = dm.splits["train"]
+    assert np.array_equal(train_split.images[:, 0, 0, 0], t.age.numpy().astype(np.uint8))  # row i is face i
+    out = t(torch.tensor([0, a1]))  # first utk face (id 0), first aaf face (id 100)
+    assert torch.allclose(out.gender_logits.softmax(1), torch.tensor([[1.0, 0.0], [0.9, 0.1]]), atol=1e-5)
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as f:
+        assert "train/gender_kd" in f.readline()
+    assert res.card["steps"] == 2
+    with pytest.raises(ValueError, match=r"data.sources \['allagefaces'\] have no teacher outputs"):
+        train("tier_compact_utkface_aaf", tmp_path / "half", overrides=over[:-2] + ["method.config.gender_distill=1.0"])

@@ -170,14 +170,17 @@ class Method:
     Subclasses set ``name`` (via :func:`register_method`) and override :meth:`age_loss`
     and, where the age is not simply ``out.age``, :meth:`predict_age`. The base class
     adds a gender cross-entropy whenever the network has ``gender_logits`` (multi-task
-    heads; weight ``gender_weight``) and decodes gender and age groups for every method.
+    heads; weight ``gender_weight``) and decodes gender and age groups for every method. With a
+    teacher that gives gender (``gender_logits``) and ``gender_distill`` > 0 it adds the
+    cross-entropy to the teacher's gender probabilities (Hinton et al. 2015, Eq. 2 at T = 1) on every
+    sample, labelled or not.
     """
 
     name: str = "method"
     needs_teacher: bool = False
     # labels a training sample must have (rows without them are left out of training): "age", "gender", "age_group"
     required_labels: tuple[str, ...] = ("age",)
-    defaults: dict[str, Any] = {"gender_weight": 1.0}
+    defaults: dict[str, Any] = {"gender_weight": 1.0, "gender_distill": 0.0}
 
     def __init__(self, **config: Any) -> None:
         merged = {**Method.defaults, **type(self).defaults}
@@ -207,6 +210,10 @@ class Method:
         parts = self.age_loss(out, batch, model=model, teacher=teacher)
         if out.gender_logits is not None and "gender" in batch and self.gender_weight:
             parts["gender_ce"] = self.gender_weight * masked_cross_entropy(out.gender_logits, batch["gender"])
+        if self.gender_distill and out.gender_logits is not None and teacher is not None \
+                and teacher.gender_logits is not None:
+            soft = teacher.gender_logits.float().softmax(1)
+            parts["gender_kd"] = self.gender_distill * -(soft * out.gender_logits.float().log_softmax(1)).sum(1).mean()
         if not parts:
             raise ValueError(f"method {self.name!r}: the network output has none of the fields this method trains")
         total = sum(parts.values())

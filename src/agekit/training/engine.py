@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
@@ -36,6 +37,7 @@ from agekit.training.recipes import Recipe, parse_recipe
 from agekit.training.recipes import Trainer as TrainerSettings
 from agekit.training.resume import AtomicCheckpointIO, LastCheckpoint, RngState, remove_stale_temporaries
 from agekit.training.sampling import MultiCacheDataModule
+from agekit.training.teacher import read_teacher_outputs
 
 
 @dataclass
@@ -274,6 +276,8 @@ def _train_one(r: Recipe, out: Path, resume: bool) -> TrainResult:
     if r.init_from and not resuming:
         _init_from(module, r.init_from)
     dm = _build_data(r, plan)
+    if r.data.sources and any(src.teacher for src in r.data.sources.values()):
+        module.set_teacher(str(_join_source_teachers(r, dm, out)))
     has_val = _keep_validation(dm, module)
     (out / "recipe.yaml").write_text(r.to_yaml())
 
@@ -371,7 +375,7 @@ def _build_data(r: Recipe, plan: _Plan) -> AgeDataModule:
         teachers = [r.teacher] if isinstance(r.teacher, str) else list(r.teacher or [])
         if any(str(x).endswith(".npz") for x in teachers):
             raise ValueError(f"recipe {r.name!r}: precomputed teacher outputs (.npz) index one cache's rows, not "
-                             "data.sources; give the teacher checkpoints instead")
+                             "data.sources; give each source its own (data.sources.NAME.teacher) or checkpoints")
         dm: AgeDataModule = MultiCacheDataModule(data.sources, plan.spec, **common)
     else:
         dm = AgeDataModule(data.cache, plan.spec, protocol=data.protocol, **common)
@@ -384,6 +388,38 @@ def _build_data(r: Recipe, plan: _Plan) -> AgeDataModule:
         card["data"]["sources"] = {n: {**src.model_dump(), "protocol": dm.children[n].protocol,
                                        "train_rows": dm.source_rows["train"][n]} for n, src in data.sources.items()}
     return dm
+
+
+def _join_source_teachers(r: Recipe, dm: AgeDataModule, out: Path) -> Path:
+    """The sources' precomputed teacher outputs (``data.sources.NAME.teacher``, each over its cache's rows) taken at
+    each source's training rows and joined in the order of the joined training split, so that a batch's ``index``
+    finds its face's answer; written to OUT/teacher_train.npz."""
+    if r.teacher:
+        raise ValueError(f"recipe {r.name!r}: give a top-level teacher or per-source teacher outputs, not both")
+    missing = [n for n, src in r.data.sources.items() if not src.teacher]
+    if missing:
+        raise ValueError(f"recipe {r.name!r}: data.sources {missing} have no teacher outputs; every source needs one")
+    parts: list[dict[str, np.ndarray]] = []
+    for name, rows in dm.joined_rows("train").items():
+        child = dm.children[name]
+        z = read_teacher_outputs(r.data.sources[name].teacher)
+        if len(z["age"]) != len(child.cache.meta["age"]):
+            raise ValueError(f"data.sources.{name}.teacher: {len(z['age'])} rows, the cache "
+                             f"{child.cache.root} has {len(child.cache.meta['age'])}")
+        parts.append({k: (v if k == "bin_ages" else v[rows]) for k, v in z.items()})
+    keys = set(parts[0])
+    if any(set(p) != keys for p in parts) or ("bin_ages" in keys
+                                              and any(not np.array_equal(p["bin_ages"], parts[0]["bin_ages"])
+                                                      for p in parts)):
+        raise ValueError(f"recipe {r.name!r}: the sources' teacher outputs hold different arrays or bins")
+    joined = {k: parts[0][k] if k == "bin_ages" else np.concatenate([p[k] for p in parts]) for k in keys}
+    if len(joined["age"]) != len(dm.splits["train"]):
+        raise ValueError(f"the sources' teacher outputs give {len(joined['age'])} training rows, the joined training "
+                         f"split has {len(dm.splits['train'])}")
+    path = out / "teacher_train.npz"
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **joined)
+    return path
 
 
 def _keep_validation(dm: AgeDataModule, module: AgeModule) -> bool:

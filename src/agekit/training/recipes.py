@@ -139,6 +139,9 @@ class Source(_Section):
     train_split: SplitName | None = None  # None: the data section's split names
     val_split: SplitName | None = None
     test_split: SplitName | None = None
+    # precomputed teacher outputs over this cache's rows (.npz, `agekit teacher-outputs`); given for every source
+    # (and no top-level teacher), they are joined in the order of the training draws' rows
+    teacher: PathStr | None = None
 
 
 class Data(_Section):

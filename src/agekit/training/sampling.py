@@ -114,6 +114,15 @@ class MultiCacheDataModule(AgeDataModule):
         own = self.sources[name].get(f"{role}_split")
         return own if own is not None else self.split_names[role]
 
+    def joined_rows(self, role: str) -> dict[str, np.ndarray]:
+        """Each source's cache rows of ``role`` ("train", "val", "test"), in the order the joined split holds them."""
+        out = {}
+        for name, child in self.children.items():
+            split = self._split_of(name, role)
+            if split:
+                out[name] = child.rows(split)
+        return out
+
     def rows(self, split: str) -> np.ndarray:  # one cache's rows make no sense here
         raise TypeError("MultiCacheDataModule has several caches: use children[name].rows(split)")
 

@@ -110,9 +110,9 @@ class Renormalize(nn.Module):
 def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
     """The arrays of a teacher output file (``.npz``, never unpickled), checked before use.
 
-    ``age`` (N,); optionally ``log_probs`` (N, K) with ``bin_ages`` (K,), both or neither; real
-    numbers (float or integer), every value finite. Returned as float32. A bad file is
-    one line naming the file and the array.
+    ``age`` (N,); optionally ``log_probs`` (N, K) with ``bin_ages`` (K,), both or neither, and
+    ``gender_female`` (N,), the teacher's P(female) in [0, 1]; real numbers (float or integer),
+    every value finite. Returned as float32. A bad file is one line naming the file and the array.
     """
 
     path = Path(path)
@@ -123,7 +123,7 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError("a single .npy array")
             names = set(z.files)
-            raw = {k: z[k] for k in ("age", "log_probs", "bin_ages") if k in names}
+            raw = {k: z[k] for k in ("age", "log_probs", "bin_ages", "gender_female") if k in names}
     except AttributeError:  # np.load gave a plain array: no context manager
         raise ValueError(f"{path}: not a teacher output file (a single .npy array, not an .npz archive)") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
@@ -133,7 +133,7 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: no 'age' array (written by `agekit teacher-outputs`)")
     if ("log_probs" in raw) != ("bin_ages" in raw):
         raise ValueError(f"{path}: 'log_probs' and 'bin_ages' go together; the file has only one of them")
-    want = {"age": 1, "log_probs": 2, "bin_ages": 1}
+    want = {"age": 1, "log_probs": 2, "bin_ages": 1, "gender_female": 1}
     out: dict[str, Any] = {}
     for k, a in raw.items():
         if a.dtype.kind not in "fiu":
@@ -144,6 +144,12 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
             raise ValueError(f"{path}: array {k!r} holds {bad} non-finite value(s) (NaN or inf) of {a.size}")
         out[k] = np.ascontiguousarray(a, dtype=np.float32)
+    if "gender_female" in out:
+        g = out["gender_female"]
+        lo, hi = (float(g.min()), float(g.max())) if len(g) else (0.0, 0.0)
+        if len(g) != len(out["age"]) or lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{path}: array 'gender_female' must hold one probability in [0, 1] per row of 'age' "
+                             f"({len(out['age'])}); it has {len(g)} values in [{lo:g}, {hi:g}]")
     if "log_probs" in out:
         n, bins = out["log_probs"].shape
         if n != len(out["age"]) or bins != len(out["bin_ages"]) or bins == 0:
@@ -167,28 +173,37 @@ class PrecomputedTeacher(nn.Module):
     def __init__(self, files: Sequence[str | Path]) -> None:
         super().__init__()
 
-        ages, dists = [], []
+        ages, dists, females = [], [], []
         for f in files:
             z = read_teacher_outputs(f)
             ages.append(torch.from_numpy(z["age"]))
             if "log_probs" in z:
                 dists.append((torch.from_numpy(z["bin_ages"]), torch.from_numpy(z["log_probs"]).softmax(1)))
+            if "gender_female" in z:
+                females.append(torch.from_numpy(z["gender_female"]))
         if len({len(a) for a in ages}) != 1:
             raise ValueError(f"teacher output files {list(map(str, files))} cover different numbers of rows")
         self.register_buffer("age", torch.stack(ages).mean(0), persistent=False)
         grid, p = mean_distribution(dists) if dists else (None, None)
         self.register_buffer("probs", p, persistent=False)
         self.register_buffer("bin_ages", grid, persistent=False)
+        # gender: the mean P(female) of the members that give one
+        self.register_buffer("female", torch.stack(females).mean(0) if females else None, persistent=False)
 
     def forward(self, index: Tensor) -> ModelOutput:
         """The teacher's output for the cache rows ``index``."""
         i = index.to(self.age.device).long()
         if i.numel() and int(i.max()) >= len(self.age):
             raise IndexError(f"row {int(i.max())} beyond the {len(self.age)} rows of the teacher outputs")
+        gender = None
+        if self.female is not None:
+            f = self.female[i]
+            gender = torch.stack([1.0 - f, f], 1).clamp_min(1e-6).log()
         if self.probs is None:
-            return ModelOutput(age=self.age[i])
+            return ModelOutput(age=self.age[i], gender_logits=gender)
         p = self.probs[i]
-        return ModelOutput(age=self.age[i], logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=self.bin_ages)
+        return ModelOutput(age=self.age[i], logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=self.bin_ages,
+                           gender_logits=gender)
 
 
 def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -> nn.Module:
