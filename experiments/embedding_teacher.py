@@ -12,8 +12,9 @@ own flip-averaged outputs (``--with NAME=CKPT``) are stacked beside the descript
         --source allagefaces=caches/allagefaces:allagefaces_fixed:runs/embeddings/allagefaces \
         --out runs/embedding_teacher --json experiments/results/embedding_teacher.json
 
-writes OUT/DATASET.npz for each source (``age``, ``log_probs``, ``bin_ages``, ``gender_female``, one row per cache
-row: an ``agekit train --set teacher=...`` file) and the validation and test figures to the JSON.
+writes OUT/DATASET.npz for each source (``age``, ``log_probs``, ``bin_ages``, ``gender_female`` and ``features``,
+the descriptor standardised on the training faces; one row per cache row: a ``data.sources.NAME.teacher`` file) and
+the validation and test figures to the JSON.
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         x = np.load(Path(emb_dir) / "embeddings.npy")
         feats = [x] + [_checkpoint_features(c, cache) for c in a.with_]
         x = np.concatenate(feats, 1)
-        data[name] = {"cache": cache, "x": x, "age": np.asarray(meta["age"], np.float32),
+        data[name] = {"cache": cache, "x": x, "emb_dir": emb_dir, "age": np.asarray(meta["age"], np.float32),
                       "gender": np.asarray(meta["gender"], np.int64), "splits": _splits(cache, protocol)}
         print(f"{name}: {x.shape}, {int(np.isnan(x[:, 0]).sum())} rows without a descriptor", file=sys.stderr)
 
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     gender_wd = float(max(choice["gender"], key=choice["gender"].get))
     print(f"validation: {choice}; chosen age wd {age_wd}, gender wd {gender_wd}", file=sys.stderr)
 
+    desc_train = np.concatenate([np.load(Path(d["emb_dir"]) / "embeddings.npy")[d["splits"]["train"]]
+                                 for d in data.values()])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res: dict[str, np.ndarray] = {n: {"age": np.full(len(d["x"]), np.nan, np.float32),
@@ -222,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         r["age"][missing] = np.nan_to_num(d["age"][missing], nan=30.0)
         r["gender_female"][missing] = np.where(d["gender"][missing] == 1, 1.0, 0.0)
         r["log_probs"][missing] = np.log(np.full(len(BINS), 1.0 / len(BINS)))
+        desc = np.load(Path(d["emb_dir"]) / "embeddings.npy")  # the descriptor itself, standardised on the train faces
+        dmu, dsd = np.nanmean(desc_train, 0), np.nanstd(desc_train, 0) + 1e-6
+        feats = np.nan_to_num((desc - dmu) / dsd).astype(np.float16)
         np.savez(out / f"{name}.npz", age=r["age"], log_probs=r["log_probs"].astype(np.float16),
-                 bin_ages=BINS.numpy(), gender_female=r["gender_female"])
+                 bin_ages=BINS.numpy(), gender_female=r["gender_female"], features=feats)
         print(f"{name}: {report['results'][name]}", file=sys.stderr)
     report["seconds"] = round(time.time() - t0, 1)
     if a.json:

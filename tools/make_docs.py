@@ -656,6 +656,7 @@ def note_cross_dataset() -> str:
              "compact_distil_median": "compact, 60 + 15 epochs distilled from accurate, median",
              "accurate": "**accurate tier** (shipped)", "accurate_median": "accurate tier, median",
              "accurate_ghft": "accurate + own gender head (8 epochs, gender loss x10)",
+             "accurate_gkd": "accurate + 8 epochs with the descriptor teacher's gender as soft targets",
              "accurate_utkonly": "accurate recipe, UTKFace only", "accurate_aafonly": "accurate recipe, All-Age-Faces only"}
     order = list(names)
     systems = [(names.get(k, k), v["info"].get("trained_on", "?").replace("+", " + "), v["results"])

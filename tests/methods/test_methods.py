@@ -500,3 +500,16 @@ def test_gender_distillation_is_the_cross_entropy_to_the_teacher_by_hand():
     assert parts["gender_kd"].item() == pytest.approx(2.0 * (0.693147 + 0.836988) / 2, abs=1e-5)
     assert "gender_kd" not in m.loss(student, batch, teacher=None)[1]
     assert "gender_kd" not in get_registered("l1")().loss(student, batch, teacher=teacher)[1]  # off by default
+
+
+def test_feature_distillation_is_one_minus_the_cosine_of_the_hint_by_hand():
+    """feature_distill x mean(1 - cos(hint, teacher features)): orthogonal 1, parallel 0 (any length)."""
+    from agekit.methods.base import get_registered
+    from agekit.outputs import ModelOutput
+
+    m = get_registered("l1")(feature_distill=3.0)
+    student = ModelOutput(age=torch.tensor([30.0, 40.0]), extras={"hint": torch.tensor([[1.0, 0.0], [1.0, 1.0]])})
+    teacher = ModelOutput(age=torch.tensor([30.0, 40.0]), features=torch.tensor([[0.0, 5.0], [2.0, 2.0]]))
+    _, parts = m.loss(student, {"age": torch.tensor([30.0, 40.0])}, teacher=teacher)
+    assert parts["feature_kd"].item() == pytest.approx(3.0 * (1.0 + 0.0) / 2)
+    assert "feature_kd" not in m.loss(ModelOutput(age=student.age), {"age": student.age}, teacher=teacher)[1]

@@ -128,12 +128,14 @@ def test_per_source_teacher_outputs_are_joined_in_the_order_of_the_training_rows
 
     root, (a_ids, (a1, _)), (b_ids, (b1, _)) = two_caches
     for name, ids in (("a", a_ids), ("b", b_ids)):  # the teacher's age of a face is its id; P(female) id / 1000
-        np.savez(tmp_path / f"{name}.npz", age=ids.astype(np.float32), gender_female=ids.astype(np.float32) / 1000)
+        feats = np.stack([np.cos(ids), np.sin(ids), np.ones(len(ids))], 1).astype(np.float32)
+        np.savez(tmp_path / f"{name}.npz", age=ids.astype(np.float32), gender_female=ids.astype(np.float32) / 1000,
+                 features=feats)
     over = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
             "trainer.progress_bar=false", "data.batch_size=4", "data.eval_batch_size=8", "trainer.seed=0",
             f"data.sources.utkface.cache={root / 'a'}", f"data.sources.allagefaces.cache={root / 'b'}",
             f"data.sources.utkface.teacher={tmp_path / 'a.npz'}", f"data.sources.allagefaces.teacher={tmp_path / 'b.npz'}",
-            "method.config.gender_distill=1.0"]
+            "method.config.gender_distill=1.0", "method.config.feature_distill=1.0"]
     res = train("tier_compact_utkface_aaf", tmp_path / "run", overrides=over)
     t = load_teacher(str(tmp_path / "run" / "teacher_train.npz"))
     assert t.age.tolist() == a_ids[:a1].tolist() + b_ids[:b1].tolist()  # the joined split's order: utk, then aaf
@@ -145,8 +147,17 @@ def test_per_source_teacher_outputs_are_joined_in_the_order_of_the_training_rows
     assert np.array_equal(train_split.images[:, 0, 0, 0], t.age.numpy().astype(np.uint8))  # row i is face i
     out = t(torch.tensor([0, a1]))  # first utk face (id 0), first aaf face (id 100)
     assert torch.allclose(out.gender_logits.softmax(1), torch.tensor([[1.0, 0.0], [0.9, 0.1]]), atol=1e-5)
+    assert torch.allclose(out.features, torch.tensor([[1.0, 0.0, 1.0], [np.cos(100), np.sin(100), 1.0]], dtype=torch.float32))
     with open(tmp_path / "run" / "logs" / "metrics.csv") as f:
-        assert "train/gender_kd" in f.readline()
+        header = f.readline()
+    assert "train/gender_kd" in header and "train/feature_kd" in header
     assert res.card["steps"] == 2
+    # the hint (features -> the teacher's 3) trains with the network but is no part of it
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "final.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "hint" in k]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["state_dict"]["hint.weight"].shape[0] == 3
     with pytest.raises(ValueError, match=r"data.sources \['allagefaces'\] have no teacher outputs"):
-        train("tier_compact_utkface_aaf", tmp_path / "half", overrides=over[:-2] + ["method.config.gender_distill=1.0"])
+        train("tier_compact_utkface_aaf", tmp_path / "half", overrides=over[:-3] + ["method.config.gender_distill=1.0"])

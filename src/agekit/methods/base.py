@@ -173,14 +173,17 @@ class Method:
     heads; weight ``gender_weight``) and decodes gender and age groups for every method. With a
     teacher that gives gender (``gender_logits``) and ``gender_distill`` > 0 it adds the
     cross-entropy to the teacher's gender probabilities (Hinton et al. 2015, Eq. 2 at T = 1) on every
-    sample, labelled or not.
+    sample, labelled or not. With a teacher that gives ``features`` and ``feature_distill`` > 0 it
+    adds 1 - cos(hint, teacher features) (a FitNets-style hint, Romero et al. 2015, on the pooled
+    features): ``out.extras["hint"]`` is the student's features through a linear map that only
+    training holds (:class:`agekit.training.module.AgeModule`).
     """
 
     name: str = "method"
     needs_teacher: bool = False
     # labels a training sample must have (rows without them are left out of training): "age", "gender", "age_group"
     required_labels: tuple[str, ...] = ("age",)
-    defaults: dict[str, Any] = {"gender_weight": 1.0, "gender_distill": 0.0}
+    defaults: dict[str, Any] = {"gender_weight": 1.0, "gender_distill": 0.0, "feature_distill": 0.0}
 
     def __init__(self, **config: Any) -> None:
         merged = {**Method.defaults, **type(self).defaults}
@@ -214,6 +217,9 @@ class Method:
                 and teacher.gender_logits is not None:
             soft = teacher.gender_logits.float().softmax(1)
             parts["gender_kd"] = self.gender_distill * -(soft * out.gender_logits.float().log_softmax(1)).sum(1).mean()
+        if self.feature_distill and "hint" in out.extras and teacher is not None and teacher.features is not None:
+            cos = nn.functional.cosine_similarity(out.extras["hint"].float(), teacher.features.float(), dim=1)
+            parts["feature_kd"] = self.feature_distill * (1.0 - cos).mean()
         if not parts:
             raise ValueError(f"method {self.name!r}: the network output has none of the fields this method trains")
         total = sum(parts.values())

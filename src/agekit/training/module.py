@@ -186,9 +186,23 @@ class AgeModule(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
 
     def set_teacher(self, path: Any) -> None:
-        """Load a frozen teacher (previous LRN generation, a distillation teacher, or a list: an ensemble)."""
+        """Load a frozen teacher (previous LRN generation, a distillation teacher, or a list: an ensemble).
+
+        A precomputed teacher with ``features`` and a method with ``feature_distill`` get a linear map from the
+        network's features to the teacher's (``hint``): trained with the network, kept in ``last.ckpt`` for
+        resuming, never part of the network or its exports."""
         t = load_teacher(path, self.spec)
         self.__dict__["teacher"] = keep_fp32(t) if self.mixed else t
+        feats = getattr(t, "features", None)
+        if feats is not None and getattr(self.method, "feature_distill", 0) and not hasattr(self, "hint"):
+            was = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                probe = self.model(torch.zeros(1, *self.model.input_size))
+            self.model.train(was)
+            if probe.features is None:
+                raise ValueError(f"feature_distill: network {self.hparams['model']!r} gives no features")
+            self.hint = nn.Linear(probe.features.shape[1], feats.shape[1])
 
     def forward(self, x: Tensor) -> ModelOutput:
         return self.model(x)
@@ -231,6 +245,8 @@ class AgeModule(L.LightningModule):
         batch = self.with_derived_labels(batch)
         x = batch["image"]
         out = output_to_float(self._net(x))
+        if hasattr(self, "hint") and out.features is not None:
+            out.extras["hint"] = self.hint(out.features.float())
         teacher = self._teacher_output(x, batch)
         with no_autocast(x.device):
             loss, parts = self.method.loss(out, batch, model=self.model, teacher=teacher)
@@ -259,7 +275,8 @@ class AgeModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.recipe.optimizer)
+        params = list(self.model.parameters()) + (list(self.hint.parameters()) if hasattr(self, "hint") else [])
+        opt = build_optimizer([p for p in params if p.requires_grad], self.recipe.optimizer)
         sched_cfg = self.recipe.scheduler
         if isinstance(sched_cfg, Cosine) and sched_cfg.epochs is None:  # decay over the run
             sched_cfg = sched_cfg.model_copy(update={"epochs": self.recipe.trainer.max_epochs or 1})

@@ -111,7 +111,8 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
     """The arrays of a teacher output file (``.npz``, never unpickled), checked before use.
 
     ``age`` (N,); optionally ``log_probs`` (N, K) with ``bin_ages`` (K,), both or neither, and
-    ``gender_female`` (N,), the teacher's P(female) in [0, 1]; real numbers (float or integer),
+    ``gender_female`` (N,), the teacher's P(female) in [0, 1], and ``features`` (N, D), a
+    representation of each face for feature distillation; real numbers (float or integer),
     every value finite. Returned as float32. A bad file is one line naming the file and the array.
     """
 
@@ -123,7 +124,7 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError("a single .npy array")
             names = set(z.files)
-            raw = {k: z[k] for k in ("age", "log_probs", "bin_ages", "gender_female") if k in names}
+            raw = {k: z[k] for k in ("age", "log_probs", "bin_ages", "gender_female", "features") if k in names}
     except AttributeError:  # np.load gave a plain array: no context manager
         raise ValueError(f"{path}: not a teacher output file (a single .npy array, not an .npz archive)") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
@@ -133,7 +134,7 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: no 'age' array (written by `agekit teacher-outputs`)")
     if ("log_probs" in raw) != ("bin_ages" in raw):
         raise ValueError(f"{path}: 'log_probs' and 'bin_ages' go together; the file has only one of them")
-    want = {"age": 1, "log_probs": 2, "bin_ages": 1, "gender_female": 1}
+    want = {"age": 1, "log_probs": 2, "bin_ages": 1, "gender_female": 1, "features": 2}
     out: dict[str, Any] = {}
     for k, a in raw.items():
         if a.dtype.kind not in "fiu":
@@ -144,6 +145,9 @@ def read_teacher_outputs(path: str | Path) -> dict[str, Any]:
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
             raise ValueError(f"{path}: array {k!r} holds {bad} non-finite value(s) (NaN or inf) of {a.size}")
         out[k] = np.ascontiguousarray(a, dtype=np.float32)
+    if "features" in out and (len(out["features"]) != len(out["age"]) or out["features"].shape[1] == 0):
+        raise ValueError(f"{path}: array 'features' has shape {out['features'].shape}, expected "
+                         f"({len(out['age'])}, D) from 'age'")
     if "gender_female" in out:
         g = out["gender_female"]
         lo, hi = (float(g.min()), float(g.max())) if len(g) else (0.0, 0.0)
@@ -173,7 +177,7 @@ class PrecomputedTeacher(nn.Module):
     def __init__(self, files: Sequence[str | Path]) -> None:
         super().__init__()
 
-        ages, dists, females = [], [], []
+        ages, dists, females, feats = [], [], [], []
         for f in files:
             z = read_teacher_outputs(f)
             ages.append(torch.from_numpy(z["age"]))
@@ -181,6 +185,10 @@ class PrecomputedTeacher(nn.Module):
                 dists.append((torch.from_numpy(z["bin_ages"]), torch.from_numpy(z["log_probs"]).softmax(1)))
             if "gender_female" in z:
                 females.append(torch.from_numpy(z["gender_female"]))
+            if "features" in z:
+                feats.append(torch.from_numpy(z["features"]))
+        if len(feats) > 1:
+            raise ValueError("teacher outputs: only one member may give features (they are matched, not averaged)")
         if len({len(a) for a in ages}) != 1:
             raise ValueError(f"teacher output files {list(map(str, files))} cover different numbers of rows")
         self.register_buffer("age", torch.stack(ages).mean(0), persistent=False)
@@ -189,6 +197,7 @@ class PrecomputedTeacher(nn.Module):
         self.register_buffer("bin_ages", grid, persistent=False)
         # gender: the mean P(female) of the members that give one
         self.register_buffer("female", torch.stack(females).mean(0) if females else None, persistent=False)
+        self.register_buffer("features", feats[0] if feats else None, persistent=False)
 
     def forward(self, index: Tensor) -> ModelOutput:
         """The teacher's output for the cache rows ``index``."""
@@ -199,11 +208,12 @@ class PrecomputedTeacher(nn.Module):
         if self.female is not None:
             f = self.female[i]
             gender = torch.stack([1.0 - f, f], 1).clamp_min(1e-6).log()
+        feats = self.features[i] if self.features is not None else None
         if self.probs is None:
-            return ModelOutput(age=self.age[i], gender_logits=gender)
+            return ModelOutput(age=self.age[i], gender_logits=gender, features=feats)
         p = self.probs[i]
         return ModelOutput(age=self.age[i], logits=p.clamp_min(1e-12).log(), probs=p, bin_ages=self.bin_ages,
-                           gender_logits=gender)
+                           gender_logits=gender, features=feats)
 
 
 def load_teacher(teacher: str | Path | Sequence[str | Path], spec: Any = None) -> nn.Module:
