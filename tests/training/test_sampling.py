@@ -159,5 +159,10 @@ def test_per_source_teacher_outputs_are_joined_in_the_order_of_the_training_rows
         assert not [k for k in f.keys() if "hint" in k]
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["state_dict"]["hint.weight"].shape[0] == 3
+    # a resumed run rebuilds the hint before loading last.ckpt, and goes on from it
+    more = train("tier_compact_utkface_aaf", tmp_path / "run", overrides=over[1:] + ["trainer.max_epochs=2"], resume=True)
+    assert more.card["steps"] == 4
+    again = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not torch.equal(again["state_dict"]["hint.weight"], last["state_dict"]["hint.weight"])
     with pytest.raises(ValueError, match=r"data.sources \['allagefaces'\] have no teacher outputs"):
         train("tier_compact_utkface_aaf", tmp_path / "half", overrides=over[:-3] + ["method.config.gender_distill=1.0"])
