@@ -630,7 +630,37 @@ found a face when the datasets were prepared, so the found share favours dlib (t
 bias). CPU ms per photo on one thread, the whole predict call.
 
 {detector_mae_table(mae)}
-"""])
+""", landmark_cnn_section(conv['dlib_in_mtcnn_box']['point_error_mean_iod'])])
+
+
+def landmark_cnn_section(dlib_refined_iod: float) -> str:
+    """experiments/landmark_cnn.py's feasibility runs: a small CNN in place of dlib's 5-point model."""
+    runs = [load(p) for p in sorted(EXP.glob("landmark_cnn*.json"))]
+    if not runs:
+        return ""
+    rows = ["| input, widths | parameters | point error (IOD, mean / median / p95), UTKFace test | the same, All-Age-Faces "
+            "test | CPU ms a face: CNN / dlib | MAE with dlib's points -> the CNN's (UTKFace; All-Age-Faces) |",
+            "|---|---:|---|---|---|---|"]
+    for r in runs:
+        t = list(r["tests"].values())
+        m = list(r["mae"].values())
+        err = [f"{x['iod_error_mean']:.3f} / {x['iod_error_median']:.3f} / {x['iod_error_p95']:.3f}" for x in t]
+        rows.append(f"| {r['input']}, {r.get('widths', '16,32,64,64')} | {r['params']:,} | {err[0]} | {err[1]} | "
+                    f"{r['ms_per_face']['cnn']:.3f} / {r['ms_per_face']['dlib']:.3f} | "
+                    + "; ".join(f"{x['mae_dlib']:.2f} -> {x['mae_cnn']:.2f} ({x['faces']} faces)" for x in m) + " |")
+    return "\n".join([
+        "## A CNN in place of dlib's landmark model (feasibility)", "",
+        f"dlib's 5-point model takes about {runs[0]['ms_per_face']['dlib']:.2f} ms a face, the largest per-face cost of "
+        "a photo after the network. "
+        "`experiments/landmark_cnn.py` trains a small CNN on a grey crop of the detector's box to reproduce dlib's "
+        "points (the training faces of both caches, boxes jittered) and measures it on the test faces: its point "
+        "error against dlib's in inter-ocular distances, its time a face (crop and network, 20 faces a call, one "
+        "thread) against dlib's, and the shipped default model's MAE on the same test photos (the first of each "
+        "test split in the cache's order) aligned by either (the cache's box both ways). Commands: "
+        + "; ".join(f"`{r['command']}`" for r in runs) + ".", "", *rows, "",
+        "The shipped models were trained on faces aligned by dlib's points, so a CNN's points cost accuracy until "
+        f"they match dlib's closely (dlib's own model in MTCNN's box lies {dlib_refined_iod:.4f} inter-ocular distances "
+        "from dlib's, above); the CNN is not offered by the predictor.", ""])
 
 
 def detector_mae_table(mae: dict) -> str:
