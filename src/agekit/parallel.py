@@ -24,6 +24,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 START_TRIES = 3  # a pool whose workers die while starting is started again this many times in all
+CLOSE_JOIN_S = 10.0  # how long close() waits for the executor's manager thread to end
 PARENT_POLL_S = 1.0  # how often a worker checks that its parent is alive (besides PR_SET_PDEATHSIG on Linux)
 
 
@@ -274,9 +275,16 @@ class WorkerPool:
         self._start()
 
     def close(self) -> None:
+        """Shut the executor down (queued tasks cancelled) and wait, at most ``CLOSE_JOIN_S``, for its manager thread
+        to end: at exit, ``concurrent.futures`` wakes every manager thread still alive through a pipe which that
+        thread closes as it ends, and the two racing print a traceback after the results (seen after a worker was
+        killed); a manager thread that has ended is left alone."""
         if self.executor is not None:
+            manager = getattr(self.executor, "_executor_manager_thread", None)
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = None
+            if manager is not None and manager is not threading.current_thread():
+                manager.join(timeout=CLOSE_JOIN_S)
 
 
 def ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int,
