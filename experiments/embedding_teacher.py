@@ -95,23 +95,15 @@ def gender_out(net: nn.Module, x: torch.Tensor) -> np.ndarray:
 def _checkpoint_features(ckpt: str, cache: str) -> np.ndarray:
     """A checkpoint's flip-averaged decoded age (/ 100) and logit of P(female), per cache row."""
     from agekit.data.cache import PreparedCache
+    from agekit.evaluation.evaluate import predict_split
     from agekit.models.checkpoint import load_checkpoint
-    from agekit.outputs import output_to_float
-    from agekit.preprocessing import network_input
     from agekit.training.teacher import method_for_loaded
 
     ld = load_checkpoint(ckpt, map_location="cpu")
-    model, method = ld.model.eval(), method_for_loaded(ld)
     view = PreparedCache(cache).view(ld.preprocess.view_key)
-    rows = []
-    with torch.no_grad():
-        for s in range(0, len(view), 256):
-            x = network_input(torch.from_numpy(np.array(view[s:s + 256])), ld.preprocess)
-            ps = [method.predict(output_to_float(model(v))) for v in (x, x.flip(-1))]
-            age = (ps[0]["age"] + ps[1]["age"]) / 2
-            pf = ((ps[0]["gender_female"] + ps[1]["gender_female"]) / 2).clamp(1e-4, 1 - 1e-4)
-            rows.append(torch.stack([age.reshape(-1) / 100.0, torch.logit(pf.reshape(-1))], 1).numpy())
-    return np.concatenate(rows).astype(np.float32)
+    p = predict_split(ld, method_for_loaded(ld), view, np.arange(len(view)), flip=True)
+    pf = np.clip(p["gender_female"].reshape(-1), 1e-4, 1 - 1e-4)
+    return np.stack([p["age"].reshape(-1) / 100.0, np.log(pf / (1 - pf))], 1).astype(np.float32)
 
 
 def metrics(age_pred: np.ndarray, female: np.ndarray, age: np.ndarray, gender: np.ndarray) -> dict[str, float]:

@@ -20,11 +20,11 @@ name                   what                                                     
 from __future__ import annotations
 
 from agekit.methods import baselines, c3ae, hsr, lmtcnn, lrn, ssr  # noqa: F401  (registers; one line per method file)
-from agekit.methods.base import _METHODS, Method, default_method_for, register_method
+from agekit.methods.base import _METHODS, Method, default_method_for, register_method, soft_cross_entropy
 from agekit.methods.c3ae import kl_divergence, two_point_encode, w1_l1_norm
 from agekit.methods.decode import ExportWrapper, decode, get_method, load_method
 from agekit.methods.hsr import homologous_stagewise_age, stage_targets_from_distribution
-from agekit.methods.lrn import distillation_loss, slack_l1, soft_cross_entropy, soft_target
+from agekit.methods.lrn import distillation_loss, slack_l1, soft_target
 from agekit.methods.ssr import soft_stagewise_age
 
 __all__ = [

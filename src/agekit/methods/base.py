@@ -91,6 +91,11 @@ def masked_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits[mask], target[mask])
 
 
+def soft_cross_entropy(target: Tensor, logits: Tensor, tau: float = 1.0) -> Tensor:
+    """Per-sample -sum_i target_i log softmax(logits/tau)_i (LRN Eq. 4, 7, 8; Hinton et al. 2015, Eq. 2)."""
+    return -(target * F.log_softmax(logits / tau, dim=1)).sum(1)
+
+
 def nearest_bin(age: Tensor, bin_ages: Tensor) -> Tensor:
     """Index of the bin whose age is nearest to ``age`` (clamped to the range of the bins)."""
     age = torch.nan_to_num(age.reshape(-1, 1).to(bin_ages.dtype), nan=float(bin_ages[0]))
@@ -216,7 +221,7 @@ class Method:
         if self.gender_distill and out.gender_logits is not None and teacher is not None \
                 and teacher.gender_logits is not None:
             soft = teacher.gender_logits.float().softmax(1)
-            parts["gender_kd"] = self.gender_distill * -(soft * out.gender_logits.float().log_softmax(1)).sum(1).mean()
+            parts["gender_kd"] = self.gender_distill * soft_cross_entropy(soft, out.gender_logits.float()).mean()
         if self.feature_distill and "hint" in out.extras and teacher is not None and teacher.features is not None:
             cos = nn.functional.cosine_similarity(out.extras["hint"].float(), teacher.features.float(), dim=1)
             parts["feature_kd"] = self.feature_distill * (1.0 - cos).mean()

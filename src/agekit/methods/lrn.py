@@ -33,6 +33,7 @@ from agekit.methods.base import (
     nearest_bin,
     project_distribution,
     register_method,
+    soft_cross_entropy,
 )
 from agekit.methods.hsr import stage_targets_from_distribution
 from agekit.outputs import ModelOutput
@@ -87,11 +88,6 @@ def resolve_age_range(config: dict, data: Any) -> dict:
 def soft_target(logits: Tensor, tau: float = 2.0) -> Tensor:
     """Temperature-softened distribution p_i = exp(z_i/tau) / sum_j exp(z_j/tau), LRN Eq. 3/6."""
     return (logits.float() / tau).softmax(dim=1)
-
-
-def soft_cross_entropy(target: Tensor, logits: Tensor, tau: float = 1.0) -> Tensor:
-    """Per-sample -sum_i target_i log softmax(logits/tau)_i (LRN Eq. 4, 7, 8)."""
-    return -(target * F.log_softmax(logits / tau, dim=1)).sum(1)
 
 
 def slack_l1(s: Tensor, y: Tensor, slack: Tensor) -> Tensor:

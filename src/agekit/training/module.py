@@ -178,6 +178,7 @@ class AgeModule(L.LightningModule):
         # data.age_groups: "adience" derives the 8 Adience groups from the age where a row has none (UTKFace LMTCNN)
         self.age_groups = self.recipe.data.age_groups
         self.__dict__["teacher"] = None  # not a submodule: never in the state dict or the optimiser
+        self.hint: nn.Linear | None = None  # set_teacher's map to a teacher's features (feature_distill)
         if teacher:
             self.set_teacher(teacher)
         if self.mixed:
@@ -194,7 +195,7 @@ class AgeModule(L.LightningModule):
         t = load_teacher(path, self.spec)
         self.__dict__["teacher"] = keep_fp32(t) if self.mixed else t
         feats = getattr(t, "features", None)
-        if feats is not None and getattr(self.method, "feature_distill", 0) and not hasattr(self, "hint"):
+        if feats is not None and getattr(self.method, "feature_distill", 0) and self.hint is None:
             was = self.model.training
             self.model.eval()
             with torch.no_grad():
@@ -245,7 +246,7 @@ class AgeModule(L.LightningModule):
         batch = self.with_derived_labels(batch)
         x = batch["image"]
         out = output_to_float(self._net(x))
-        if hasattr(self, "hint") and out.features is not None:
+        if self.hint is not None and out.features is not None:
             out.extras["hint"] = self.hint(out.features.float())
         teacher = self._teacher_output(x, batch)
         with no_autocast(x.device):
@@ -275,7 +276,7 @@ class AgeModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        params = list(self.model.parameters()) + (list(self.hint.parameters()) if hasattr(self, "hint") else [])
+        params = list(self.model.parameters()) + (list(self.hint.parameters()) if self.hint is not None else [])
         opt = build_optimizer([p for p in params if p.requires_grad], self.recipe.optimizer)
         sched_cfg = self.recipe.scheduler
         if isinstance(sched_cfg, Cosine) and sched_cfg.epochs is None:  # decay over the run
