@@ -385,11 +385,10 @@ def refine_landmarks(image: np.ndarray, landmarks: np.ndarray, upright_deg: floa
         turn = cv2.getRotationMatrix2D((ccx - 0.5, ccy - 0.5), angle, 1.0)  # pixel-centre coordinates
         near = cv2.warpAffine(near, turn, (near.shape[1], near.shape[0]), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-    near = np.ascontiguousarray(near)
     x1, y1 = int(round(ccx - side / 2)), int(round(ccy - side / 2))
     x2, y2 = int(round(ccx + side / 2)), int(round(ccy + side / 2))
     with _PREDICTOR_LOCK:
-        shape = _dlib_predictor(5)(near, dlib.rectangle(x1, y1, x2 - 1, y2 - 1))
+        shape = _dlib_predictor(5)(near, dlib.rectangle(x1, y1, x2 - 1, y2 - 1))  # dlib reads a view in place
     pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
     if turn is not None:
         pts = apply_affine(invert_affine(turn), pts)
