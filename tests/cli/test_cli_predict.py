@@ -89,6 +89,8 @@ def test_fast_accurate_and_fallback_options(folder, model, capsys):
     assert detector_choice(ns(detector="cascade", accurate=True)) == ("dlib", {})
     assert detector_choice(ns(fast=True)) == ("dlib", {"upsample": 0, "max_side": 320, "grey": True})
     assert detector_choice(ns(accurate=True)) == ("dlib", {})
+    assert detector_choice(ns(crowd=True)) == ("dlib", {"upsample": 0})
+    assert detector_choice(ns(detector="cascade", crowd=True)) == ("dlib", {"upsample": 0})
     assert detector_choice(ns(detector="dlib68", fast=True))[0] == "dlib68"
     with pytest.raises(ValueError, match="dlib detectors"):
         detector_choice(ns(detector="cropped", fast=True))
