@@ -183,11 +183,11 @@ class DlibDetector(LockedState):
                 # dlib's right/bottom are inclusive pixel indices
                 box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], dtype=np.float64) / f
                 x1, y1, x2, y2 = (int(round(v)) for v in box)
-                # landmarks from a copy of the box's neighbourhood: the same points as on the whole photo (the
-                # predictor reads pixels near its shape), without its reads spread over the photo's memory
+                # landmarks from the box's neighbourhood: the same points as on the whole photo (the predictor reads
+                # pixels near its shape; dlib reads the strided view in place)
                 mx, my = int(LANDMARK_REGION * (x2 - x1)), int(LANDMARK_REGION * (y2 - y1))
                 rx, ry = min(max(0, x1 - mx), w - 1), min(max(0, y1 - my), h - 1)
-                near = np.ascontiguousarray(image[ry : max(ry + 1, min(h, y2 + my)), rx : max(rx + 1, min(w, x2 + mx))])
+                near = image[ry : max(ry + 1, min(h, y2 + my)), rx : max(rx + 1, min(w, x2 + mx))]  # a view
                 shape = predictor(near, dlib.rectangle(x1 - rx, y1 - ry, x2 - 1 - rx, y2 - 1 - ry))
                 lm = np.array([[p.x + rx, p.y + ry] for p in shape.parts()], dtype=np.float32)
                 out.append(Detection(box.astype(np.float32), float(s), lm, self.name))
