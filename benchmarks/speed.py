@@ -439,8 +439,21 @@ AGEKIT_TIMER = textwrap.dedent("""
         return {"detect": ms(lambda: det.detect(im), reps), "hog": ms(lambda: _dlib_hog().run(im, 0, 0.0), reps),
                 "align_crop": ms(lambda: p.crop_detections(im, dets), reps),
                 "networks": ms(lambda: e._estimate(pend), reps)}
+    def mtcnn_crops(e, im):  # crops the R- and O-net see in one detection (by their side: 24 and 48 px)
+        import agekit.face.mtcnn as mt
+        seen, run = {}, mt._run_sliced
+        def counted(session, crops):
+            seen[int(crops.shape[-1])] = seen.get(int(crops.shape[-1]), 0) + len(crops)
+            return run(session, crops)
+        mt._run_sliced = counted
+        try:
+            e.pipeline.detector.detect(im)
+        finally:
+            mt._run_sliced = run
+        return {"rnet": seen.get(24, 0), "onet": seen.get(48, 0)}
+    crops_default = {n: mtcnn_crops(default, im) for n, im in photos.items()} if DEFAULT_DETECTOR.startswith("mtcnn") else {}
     print(json.dumps({"ready": True, "found": found, "found_default": found_default,
-                      "default_detector": DEFAULT_DETECTOR}), flush=True)
+                      "default_detector": DEFAULT_DETECTOR, "mtcnn_crops": crops_default}), flush=True)
     for line in sys.stdin:
         reps = json.loads(line)["reps"]
         got = {k: {n: both(lambda e=e, im=im: e.predict(im), reps) for n, im in photos.items()} for k, e in est.items()}
@@ -476,6 +489,42 @@ PEER_TIMER = textwrap.dedent("""
         print(json.dumps({"peer": {n: v[0] for n, v in got.items()}, "wall_peer": {n: v[1] for n, v in got.items()}}),
               flush=True)
 """)
+
+
+RNET, ONET = (ROOT / "src" / "agekit" / "face" / "models" / f"mtcnn_{n}.onnx" for n in ("rnet", "onet"))
+
+
+def onnx_macs(path: Path, shape: tuple[int, ...], once: bool = False) -> int:
+    """Multiply-accumulates of a graph's Conv and Gemm/MatMul nodes for one input of ``shape`` (ONNX shape
+    inference; a Conv costs output elements x input channels per group x kernel area). ``once``: convolutions that
+    read the same tensor with weights of the same shape count once (the MTCNN graphs run their first convolution
+    twice, once with negated weights, for the PReLU)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = onnx.load(str(path))
+    inp = model.graph.input[0].type.tensor_type.shape
+    for d, v in zip(inp.dim, shape):
+        d.ClearField("dim_param")
+        d.dim_value = v
+    model = shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+    weights = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    total, seen = 0, set()
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            w = weights[n.input[1]]
+            if once and (n.input[0], w) in seen:
+                continue
+            seen.add((n.input[0], w))
+            total += int(np.prod(dims[n.output[0]])) * int(np.prod(w[1:]))
+        elif n.op_type in ("Gemm", "MatMul") and n.input[1] in weights:
+            w = weights[n.input[1]]
+            total += int(np.prod(dims[n.output[0]])) * int(w[0] if n.op_type == "MatMul" or not any(
+                a.name == "transB" and a.i for a in n.attribute) else w[1])
+    return total
 
 
 class Timer:
@@ -529,7 +578,9 @@ def run_photos(rounds: int, reps: int, peer_python: str) -> dict[str, Any]:
     return {"faces": list(FACE_COUNTS), "face_px": FACE_PX, "face_files": [f.name for f in files],
             "found": {"agekit": ours.info["found"], "agekit_default": ours.info["found_default"],
                       "peer": peer.info["found"]}, "default_detector": ours.info["default_detector"],
-            "peer_versions": peer.info["versions"], "reps": reps,
+            "peer_versions": peer.info["versions"], "reps": reps, "mtcnn_crops": ours.info.get("mtcnn_crops", {}),
+            "mtcnn_macs": {k: {"graph": onnx_macs(p, (1, 3, side, side)), "network": onnx_macs(p, (1, 3, side, side), True)}
+                           for k, p, side in (("rnet", RNET, 24), ("onet", ONET, 48))},
             "ms": {**{f"agekit_{k}": series(k) for k in AGEKIT_SIDES if k in got[0]}, "peer": series("peer")},
             "wall_ms": {**{f"agekit_{k}": series(f"wall_{k}") for k in AGEKIT_SIDES if k in got[0]},
                         "peer": series("wall_peer")}, "clock": "CPU time of each one-thread process",
@@ -905,6 +956,19 @@ def _prose(name: str, result: dict[str, Any]) -> str:
                 text += (f" (the {top}-face photo: detection {med([g['detect'] for g in sd]):.1f} ms, MTCNN's three "
                          "networks and dlib's landmarks in each face's box; alignment and crops "
                          f"{med([g['align_crop'] for g in sd]):.1f}; networks {med([g['networks'] for g in sd]):.1f})")
+            lo = str(min(sec["faces"]))
+            crops, mm = sec.get("mtcnn_crops", {}), sec.get("mtcnn_macs")
+            if top in crops and lo in crops and mm and "peak" in result:
+                lim = result["peak"]["limit_gmacs"]["onnxruntime"] * 1e9
+                mc = crops[top]
+                extra = {n: (crops[top][n] - crops[lo][n]) / (int(top) - int(lo)) for n in ("rnet", "onet")}
+                need = {k: sum(extra[n] * mm[n][k] for n in extra) / lim * 1e3 for k in ("graph", "network")}
+                text += (f". In the {top}-face photo MTCNN's R-net sees {mc['rnet']} candidate boxes and its O-net "
+                         f"{mc['onet']} ({extra['rnet']:.1f} and {extra['onet']:.1f} more for each extra face); at "
+                         f"{mm['rnet']['graph'] / 1e6:.1f}M and {mm['onet']['graph'] / 1e6:.1f}M MACs a crop "
+                         f"(their shipped graphs) the two need {need['graph']:.2f} ms an extra face at the fp32 limit "
+                         f"({need['network']:.2f} ms counting the first convolution once), so with the default "
+                         "detector no setting brings an extra face under 1 ms on one thread")
             text += ("; for group photos the peer's detector (`agekit predict --crowd`) is the faster choice "
                      "when the faces are large enough for it.")
         return text
