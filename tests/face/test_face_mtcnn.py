@@ -220,3 +220,73 @@ def test_shipped_files_are_packaged_and_recorded():
     assert (MODELS / "LICENSE-MIT-MTCNN.txt").is_file()
     for name in ("pnet", "rnet", "onet"):
         assert hashlib.sha256((MODELS / f"mtcnn_{name}.onnx").read_bytes()).hexdigest() in note
+
+
+def test_nms_keeps_overlaps_up_to_the_threshold():
+    """Hand-worked: box areas count MTCNN's +1 pixel; [0,0,9,9] has area 100, [0,0,9,4] area 50 inside it (IoU
+    50 / 100 = 0.5, over the smaller box 1.0), [20,20,29,29] touches neither."""
+    from agekit.face.mtcnn import nms
+
+    boxes = np.array([[0, 0, 9, 9], [0, 0, 9, 4], [20, 20, 29, 29]], dtype=np.float64)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert nms(boxes, scores, 0.5).tolist() == [0, 1, 2]  # IoU 0.5 <= 0.5 stays
+    assert nms(boxes, scores, 0.4).tolist() == [0, 2]
+    assert nms(boxes, scores, 0.7, "min").tolist() == [0, 2]  # over the smaller box: 1.0
+    assert nms(boxes, scores[::-1].copy(), 0.4).tolist() == [2, 1]  # the best score first: box 1 beats box 0
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+
+
+def test_nms_all_pairs_at_once_equals_one_box_at_a_time(monkeypatch):
+    """The all-pairs path and the greedy loop keep the same boxes, degenerate ones included, and past
+    NMS_MATRIX_MAX boxes nms takes the loop."""
+    import agekit.face.mtcnn as mt
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(1, 300))
+        corner = rng.uniform(0, 300, (n, 2))
+        boxes = np.concatenate([corner, corner + rng.uniform(-5, 80, (n, 2))], 1)
+        if trial % 2:
+            boxes = np.round(boxes)
+        scores = np.round(rng.random(n), 1)  # ties: the stable order decides
+        for method in ("union", "min"):
+            for t in (0.5, 0.7):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    greedy = mt._nms_greedy(boxes, np.argsort(-scores, kind="stable"), t, method)
+                    assert mt.nms(boxes, scores, t, method).tolist() == greedy.tolist()
+    calls = []
+    monkeypatch.setattr(mt, "NMS_MATRIX_MAX", 4)
+    monkeypatch.setattr(mt, "_nms_greedy", lambda *a: calls.append(len(a[0])) or np.zeros(0, np.int64))
+    mt.nms(np.tile([[0.0, 0.0, 9.0, 9.0]], (5, 1)), np.ones(5), 0.5)
+    assert calls == [5]
+
+
+def test_sliced_runs_give_one_runs_outputs():
+    """The R- and O-net run CROP_SLICE crops at a time: each crop's outputs equal those of one run over all."""
+    from agekit.face.mtcnn import CROP_SLICE, _run_sliced
+
+    _, rnet, onet = _sessions(1, 0)
+    rng = np.random.default_rng(1)
+    for session, side in ((rnet, 24), (onet, 48)):
+        crops = (rng.random((2 * CROP_SLICE + 5, 3, side, side)) * 255).astype(np.float32)
+        whole = session.run(None, {"image": crops})
+        sliced = _run_sliced(session, crops)
+        assert [a.shape for a in sliced] == [a.shape for a in whole]
+        assert all(np.array_equal(a, b) for a, b in zip(sliced, whole))
+        with pytest.raises(ValueError, match="no crops"):
+            _run_sliced(session, crops[:0])
+
+
+def test_shipped_graphs_split_the_first_prelu():
+    """Each shipped net computes its first PReLU as ReLU(conv) + scale x ReLU(-conv) (no PRelu node reads the
+    first convolution; ONNX Runtime keeps both in its blocked layout), and the later PReLUs as PRelu nodes."""
+    import onnx
+
+    for name, later in (("pnet", 2), ("rnet", 3), ("onet", 4)):
+        graph = onnx.load(str(MODELS / f"mtcnn_{name}.onnx")).graph
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        first = [c for c in convs if c.input[0] == convs[0].input[0]]
+        assert len(first) == 2, name  # the convolution and its negated twin read the same input
+        readers = {n.op_type for n in graph.node for c in first if c.output[0] in n.input}
+        assert readers == {"Relu"}, (name, readers)
+        assert sum(n.op_type == "PRelu" for n in graph.node) == later, name
