@@ -290,3 +290,28 @@ def test_shipped_graphs_split_the_first_prelu():
         readers = {n.op_type for n in graph.node for c in first if c.output[0] in n.input}
         assert readers == {"Relu"}, (name, readers)
         assert sum(n.op_type == "PRelu" for n in graph.node) == later, name
+
+
+def test_crops_equal_a_padded_copy_shrunk():
+    """Each crop equals the box cut from a black-padded copy of the photo (its halving for large boxes) and shrunk
+    with area averaging, whether the box lies inside the photo (cut from a view) or reaches past it."""
+    from agekit.face.mtcnn import _crops, _Halves
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    corner = rng.uniform(-20, 150, (40, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 130, (40, 1))], 1)
+    got = _crops(_Halves(image), boxes, 24)
+    halves = _Halves(image)
+    for k, (x1, y1, x2, y2) in enumerate(np.trunc(boxes).astype(int)):
+        x0, y0, bw, bh = x1 - 1, y1 - 1, max(1, x2 - x1 + 1), max(1, y2 - y1 + 1)
+        level = max(0, int(np.log2(max(bw, bh) / 24)) - 1)
+        if level:
+            x0, y0, bw, bh = (max(1, int(round(v / 2**level))) if i > 1 else int(round(v / 2**level))
+                              for i, v in enumerate((x0, y0, bw, bh)))
+        src = halves[level]
+        pad = np.zeros((src.shape[0] + 400, src.shape[1] + 400, 3), np.uint8)
+        pad[200:-200, 200:-200] = src
+        want = cv2.resize(pad[y0 + 200 : y0 + 200 + bh, x0 + 200 : x0 + 200 + bw], (24, 24),
+                          interpolation=cv2.INTER_AREA)
+        assert np.array_equal(got[k], want.transpose(2, 0, 1).astype(np.float32)), k
