@@ -436,9 +436,11 @@ AGEKIT_TIMER = textwrap.dedent("""
         p = e.pipeline; det = p.detector
         dets = det.detect(im); fr = p.crop_detections(im, dets); pend = [({}, f) for f in fr.faces]
         from agekit.face.detect import _dlib_hog
-        return {"detect": ms(lambda: det.detect(im), reps), "hog": ms(lambda: _dlib_hog().run(im, 0, 0.0), reps),
-                "align_crop": ms(lambda: p.crop_detections(im, dets), reps),
-                "networks": ms(lambda: e._estimate(pend), reps)}
+        out = {"detect": ms(lambda: det.detect(im), reps), "align_crop": ms(lambda: p.crop_detections(im, dets), reps),
+               "networks": ms(lambda: e._estimate(pend), reps)}
+        if det.name == "dlib":  # the HOG scan of that detection (MTCNN has none)
+            out["hog"] = ms(lambda: _dlib_hog().run(im, 0, 0.0), reps)
+        return out
     def mtcnn_crops(e, im):  # crops the R- and O-net see in one detection (by their side: 24 and 48 px)
         import agekit.face.mtcnn as mt
         seen, run = {}, mt._run_sliced
@@ -494,11 +496,11 @@ PEER_TIMER = textwrap.dedent("""
 RNET, ONET = (ROOT / "src" / "agekit" / "face" / "models" / f"mtcnn_{n}.onnx" for n in ("rnet", "onet"))
 
 
-def onnx_macs(path: Path, shape: tuple[int, ...], once: bool = False) -> int:
+def onnx_macs(path: Path, shape: tuple[int, ...]) -> dict[str, int]:
     """Multiply-accumulates of a graph's Conv and Gemm/MatMul nodes for one input of ``shape`` (ONNX shape
-    inference; a Conv costs output elements x input channels per group x kernel area). ``once``: convolutions that
-    read the same tensor with weights of the same shape count once (the MTCNN graphs run their first convolution
-    twice, once with negated weights, for the PReLU)."""
+    inference; a Conv costs output elements x input channels per group x kernel area): ``graph``, every node, and
+    ``network``, where convolutions that read the same tensor with weights of the same shape count once (the MTCNN
+    graphs run their first convolution twice, once with negated weights, for the PReLU)."""
     import numpy as np
     import onnx
     from onnx import numpy_helper, shape_inference
@@ -512,18 +514,19 @@ def onnx_macs(path: Path, shape: tuple[int, ...], once: bool = False) -> int:
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
     weights = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
-    total, seen = 0, set()
+    total, seen = {"graph": 0, "network": 0}, set()
     for n in model.graph.node:
         if n.op_type == "Conv":
             w = weights[n.input[1]]
-            if once and (n.input[0], w) in seen:
-                continue
+            macs = int(np.prod(dims[n.output[0]])) * int(np.prod(w[1:]))
+            total["graph"] += macs
+            total["network"] += 0 if (n.input[0], w) in seen else macs
             seen.add((n.input[0], w))
-            total += int(np.prod(dims[n.output[0]])) * int(np.prod(w[1:]))
         elif n.op_type in ("Gemm", "MatMul") and n.input[1] in weights:
             w = weights[n.input[1]]
-            total += int(np.prod(dims[n.output[0]])) * int(w[0] if n.op_type == "MatMul" or not any(
+            macs = int(np.prod(dims[n.output[0]])) * int(w[0] if n.op_type == "MatMul" or not any(
                 a.name == "transB" and a.i for a in n.attribute) else w[1])
+            total = {k: v + macs for k, v in total.items()}
     return total
 
 
@@ -579,8 +582,7 @@ def run_photos(rounds: int, reps: int, peer_python: str) -> dict[str, Any]:
             "found": {"agekit": ours.info["found"], "agekit_default": ours.info["found_default"],
                       "peer": peer.info["found"]}, "default_detector": ours.info["default_detector"],
             "peer_versions": peer.info["versions"], "reps": reps, "mtcnn_crops": ours.info.get("mtcnn_crops", {}),
-            "mtcnn_macs": {k: {"graph": onnx_macs(p, (1, 3, side, side)), "network": onnx_macs(p, (1, 3, side, side), True)}
-                           for k, p, side in (("rnet", RNET, 24), ("onet", ONET, 48))},
+            "mtcnn_macs": {k: onnx_macs(p, (1, 3, side, side)) for k, p, side in (("rnet", RNET, 24), ("onet", ONET, 48))},
             "ms": {**{f"agekit_{k}": series(k) for k in AGEKIT_SIDES if k in got[0]}, "peer": series("peer")},
             "wall_ms": {**{f"agekit_{k}": series(f"wall_{k}") for k in AGEKIT_SIDES if k in got[0]},
                         "peer": series("wall_peer")}, "clock": "CPU time of each one-thread process",

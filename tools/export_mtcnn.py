@@ -16,7 +16,6 @@ Needs ``torch``, ``onnx`` and ``onnxruntime`` (``pip install 'agekit[export]'``)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import sys
 import zipfile
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from agekit.weightfile import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "agekit" / "face" / "models"
@@ -168,7 +169,7 @@ def fixed_input(name: str) -> np.ndarray:
 
 def read_wheel(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     """The three state dicts from the wheel (checked against WHEEL_SHA256)."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if digest != WHEEL_SHA256:
         raise SystemExit(f"{path}: sha256 {digest}, expected {WHEEL_SHA256} ({WHEEL})")
     with zipfile.ZipFile(path) as z:
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             None, {"image": fixed_input(name)})
         err = max(float(np.abs(g - t.numpy()).max()) for g, t in zip(got, outs))
         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {path.stat().st_size:,} bytes, "
-              f"sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}, largest difference from torch {err:.2e}")
+              f"sha256 {file_sha256(path)}, largest difference from torch {err:.2e}")
     return 0
 
 

@@ -63,6 +63,19 @@ CROP_SLICE = 16  # crops per R- or O-net run: their maps stay in the cache
 NMS_MATRIX_MAX = 1024  # boxes up to which nms compares all pairs at once (8 MB per float64 matrix)
 
 
+def _overlap(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """Overlap of boxes ``a`` and ``b`` (x1, y1, x2, y2 on the last axis, broadcast against each other), areas
+    counting MTCNN's +1 pixel: intersection over union, or over the smaller box for ``min``."""
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    w = np.maximum(0.0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
+    h = np.maximum(0.0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
+    inter = w * h
+    if method == "min":
+        return inter / np.minimum(area_a, area_b)
+    return inter / (area_a + area_b - inter)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
     """Greedy non-maximum suppression, best score first: the kept indices. ``method`` ``union`` compares
     intersection over union, ``min`` intersection over the smaller box (MTCNN's last stage). Up to
@@ -72,16 +85,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "
     order = np.argsort(-scores, kind="stable")
     if len(order) > NMS_MATRIX_MAX:
         return _nms_greedy(boxes, order, threshold, method)
-    x1, y1, x2, y2 = (boxes[order, k] for k in range(4))
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    w = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + 1)
-    h = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + 1)
-    inter = w * h
-    if method == "min":
-        o = inter / np.minimum(area[:, None], area)
-    else:
-        o = inter / (area[:, None] + area - inter)
-    gone = ~(o <= threshold)  # as the greedy loop keeps only overlaps <= threshold (NaN included in the rest)
+    ranked = boxes[order, :4]
+    # as the one-at-a-time loop keeps only overlaps <= threshold (NaN included in the rest)
+    gone = ~(_overlap(ranked[:, None], ranked[None], method) <= threshold)
     alive = np.ones(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
@@ -93,21 +99,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "
 
 def _nms_greedy(boxes: np.ndarray, order: np.ndarray, threshold: float, method: str) -> np.ndarray:
     """:func:`nms` one kept box at a time (for many boxes)."""
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    keep = []
+    b, keep = boxes[:, :4], []
     while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        if method == "min":
-            o = inter / np.minimum(area[i], area[rest])
-        else:
-            o = inter / (area[i] + area[rest] - inter)
-        order = rest[o <= threshold]
+        keep.append(order[0])
+        order = order[1:][_overlap(b[order[0]], b[order[1:]], method) <= threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
